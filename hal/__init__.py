@@ -1,0 +1,1 @@
+"""Hardware abstraction: what differs per device (crypto backends, network IO, platform glue)."""
