@@ -1,0 +1,98 @@
+"""Hashes and the one block cipher the control plane needs (MD4/DES for MS-CHAP, MD5 for CHAP and hidden AVPs).
+
+Each name uses the platform's C implementation when it exists and falls back to `sluice.hal.crypto.pure`
+otherwise: MicroPython's WebAssembly build has only sha256, OpenSSL 3 hides MD4 behind the legacy provider.
+"""
+
+try:
+    import hashlib as _hashlib
+except ImportError:  # pragma: no cover - every MicroPython port we target has hashlib
+    _hashlib = None
+
+
+def _native(name):
+    if _hashlib is None:
+        return None
+    ctor = getattr(_hashlib, name, None)
+    if ctor is None:
+        return None
+    try:
+        ctor(b"").digest()
+    except Exception:  # OpenSSL 3 without the legacy provider raises on md4
+        return None
+    return ctor
+
+
+def _pick(name, pure_module):
+    ctor = _native(name)
+    if ctor is not None:
+        return lambda data: ctor(data).digest()
+    box = []
+
+    def pure(data):
+        # Imported on first use so that a port which never needs this hash never loads it.
+        if not box:
+            mod = __import__("sluice.hal.crypto.pure." + pure_module, None, None, [pure_module])
+            box.append(mod.digest)
+        return box[0](data)
+
+    return pure
+
+
+md4 = _pick("md4", "md4")
+md5 = _pick("md5", "md5")
+sha1 = _pick("sha1", "sha1")
+sha256 = _pick("sha256", "sha256")
+
+_BLOCK = {"md5": 64, "sha1": 64, "sha256": 64, "md4": 64}
+_HASH = {"md5": md5, "sha1": sha1, "sha256": sha256, "md4": md4}
+
+
+def hmac(name, key, msg):
+    """RFC 2104 HMAC over the hashes above (the stdlib hmac module is absent on MicroPython)."""
+    h = _HASH[name]
+    block = _BLOCK[name]
+    if len(key) > block:
+        key = h(key)
+    key = key + b"\x00" * (block - len(key))
+    ipad = bytes(b ^ 0x36 for b in key)
+    opad = bytes(b ^ 0x5C for b in key)
+    return h(opad + h(ipad + msg))
+
+
+def _des_native():
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        try:
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+        except ImportError:
+            TripleDES = algorithms.TripleDES
+    except ImportError:
+        return None
+
+    def encrypt(key8, block8):
+        # 3DES-EDE with K1 = K2 = K3 is single DES.
+        enc = Cipher(TripleDES(key8 * 3), modes.ECB()).encryptor()
+        return enc.update(block8) + enc.finalize()
+
+    try:
+        encrypt(b"\x01" * 8, b"\x00" * 8)
+    except Exception:
+        return None
+    return encrypt
+
+
+def _des_pure():
+    from sluice.hal.crypto.pure import des
+    return des.encrypt_block
+
+
+_des = None
+
+
+def des_encrypt_block(key8, block8):
+    """Single-DES encryption of one 8-byte block with an 8-byte key (parity bits ignored)."""
+    global _des
+    if _des is None:
+        _des = _des_native() or _des_pure()
+    return _des(key8, block8)
