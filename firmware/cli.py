@@ -1,0 +1,257 @@
+"""`sluice`: the command line. Daemons stay in the foreground; the rest talk to them over the control socket."""
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _load(path, section=None):
+    from sluice.config import load
+
+    return load(path) if section is None else load(path, section=section)
+
+
+def _pick(sections, wanted, kind, path):
+    from sluice.config import ConfigError
+
+    if wanted:
+        for s in sections:
+            if s.name == wanted:
+                return s
+        raise ConfigError(["%s: no %s section named %r (have: %s)" % (
+            path, kind, wanted, ", ".join(repr(s.name) for s in sections) or "none")])
+    enabled = [s for s in sections if getattr(s, "enabled", True)]
+    if len(enabled) == 1:
+        return enabled[0]
+    if not enabled:
+        raise ConfigError(["%s: no enabled %s section" % (path, kind)])
+    raise ConfigError(["%s: several %s sections (%s): choose one with --section" % (
+        path, kind, ", ".join(repr(s.name) for s in enabled))])
+
+
+def _make_log(args, name):
+    from sluice.engine.log import Log, DEBUG, INFO
+
+    return Log("sluice-" + name, DEBUG if args.verbose else INFO, use_syslog=args.syslog)
+
+
+def cmd_server(args):
+    from sluice.engine.daemon import Daemon
+    from sluice.engine.server import Server
+
+    config = _load(args.config)
+    section = _pick(config.servers, args.section, "server", args.config)
+    name = args.name or section.name or "server"
+    log = _make_log(args, name)
+    if section.ipsec:
+        log.error("option ipsec '1' in server %r: IPsec is not in this build yet; set ipsec '0' "
+                  "to accept plain L2TP (unencrypted)", section.name)
+        return EXIT_CONFIG
+    d = Daemon(name, "server", log, lambda: _load(args.config),
+               lambda c: _pick(c.servers, section.name, "server", args.config),
+               lambda c, s, loop: Server(c, s, loop, log))
+    return d.run()
+
+
+def cmd_client(args):
+    from sluice.engine.client import Client
+    from sluice.engine.daemon import Daemon
+
+    config = _load(args.config)
+    section = _pick(config.clients, args.section, "client", args.config)
+    name = args.name or section.name or "client"
+    log = _make_log(args, name)
+    if section.ipsec:
+        log.error("option ipsec '1' in client %r: IPsec is not in this build yet; set ipsec '0' "
+                  "to connect with plain L2TP (unencrypted)", section.name)
+        return EXIT_CONFIG
+    d = Daemon(name, "client", log, lambda: _load(args.config),
+               lambda c: _pick(c.clients, section.name, "client", args.config),
+               lambda c, s, loop: Client(c, s, loop, log, hook=args.hook,
+                                         configure_host=not args.netifd, interface=args.section or s.name))
+    return d.run()
+
+
+def _daemon_names(args):
+    from sluice.engine.control import running_daemons
+
+    if args.name:
+        return [args.name]
+    return running_daemons()
+
+
+def cmd_status(args):
+    from sluice.engine.control import request
+
+    names = _daemon_names(args)
+    result = []
+    for n in names:
+        try:
+            reply = request(n, {"cmd": "status"})
+            result.append(reply.get("status", {"name": n, "error": reply.get("error")}))
+        except (OSError, ValueError) as e:
+            result.append({"name": n, "error": "not running (%s)" % getattr(e, "strerror", None) or e})
+    if args.json:
+        out = result[0] if args.name and result else result
+        json.dump(out, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        if not result:
+            print("no sluice daemon is running")
+        for st in result:
+            print(format_status(st))
+    return 0 if all("error" not in st for st in result) else EXIT_RUNTIME
+
+
+def _bytes(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return "%d %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
+        n /= 1000.0
+    return "%.1f TB" % n
+
+
+def format_status(st):
+    if "error" in st:
+        return "%s: %s" % (st.get("name"), st["error"])
+    lines = []
+    if st.get("role") == "server":
+        pool = st.get("pool", {})
+        lines.append("%s: server on %s, TUN %s, pool %s-%s (%d in use), %d session(s)" % (
+            st["name"], st.get("listen"), st.get("ifname"), pool.get("start"), pool.get("end"),
+            pool.get("used", 0), st.get("sessions", 0)))
+    else:
+        c = st.get("counters", {})
+        lines.append("%s: client to %s, TUN %s, %s%s; rx %s, tx %s" % (
+            st["name"], st.get("server"), st.get("ifname"), st.get("state"),
+            "" if st.get("wanted", True) else " (disconnected by request)",
+            _bytes(c.get("rx_bytes", 0)), _bytes(c.get("tx_bytes", 0))))
+    for t in st.get("tunnels", []):
+        lines.append("  tunnel %s <-> %s (peer tunnel %s): %s" % (
+            t.get("tunnel_id", t.get("local_tunnel_id")), t.get("peer"), t.get("peer_tunnel_id"), t.get("state")))
+        for s in t.get("sessions", []):
+            extra = ""
+            if "rx_bytes" in s:
+                extra = ", rx %s, tx %s" % (_bytes(s["rx_bytes"]), _bytes(s["tx_bytes"]))
+            lines.append("    session %s: %s %s %s, up %ss%s" % (
+                s.get("session_id"), s.get("user") or "", s.get("ip") or "-", s.get("state"), s.get("uptime"), extra))
+    if st.get("last_error"):
+        lines.append("  last error: %s" % st["last_error"])
+    return "\n".join(lines)
+
+
+def cmd_control(args):
+    from sluice.engine.control import request
+
+    names = _daemon_names(args)
+    if not names:
+        print("no sluice daemon is running", file=sys.stderr)
+        return EXIT_RUNTIME
+    code = 0
+    for n in names:
+        try:
+            reply = request(n, {"cmd": args.command})
+        except (OSError, ValueError) as e:
+            print("%s: not running (%s)" % (n, e), file=sys.stderr)
+            code = EXIT_RUNTIME
+            continue
+        if not reply.get("ok"):
+            print("%s: %s" % (n, reply.get("error")), file=sys.stderr)
+            code = EXIT_RUNTIME
+    return code
+
+
+def cmd_check(args):
+    config = _load(args.config)
+    for w in config.warnings:
+        print("warning: %s" % w, file=sys.stderr)
+    print("%s: %d server(s), %d client(s), %d user(s): OK" % (
+        args.config, len(config.servers), len(config.clients), len(config.users)))
+    return 0
+
+
+def cmd_genpsk(args):
+    from sluice.config.model import genpsk
+
+    print(genpsk())
+    return 0
+
+
+def cmd_crypto(args):
+    try:
+        from sluice.hal.crypto import select as crypto_select
+    except ImportError:
+        print("the crypto backend table is not available in this build", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(crypto_select.report_text())
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="sluice", description="L2TP/IPsec VPN client and server")
+    p.add_argument("--version", action="version", version="sluice 0.1.0")
+    sub = p.add_subparsers(dest="cmd")
+
+    def daemon_args(sp):
+        sp.add_argument("--config", "-c", required=True, help="configuration file (UCI syntax)")
+        sp.add_argument("--section", "-s", help="which server/client section to run (default: the only one)")
+        sp.add_argument("--name", "-n", help="daemon name for the control socket (default: the section name)")
+        sp.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+        sp.add_argument("--syslog", action="store_true", help="log to syslog instead of stderr")
+
+    sp = sub.add_parser("server", help="run an L2TP server (LNS) in the foreground")
+    daemon_args(sp)
+    sp.set_defaults(func=cmd_server)
+    sp = sub.add_parser("client", help="run an L2TP client (LAC) in the foreground")
+    daemon_args(sp)
+    sp.add_argument("--hook", help="script run on connect/disconnect (vpnc-script style environment)")
+    sp.add_argument("--netifd", action="store_true",
+                    help="leave addresses and routes to the hook (netifd configures the interface)")
+    sp.set_defaults(func=cmd_client)
+    sp = sub.add_parser("status", help="show tunnels and sessions of running daemons")
+    sp.add_argument("--name", "-n", help="only this daemon")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_status)
+    for c in ("connect", "disconnect"):
+        sp = sub.add_parser(c, help="%s a running client" % c)
+        sp.add_argument("--name", "-n", help="the client daemon (default: all running)")
+        sp.set_defaults(func=cmd_control, command=c)
+    sp = sub.add_parser("check", help="validate a configuration file")
+    sp.add_argument("--config", "-c", required=True)
+    sp.set_defaults(func=cmd_check)
+    sp = sub.add_parser("genpsk", help="print a strong pre-shared key")
+    sp.set_defaults(func=cmd_genpsk)
+    sp = sub.add_parser("crypto", help="list crypto backends with their self-test results and speed")
+    sp.set_defaults(func=cmd_crypto)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    from sluice.config import ConfigError
+
+    try:
+        code = args.func(args)
+    except ConfigError as e:
+        for line in getattr(e, "errors", None) or [str(e)]:
+            print("error: %s" % line, file=sys.stderr)
+        code = EXIT_CONFIG
+    except RuntimeError as e:
+        print("error: %s" % e, file=sys.stderr)
+        code = EXIT_RUNTIME
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

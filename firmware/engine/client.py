@@ -1,0 +1,436 @@
+"""The LAC side: dials one server, runs the PPP client link, and routes chosen prefixes through a TUN.
+
+The client owns its redial policy: any loss (tunnel, session or PPP) tears the session down, reports
+`disconnect` to the hook, and dials again after `redial_delay` unless the user asked it to stay down.
+"""
+
+import os
+import socket
+import subprocess
+
+from sluice.engine import datapath
+from sluice.engine.datapath import DataError, PPP_IP
+from sluice.engine.reasons import why as _why
+from sluice.engine.timers import TimerSlot
+from sluice.hal.net import iproute
+from sluice.hal.net.udp import bind_udp
+from sluice.l2tp import events as l2ev
+from sluice.l2tp.tunnel import Tunnel, TunnelConfig, LAC
+from sluice.ppp import events as pppev
+from sluice.ppp.config import PppConfig
+from sluice.ppp.link import PppLink
+
+BUF_SIZE = 65535
+CONNECT_TIMEOUT = 60.0
+STOPCCN_SHUTDOWN = 6
+CDN_ADMIN = 3
+
+
+class Client:
+    def __init__(self, config, section, loop, log, hook=None, tun=None, sock=None, rng=os.urandom,
+                 configure_host=True, interface=None):
+        self.config = config
+        self.cli = section
+        self.loop = loop
+        self.log = log
+        self.hook = hook
+        self.interface = interface or section.name
+        self.rng = rng
+        self.configure_host = configure_host
+        self.tun = tun
+        self.sock = sock
+        self.server_addr = None
+        self.tunnel = None
+        self.sid = None
+        self.link = None
+        self.hdr = None
+        self.ctl_hdr = None
+        self.state = "idle"
+        self.wanted = True  # the user wants the tunnel up (connect/disconnect commands)
+        self.local_ip = None
+        self.peer_ip = None
+        self.dns = []
+        self.ip_key = None
+        self.installed = []  # routes we added, removed on teardown
+        self.dial_started = None
+        self.up_since = None
+        self.failures = 0
+        self.last_error = None
+        self.tunnel_timer = TimerSlot(loop, self._tunnel_timer)
+        self.link_timer = TimerSlot(loop, self._link_timer)
+        self.redial_timer = TimerSlot(loop, self._redial_due)
+        self.buf = bytearray(BUF_SIZE)
+        self.view = memoryview(self.buf)
+        self.tbuf = bytearray(BUF_SIZE)
+        self.tview = memoryview(self.tbuf)
+        self.counters = {"malformed": 0, "unknown_session": 0, "rx_packets": 0, "rx_bytes": 0,
+                         "tx_packets": 0, "tx_bytes": 0, "connects": 0, "spoofed": 0}
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def start(self, now):
+        c = self.cli
+        if self.tun is None:
+            from sluice.hal.net.tun import TunDevice
+
+            self.tun = TunDevice(c.ifname)
+        if self.sock is None:
+            self.server_addr = _resolve(c.server, c.port)
+            self.sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
+            self.sock.connect(self.server_addr)
+        self.loop.add_reader(self.sock, self._udp_readable)
+        self.loop.add_reader(self.tun, self._tun_readable)
+        if not c.ipsec:
+            self.log.warning("connecting without IPsec (option ipsec '0'): traffic is not encrypted")
+        self.dial(now)
+
+    def dial(self, now):
+        if self.tunnel is not None or not self.wanted:
+            return
+        c = self.cli
+        self.state = "connecting"
+        self.dial_started = now
+        self.log.info("connecting to %s:%d as %s", c.server, c.port, c.username)
+        tid = 0
+        while tid == 0:
+            tid = int.from_bytes(self.rng(2), "big")
+        self.tunnel = Tunnel(LAC, tid, self.rng, TunnelConfig(
+            host_name=socket.gethostname() or "sluice",
+            secret=(getattr(c, "tunnel_secret", None) or None),
+            hello_interval=getattr(c, "hello_interval", 60),
+        ))
+        self.tunnel.start(now)
+        self.sid = self.tunnel.open_session(now)
+        self.loop.call_at(now + CONNECT_TIMEOUT, self._connect_deadline)
+        self._pump_tunnel(now)
+
+    def _connect_deadline(self, now):
+        if self.state == "connecting" and self.dial_started is not None and now - self.dial_started >= CONNECT_TIMEOUT - 0.01:
+            self._fail(now, "no answer from %s within %d s" % (self.cli.server, CONNECT_TIMEOUT))
+
+    # -- network side ------------------------------------------------------------------------------------
+
+    def _udp_readable(self, now):
+        buf, view, sock = self.buf, self.view, self.sock
+        for _ in range(64):
+            try:
+                n = sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # ICMP port unreachable on a connected socket: the server is not listening (yet).
+                self.last_error = "server %s: %s" % (self.cli.server, e.strerror)
+                return
+            tunnel = self.tunnel
+            if tunnel is None:
+                continue
+            if n >= 2 and buf[0] & 0x80:
+                tunnel.datagram_received(bytes(view[:n]), now)
+                self._pump_tunnel(now)
+                continue
+            try:
+                tid, sid, p, end = datapath.parse_data(buf, n)
+                if sid != self.sid or tid != tunnel.local_tunnel_id:
+                    self.counters["unknown_session"] += 1
+                    continue
+                proto, q = datapath.ppp_protocol(buf, p, end)
+                if proto == PPP_IP:
+                    if self.ip_key is None:
+                        continue
+                    self.counters["rx_packets"] += 1
+                    self.counters["rx_bytes"] += end - q
+                    self.tun.write(view[q:end])
+                elif self.link is not None:
+                    self.link.frame_received(bytes(view[p:end]), now)
+                    self._pump_link(now)
+            except DataError:
+                self.counters["malformed"] += 1
+
+    def _tun_readable(self, now):
+        tview, sock = self.tview, self.sock
+        counters = self.counters
+        for _ in range(64):
+            n = self.tun.read_into(self.tbuf)
+            if n <= 0:
+                return
+            hdr = self.hdr
+            if hdr is None or self.ip_key is None or n < 20 or self.tbuf[0] >> 4 != 4:
+                continue
+            counters["tx_packets"] += 1
+            counters["tx_bytes"] += n
+            try:
+                sock.sendmsg((hdr, tview[:n]))
+            except OSError:
+                pass
+
+    # -- machines ----------------------------------------------------------------------------------------
+
+    def _tunnel_timer(self, now):
+        t = self.tunnel
+        if t is None:
+            return
+        d = t.get_timer()
+        if d is not None and d <= now:
+            t.handle_timer(now)
+        self._pump_tunnel(now)
+
+    def _pump_tunnel(self, now):
+        t = self.tunnel
+        if t is None:
+            return
+        for data in t.datagrams_to_send():
+            try:
+                self.sock.send(data)
+            except OSError:
+                pass
+        while self.tunnel is t:
+            ev = t.next_event()
+            if ev is None:
+                break
+            self._tunnel_event(ev, now)
+        if self.tunnel is t:
+            self.tunnel_timer.arm(t.get_timer())
+
+    def _tunnel_event(self, ev, now):
+        if isinstance(ev, l2ev.TunnelUp):
+            self.log.info("L2TP tunnel up (peer %s)", ev.peer_host_name)
+        elif isinstance(ev, l2ev.SessionUp):
+            if ev.session_id != self.sid:
+                return
+            t = self.tunnel
+            self.hdr = datapath.data_header(t.peer_tunnel_id, ev.peer_session_id)
+            self.ctl_hdr = datapath.l2tp_header(t.peer_tunnel_id, ev.peer_session_id)
+            c = self.cli
+            self.link = PppLink("client", PppConfig(
+                mru=c.mtu, auth=tuple(c.auth), username=c.username, password=c.password,
+                echo_interval=getattr(c, "lcp_echo_interval", 30), echo_failure=getattr(c, "lcp_echo_failure", 4),
+                ipv6=bool(getattr(c, "ipv6", False)),
+            ), self.rng)
+            self.link.open(now)
+            self._pump_link(now)
+        elif isinstance(ev, l2ev.SessionDown):
+            if ev.session_id == self.sid:
+                self._fail(now, "the server closed the L2TP session (%s)" % _why(ev), notify=False)
+        elif isinstance(ev, l2ev.TunnelDown):
+            self._fail(now, "the L2TP tunnel went down (%s)" % _why(ev), notify=False, tunnel_gone=True)
+
+    def _link_timer(self, now):
+        link = self.link
+        if link is None:
+            return
+        d = link.get_timer()
+        if d is not None and d <= now:
+            link.handle_timer(now)
+        self._pump_link(now)
+
+    def _pump_link(self, now):
+        link = self.link
+        if link is None:
+            return
+        for frame in link.frames_to_send():
+            try:
+                self.sock.sendmsg((self.ctl_hdr, frame))
+            except OSError:
+                pass
+        while self.link is link:
+            ev = link.next_event()
+            if ev is None:
+                break
+            self._link_event(ev, now)
+        if self.link is link:
+            self.link_timer.arm(link.get_timer())
+
+    def _link_event(self, ev, now):
+        if isinstance(ev, pppev.Authenticated):
+            self.log.info("authenticated to the server")
+        elif isinstance(ev, pppev.AuthFailed):
+            self.last_error = ev.reason
+            self.log.error("authentication failed: %s", ev.reason)
+        elif isinstance(ev, pppev.IpUp):
+            self._ip_up(ev, now)
+        elif isinstance(ev, pppev.LinkDown):
+            self._fail(now, "PPP link down: %s" % ev.reason)
+
+    def _ip_up(self, ev, now):
+        c = self.cli
+        self.local_ip, self.peer_ip = ev.local_ip, ev.peer_ip
+        self.dns = list(ev.dns or [])
+        routes = list(c.routes)
+        if self.configure_host:
+            try:
+                iproute.addr_flush(self.tun.name)
+                iproute.addr_add(self.tun.name, self.local_ip, peer=self.peer_ip)
+                iproute.link_up(self.tun.name, c.mtu)
+                if c.defaultroute:
+                    self._install_default_route()
+                for r in routes:
+                    iproute.route_add(r, self.tun.name, src=self.local_ip)
+                    self.installed.append(r)
+            except iproute.IpError as e:
+                self.log.error("cannot configure %s: %s", self.tun.name, e)
+        self.ip_key = socket.inet_aton(self.local_ip)
+        self.state = "up"
+        self.up_since = now
+        self.failures = 0
+        self.counters["connects"] += 1
+        self.last_error = None
+        self.log.info("connected: %s, peer %s, DNS %s, %.2f s", self.local_ip, self.peer_ip,
+                      " ".join(self.dns) or "none", now - self.dial_started)
+        self._run_hook("connect", routes)
+
+    def _install_default_route(self):
+        # Keep the path to the server outside the tunnel, then cover the whole space with two /1 routes
+        # so the original default route stays for when the tunnel goes.
+        server = self.server_addr[0] if self.server_addr else self.cli.server
+        via = iproute.route_get(server)
+        if via.get("via"):
+            iproute.route_via(server + "/32", via["via"], via.get("dev"))
+            self.installed.append(server + "/32")
+        for r in ("0.0.0.0/1", "128.0.0.0/1"):
+            iproute.route_add(r, self.tun.name, src=self.local_ip)
+            self.installed.append(r)
+
+    def _fail(self, now, reason, notify=True, tunnel_gone=False):
+        """Tear the session and tunnel down after a loss, and schedule the redial."""
+        was_up = self.state == "up"
+        self.last_error = reason
+        self.log.warning("%s", reason)
+        self._teardown(now, notify_peer=notify and not tunnel_gone, reason=reason)
+        if was_up:
+            self._run_hook("disconnect", [])
+        self.failures += 1
+        if self.wanted and self.cli.redial:
+            delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), 300)
+            self.state = "waiting"
+            self.log.info("redialling in %d s", delay)
+            self.redial_timer.arm(now + delay)
+        else:
+            self.state = "idle"
+
+    def _teardown(self, now, notify_peer, reason):
+        t = self.tunnel
+        if notify_peer and t is not None:
+            if self.link is not None:
+                self.link.close(now, reason)
+                self._pump_link(now)
+            try:
+                t.close(now, STOPCCN_SHUTDOWN, reason[:64])
+            except Exception:
+                pass
+            for data in t.datagrams_to_send():
+                try:
+                    self.sock.send(data)
+                except OSError:
+                    pass
+        self.link = None
+        self.tunnel = None
+        self.hdr = self.ctl_hdr = None
+        self.ip_key = None
+        self.up_since = None
+        if self.configure_host:
+            for r in reversed(self.installed):
+                iproute.route_del(r)
+            if self.tun is not None and self.local_ip:
+                iproute.addr_flush(self.tun.name)
+        self.installed = []
+        self.local_ip = self.peer_ip = None
+
+    def _redial_due(self, now):
+        if self.state == "waiting" and self.wanted:
+            self.dial(now)
+
+    def _run_hook(self, reason, routes):
+        if not self.hook:
+            return
+        env = dict(os.environ)
+        env.update({
+            "reason": reason,
+            "INTERFACE": self.interface,
+            "TUNDEV": self.tun.name,
+            "INTERNAL_IP4_ADDRESS": self.local_ip or "",
+            "INTERNAL_IP4_PEER": self.peer_ip or "",
+            "INTERNAL_IP4_DNS": " ".join(self.dns) if self.cli.peerdns else "",
+            "INTERNAL_IP4_MTU": str(self.cli.mtu),
+            "ROUTES": " ".join(routes),
+            "DEFAULTROUTE": "1" if self.cli.defaultroute else "0",
+            "VPNGATEWAY": self.server_addr[0] if self.server_addr else "",
+        })
+        try:
+            p = subprocess.run([self.hook], env=env, timeout=15, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if p.returncode != 0:
+                self.log.warning("hook %s %s exited %d: %s", self.hook, reason, p.returncode,
+                                 p.stdout.decode(errors="replace").strip()[-200:])
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.log.warning("hook %s %s failed: %s", self.hook, reason, e)
+
+    # -- control -----------------------------------------------------------------------------------------
+
+    def connect(self, now):
+        self.wanted = True
+        if self.tunnel is None:
+            self.failures = 0
+            self.dial(now)
+
+    def disconnect(self, now, reason="disconnected by the user"):
+        self.wanted = False
+        if self.tunnel is not None:
+            was_up = self.state == "up"
+            self._teardown(now, notify_peer=True, reason=reason)
+            if was_up:
+                self._run_hook("disconnect", [])
+        self.state = "idle"
+
+    def shutdown(self, now):
+        self.disconnect(now, "client shutting down")
+
+    def idle(self):
+        return self.tunnel is None
+
+    def status(self):
+        from sluice.engine.loop import monotonic
+
+        now = monotonic()
+        t = self.tunnel
+        tunnels = []
+        if t is not None:
+            st = t.status()
+            st["peer"] = "%s:%d" % self.server_addr if self.server_addr else self.cli.server
+            st["sessions"] = [{
+                "session_id": self.sid, "ip": self.local_ip, "peer_ip": self.peer_ip, "dns": self.dns,
+                "state": "up" if self.state == "up" else "negotiating",
+                "uptime": round(now - self.up_since, 1) if self.up_since is not None else 0,
+                "ppp": self.link.status() if self.link is not None else None,
+            }]
+            tunnels.append(st)
+        return {
+            "role": "client",
+            "server": "%s:%d" % (self.cli.server, self.cli.port),
+            "ifname": self.tun.name if self.tun is not None else None,
+            "state": self.state,
+            "wanted": self.wanted,
+            "tunnels": tunnels,
+            "counters": dict(self.counters),
+            "last_error": self.last_error,
+        }
+
+    def close(self):
+        if self.configure_host:
+            for r in reversed(self.installed):
+                iproute.route_del(r)
+        self.installed = []
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock)
+            self.sock.close()
+        if self.tun is not None:
+            if self.tun.fileno() >= 0:
+                self.loop.remove_reader(self.tun)
+            self.tun.close()
+
+
+def _resolve(host, port):
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise RuntimeError("cannot resolve server %r: %s" % (host, e))
+    return infos[0][4]
+

@@ -1,0 +1,419 @@
+"""The LNS side: accepts L2TP tunnels, runs one PPP server link per session, forwards IP via one TUN.
+
+Sessions are keyed by our (tunnel id, session id) for data messages from the network and by the client's
+assigned address for packets from the TUN. The peer of a tunnel is an opaque key (today the outer address
+and port; with IPsec, the SA as well), so several clients behind one NAT are distinct tunnels.
+"""
+
+import os
+import socket
+
+from sluice.engine import datapath
+from sluice.engine.datapath import DataError, PPP_IP
+from sluice.engine.pool import IpPool, PoolExhausted
+from sluice.engine.reasons import peer_str as _peer_str, why as _why
+from sluice.engine.timers import TimerSlot
+from sluice.hal.net import iproute
+from sluice.hal.net.udp import bind_udp
+from sluice.l2tp import events as l2ev
+from sluice.l2tp.demux import TunnelTable
+from sluice.l2tp.tunnel import TunnelConfig
+from sluice.ppp import events as pppev
+from sluice.ppp.config import PppConfig
+from sluice.ppp.link import PppLink
+
+BUF_SIZE = 65535
+CDN_ADMIN = 3  # RFC 2661 4.4.2: call disconnected for administrative reasons
+CDN_NO_RESOURCES = 4  # temporary lack of facilities
+STOPCCN_SHUTDOWN = 6  # "requester is being shut down"
+
+
+class ServerSession:
+    """One PPP session inside one L2TP tunnel."""
+
+    __slots__ = (
+        "tunnel", "peer", "tid", "sid", "peer_sid", "link", "timer", "ip", "ip_key", "username",
+        "hdr", "ctl_hdr", "started", "up_since", "closed",
+        "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "spoofed",
+    )
+
+    def __init__(self, tunnel, peer, tid, sid, peer_sid, started):
+        self.tunnel = tunnel
+        self.peer = peer
+        self.tid = tid
+        self.sid = sid
+        self.peer_sid = peer_sid
+        self.link = None
+        self.timer = None
+        self.ip = None
+        self.ip_key = None
+        self.username = None
+        self.hdr = datapath.data_header(tunnel.peer_tunnel_id, peer_sid)
+        self.ctl_hdr = datapath.l2tp_header(tunnel.peer_tunnel_id, peer_sid)
+        self.started = started
+        self.up_since = None
+        self.closed = False
+        self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = self.spoofed = 0
+
+
+class Server:
+    def __init__(self, config, section, loop, log, tun=None, sock=None, rng=os.urandom, configure_host=True):
+        self.config = config
+        self.srv = section
+        self.loop = loop
+        self.log = log
+        self.rng = rng
+        self.configure_host = configure_host
+        self.users = {}
+        self._load_users(config)
+        self.pool = IpPool(section.pool_start, section.pool_end, reserved=[section.local_ip])
+        self.sessions = {}  # (tid, sid) -> ServerSession
+        self.by_ip = {}  # 4-byte address -> ServerSession
+        self.table = TunnelTable(rng, self._tunnel_config())
+        self.table_timer = TimerSlot(loop, self._table_timer)
+        self.tun = tun
+        self.sock = sock
+        self.buf = bytearray(BUF_SIZE)
+        self.view = memoryview(self.buf)
+        self.tbuf = bytearray(BUF_SIZE)
+        self.tview = memoryview(self.tbuf)
+        self.counters = {
+            "malformed": 0, "unknown_session": 0, "no_route": 0, "spoofed": 0, "wrong_peer": 0,
+            "sessions_total": 0, "auth_failures": 0, "rejected_full": 0,
+        }
+        self.last_error = None
+        self.stopping = False
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def _load_users(self, config):
+        self.users = dict((u.username, u) for u in config.users)
+
+    def _tunnel_config(self):
+        srv = self.srv
+        return TunnelConfig(
+            host_name=socket.gethostname() or "sluice",
+            secret=(srv.tunnel_secret or None),
+            hello_interval=srv.hello_interval,
+        )
+
+    def start(self):
+        srv = self.srv
+        if self.tun is None:
+            from sluice.hal.net.tun import TunDevice
+
+            self.tun = TunDevice(srv.ifname)
+        if self.configure_host:
+            iproute.addr_flush(self.tun.name)
+            iproute.addr_add(self.tun.name, srv.local_ip)
+            iproute.link_up(self.tun.name, srv.mtu)
+            if iproute.enable_forwarding():
+                self.log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+        if self.sock is None:
+            self.sock = bind_udp(srv.listen, srv.port)
+        self.loop.add_reader(self.sock, self._udp_readable)
+        self.loop.add_reader(self.tun, self._tun_readable)
+        self.log.info(
+            "server listening on %s:%d, TUN %s %s, pool %s-%s, auth %s",
+            srv.listen, srv.port, self.tun.name, srv.local_ip, srv.pool_start, srv.pool_end, ",".join(srv.auth),
+        )
+        if not srv.ipsec:
+            self.log.warning("L2TP is accepted without IPsec (option ipsec '0'): traffic is not encrypted")
+
+    # -- network side ------------------------------------------------------------------------------------
+
+    def _udp_readable(self, now):
+        buf, view, sock = self.buf, self.view, self.sock
+        for _ in range(64):
+            try:
+                n, peer = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # ICMP errors surface here; the L2TP machines notice silence themselves
+            if n >= 2 and buf[0] & 0x80:
+                self.table.datagram_received(bytes(view[:n]), peer, now)
+                self._pump_table(now)
+                continue
+            try:
+                tid, sid, p, end = datapath.parse_data(buf, n)
+                sess = self.sessions.get((tid, sid))
+                if sess is None:
+                    self.counters["unknown_session"] += 1
+                    continue
+                if sess.peer != peer:
+                    self.counters["wrong_peer"] += 1
+                    continue
+                proto, q = datapath.ppp_protocol(buf, p, end)
+                if proto == PPP_IP:
+                    if sess.ip_key is None or view[q + 12:q + 16] != sess.ip_key:
+                        sess.spoofed += 1
+                        self.counters["spoofed"] += 1
+                        continue
+                    sess.rx_packets += 1
+                    sess.rx_bytes += end - q
+                    self.tun.write(view[q:end])
+                elif sess.link is not None:
+                    sess.link.frame_received(bytes(view[p:end]), now)
+                    self._pump_link(sess, now)
+            except DataError:
+                self.counters["malformed"] += 1
+
+    def _tun_readable(self, now):
+        tview, sock, by_ip = self.tview, self.sock, self.by_ip
+        for _ in range(64):
+            n = self.tun.read_into(self.tbuf)
+            if n <= 0:
+                return
+            if n < 20 or self.tbuf[0] >> 4 != 4:
+                continue
+            sess = by_ip.get(bytes(tview[16:20]))
+            if sess is None:
+                self.counters["no_route"] += 1
+                continue
+            sess.tx_packets += 1
+            sess.tx_bytes += n
+            try:
+                sock.sendmsg((sess.hdr, tview[:n]), (), 0, sess.peer)
+            except OSError:
+                pass
+
+    # -- machines ----------------------------------------------------------------------------------------
+
+    def _table_timer(self, now):
+        d = self.table.get_timer()
+        if d is not None and d <= now:
+            self.table.handle_timer(now)
+        self._pump_table(now)
+
+    def _pump_table(self, now):
+        table = self.table
+        for peer, data in table.datagrams_to_send():
+            try:
+                self.sock.sendto(data, peer)
+            except OSError:
+                pass
+        while True:
+            item = table.next_event()
+            if item is None:
+                break
+            tunnel, ev = item
+            self._tunnel_event(tunnel, ev, now)
+        self.table_timer.arm(table.get_timer())
+
+    def _tunnel_event(self, tunnel, ev, now):
+        if isinstance(ev, l2ev.SessionUp):
+            self._session_up(tunnel, ev, now)
+        elif isinstance(ev, l2ev.SessionDown):
+            sess = self.sessions.get((ev.tunnel_id, ev.session_id))
+            if sess is not None:
+                self.log.info("session %d/%d closed by peer or tunnel: %s", ev.tunnel_id, ev.session_id, _why(ev))
+                self._drop_session(sess, now, notify_l2tp=False)
+        elif isinstance(ev, l2ev.TunnelUp):
+            self.log.info("tunnel %d up with %s (%s)", ev.tunnel_id, _peer_str(tunnel.peer), ev.peer_host_name)
+        elif isinstance(ev, l2ev.TunnelDown):
+            for sess in [s for s in self.sessions.values() if s.tid == ev.tunnel_id]:
+                self._drop_session(sess, now, notify_l2tp=False)
+            self.log.info("tunnel %d down: %s", ev.tunnel_id, _why(ev))
+
+    def _session_up(self, tunnel, ev, now):
+        if len(self.sessions) >= self.srv.max_sessions:
+            self.counters["rejected_full"] += 1
+            self.log.warning("refusing a session from %s: max_sessions (%d) reached", _peer_str(tunnel.peer),
+                             self.srv.max_sessions)
+            tunnel.close_session(ev.session_id, now, CDN_NO_RESOURCES, "server is full")
+            self._pump_table(now)
+            return
+        sess = ServerSession(tunnel, tunnel.peer, ev.tunnel_id, ev.session_id, ev.peer_session_id, now)
+        self.sessions[(sess.tid, sess.sid)] = sess
+        self.counters["sessions_total"] += 1
+        srv = self.srv
+        cfg = PppConfig(
+            mru=srv.mtu,
+            auth=tuple(srv.auth),
+            get_password=self._password_for,
+            assign_address=lambda username, s=sess: self._assign(s, username),
+            local_ip=srv.local_ip,
+            dns=list(srv.dns),
+            echo_interval=srv.lcp_echo_interval,
+            echo_failure=srv.lcp_echo_failure,
+            ipv6=bool(getattr(srv, "ipv6", False)),
+        )
+        sess.link = PppLink("server", cfg, self.rng)
+        sess.timer = TimerSlot(self.loop, lambda t, s=sess: self._link_timer(s, t))
+        sess.link.open(now)
+        self._pump_link(sess, now)
+
+    def _password_for(self, username):
+        u = self.users.get(username)
+        return u.password if u is not None else None
+
+    def _assign(self, sess, username):
+        if sess.ip is not None:
+            return sess.ip
+        u = self.users.get(username)
+        static = getattr(u, "ip", None) if u is not None else None
+        try:
+            sess.ip = self.pool.allocate(static)
+        except PoolExhausted as e:
+            self.last_error = str(e)
+            self.log.warning("no address for user %s: %s", username, e)
+            return None
+        return sess.ip
+
+    def _link_timer(self, sess, now):
+        if sess.closed or sess.link is None:
+            return
+        d = sess.link.get_timer()
+        if d is not None and d <= now:
+            sess.link.handle_timer(now)
+        self._pump_link(sess, now)
+
+    def _pump_link(self, sess, now):
+        link = sess.link
+        if link is None:
+            return
+        for frame in link.frames_to_send():
+            try:
+                self.sock.sendmsg((sess.ctl_hdr, frame), (), 0, sess.peer)
+            except OSError:
+                pass
+        while True:
+            ev = link.next_event()
+            if ev is None:
+                break
+            self._link_event(sess, ev, now)
+            if sess.closed:
+                return
+        sess.timer.arm(link.get_timer())
+
+    def _link_event(self, sess, ev, now):
+        if isinstance(ev, pppev.Authenticated):
+            sess.username = ev.username
+            self.log.info("user %s authenticated from %s", ev.username, _peer_str(sess.peer))
+        elif isinstance(ev, pppev.AuthFailed):
+            self.counters["auth_failures"] += 1
+            self.last_error = ev.reason
+            self.log.warning("authentication failed from %s: %s", _peer_str(sess.peer), ev.reason)
+        elif isinstance(ev, pppev.IpUp):
+            self._ip_up(sess, ev, now)
+        elif isinstance(ev, pppev.LinkDown):
+            self.log.info("PPP down for %s: %s", sess.username or _peer_str(sess.peer), ev.reason)
+            self._drop_session(sess, now, notify_l2tp=True)
+
+    def _ip_up(self, sess, ev, now):
+        ip = ev.peer_ip
+        key = socket.inet_aton(ip)
+        old = self.by_ip.get(key)
+        if old is not None and old is not sess:
+            self.log.warning("address %s moved from an older session of %s", ip, old.username)
+            self._drop_session(old, now, notify_l2tp=True)
+        sess.ip = ip
+        sess.ip_key = key
+        self.by_ip[key] = sess
+        sess.up_since = now
+        if self.configure_host:
+            try:
+                iproute.route_add(ip + "/32", self.tun.name, src=self.srv.local_ip)
+            except iproute.IpError as e:
+                self.log.error("cannot route %s to %s: %s", ip, self.tun.name, e)
+        self.log.info("session up: %s at %s from %s (%.2f s)", sess.username, ip, _peer_str(sess.peer),
+                      now - sess.started)
+
+    def _drop_session(self, sess, now, notify_l2tp):
+        if sess.closed:
+            return
+        sess.closed = True
+        if sess.timer is not None:
+            sess.timer.cancel()
+        self.sessions.pop((sess.tid, sess.sid), None)
+        if sess.ip_key is not None and self.by_ip.get(sess.ip_key) is sess:
+            del self.by_ip[sess.ip_key]
+            if self.configure_host:
+                iproute.route_del(sess.ip + "/32", self.tun.name)
+        self.pool.release(sess.ip)
+        sess.link = None
+        if notify_l2tp:
+            try:
+                sess.tunnel.close_session(sess.sid, now, CDN_ADMIN, "PPP link closed")
+            except Exception:
+                pass  # the tunnel may already be gone
+            self._pump_table(now)
+
+    # -- control -----------------------------------------------------------------------------------------
+
+    def reload(self, config, section):
+        """SIGHUP: users and passwords take effect for new authentications; address settings need a restart."""
+        self._load_users(config)
+        old = self.srv
+        for opt in ("listen", "port", "ifname", "local_ip", "pool_start", "pool_end", "ipsec"):
+            if getattr(old, opt) != getattr(section, opt):
+                self.log.warning("option %s changed: restart the server for it to take effect", opt)
+        for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
+            setattr(old, opt, getattr(section, opt))
+        self.config = config
+        self.log.info("configuration reloaded: %d users", len(self.users))
+
+    def shutdown(self, now):
+        """SIGTERM: LCP Terminate and CDN for every session, StopCCN for every tunnel."""
+        self.stopping = True
+        for sess in list(self.sessions.values()):
+            if sess.link is not None:
+                sess.link.close(now, "server shutting down")
+                self._pump_link(sess, now)
+        for tunnel in self.table.tunnels():
+            try:
+                tunnel.close(now, STOPCCN_SHUTDOWN, "server shutting down")
+            except Exception:
+                pass
+        self._pump_table(now)
+
+    def idle(self):
+        return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
+
+    def status(self):
+        now = self.loop_now()
+        tunnels = []
+        for t in self.table.tunnels():
+            st = t.status()
+            st["peer"] = _peer_str(t.peer)
+            st["sessions"] = [self._session_status(s, now) for s in self.sessions.values() if s.tunnel is t]
+            tunnels.append(st)
+        return {
+            "role": "server",
+            "listen": "%s:%d" % (self.srv.listen, self.srv.port),
+            "ifname": self.tun.name if self.tun is not None else None,
+            "pool": {"start": self.srv.pool_start, "end": self.srv.pool_end, "used": self.pool.used()},
+            "tunnels": tunnels,
+            "sessions": len(self.sessions),
+            "counters": dict(self.counters),
+            "last_error": self.last_error,
+        }
+
+    def _session_status(self, s, now):
+        return {
+            "tunnel_id": s.tid, "session_id": s.sid, "user": s.username, "ip": s.ip,
+            "state": "up" if s.up_since is not None else "negotiating",
+            "uptime": round(now - s.up_since, 1) if s.up_since is not None else 0,
+            "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes, "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
+            "spoofed": s.spoofed, "ppp": s.link.status() if s.link is not None else None,
+        }
+
+    @staticmethod
+    def loop_now():
+        from sluice.engine.loop import monotonic
+
+        return monotonic()
+
+    def close(self):
+        for sess in list(self.sessions.values()):
+            if sess.ip_key is not None and self.configure_host:
+                iproute.route_del(sess.ip + "/32", self.tun.name)
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock)
+            self.sock.close()
+        if self.tun is not None:
+            if self.tun.fileno() >= 0:
+                self.loop.remove_reader(self.tun)
+            self.tun.close()
+
