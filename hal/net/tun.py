@@ -1,7 +1,7 @@
 """TUN devices: the packet interface between the kernel's routing and Sluice's user-space data path.
 
 `TunDevice` is the real one (/dev/net/tun, IFF_TUN | IFF_NO_PI: each read is one bare IP packet).
-`MemoryTun` is its in-memory twin for tests that run the engine without a kernel.
+`PairTun` is its twin for tests that run the engine without root or a kernel TUN.
 """
 
 import os
@@ -63,30 +63,52 @@ class TunDevice:
             self.fd = -1
 
 
-class MemoryTun:
-    """TunDevice's twin: packets written by the engine land in `.written`; `.inject()` queues packets to read."""
+class PairTun:
+    """TunDevice's twin for tests: a datagram socketpair, one packet per datagram like a TUN fd.
 
-    def __init__(self, name="mem0"):
+    The engine gets the `fileno()` end; the test plays the kernel through `kernel_send()` / `kernel_recv()`.
+    """
+
+    def __init__(self, name="pair0"):
+        import socket
+
         self.name = name
-        self.written = []
-        self.pending = []
+        self._dev, self._kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._dev.setblocking(False)
+        self._kernel.settimeout(5.0)
 
     def fileno(self):
-        return -1
-
-    def inject(self, packet):
-        self.pending.append(bytes(packet))
+        return self._dev.fileno()
 
     def read_into(self, buf):
-        if not self.pending:
+        try:
+            return self._dev.recv_into(buf)
+        except BlockingIOError:
             return 0
-        p = self.pending.pop(0)
-        buf[: len(p)] = p
-        return len(p)
 
     def write(self, packet):
-        self.written.append(bytes(packet))
-        return len(packet)
+        try:
+            return self._dev.send(packet)
+        except OSError:
+            return 0
+
+    def kernel_send(self, packet):
+        self._kernel.send(packet)
+
+    def kernel_recv(self):
+        return self._kernel.recv(65535)
+
+    def kernel_pending(self):
+        self._kernel.setblocking(False)
+        try:
+            out = []
+            while True:
+                out.append(self._kernel.recv(65535))
+        except BlockingIOError:
+            return out
+        finally:
+            self._kernel.settimeout(5.0)
 
     def close(self):
-        pass
+        self._dev.close()
+        self._kernel.close()
