@@ -80,8 +80,6 @@ class Client:
             self.sock.connect(self.server_addr)
         self.loop.add_reader(self.sock, self._udp_readable)
         self.loop.add_reader(self.tun, self._tun_readable)
-        if not c.ipsec:
-            self.log.warning("connecting without IPsec (option ipsec '0'): traffic is not encrypted")
         self.dial(now)
 
     def dial(self, now):

@@ -66,7 +66,7 @@ class Server:
         self.configure_host = configure_host
         self.users = {}
         self._load_users(config)
-        self.pool = IpPool(section.pool_start, section.pool_end, reserved=[section.local_ip])
+        self.pool = self._make_pool(section, config)
         self.sessions = {}  # (tid, sid) -> ServerSession
         self.by_ip = {}  # 4-byte address -> ServerSession
         self.table = TunnelTable(rng, self._tunnel_config())
@@ -88,6 +88,12 @@ class Server:
 
     def _load_users(self, config):
         self.users = dict((u.username, u) for u in config.users)
+
+    @staticmethod
+    def _make_pool(section, config):
+        # Users' static addresses are never handed out dynamically, even when they sit inside the pool.
+        reserved = [section.local_ip] + [u.ip for u in config.users if getattr(u, "ip", None)]
+        return IpPool(section.pool_start, section.pool_end, reserved=reserved)
 
     def _tunnel_config(self):
         srv = self.srv
@@ -117,8 +123,6 @@ class Server:
             "server listening on %s:%d, TUN %s %s, pool %s-%s, auth %s",
             srv.listen, srv.port, self.tun.name, srv.local_ip, srv.pool_start, srv.pool_end, ",".join(srv.auth),
         )
-        if not srv.ipsec:
-            self.log.warning("L2TP is accepted without IPsec (option ipsec '0'): traffic is not encrypted")
 
     # -- network side ------------------------------------------------------------------------------------
 
@@ -345,6 +349,7 @@ class Server:
     def reload(self, config, section):
         """SIGHUP: users and passwords take effect for new authentications; address settings need a restart."""
         self._load_users(config)
+        self.pool.reserved = self._make_pool(section, config).reserved
         old = self.srv
         for opt in ("listen", "port", "ifname", "local_ip", "pool_start", "pool_end", "ipsec"):
             if getattr(old, opt) != getattr(section, opt):

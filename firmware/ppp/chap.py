@@ -1,0 +1,194 @@
+"""CHAP (RFC 1994) with MD5 (algorithm 5) and MS-CHAPv2 (algorithm 0x81, RFC 2759), both sides.
+
+Theory of operation: the authenticator (server) sends Challenge(id, value, name); the peer (client) answers
+Response(id, value, name); the authenticator answers Success or Failure with the same id (RFC 1994 4.1). The
+server retransmits its Challenge on the restart timer until a Response arrives (RFC 1994 4.1, "the
+Challenge packet MUST be retransmitted"); a repeated Response after the verdict gets the same verdict again,
+since Success/Failure can be lost. The client keeps no timer of its own beyond an overall deadline: the
+server drives. Results are read from ``result``: None while running, ('ok', username) or ('fail', reason).
+
+Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packets out via ``send``.
+"""
+
+from sluice.hal.crypto import digest
+from sluice.ppp import mschapv2
+from sluice.ppp.framing import PppError, ct_equal
+
+CHALLENGE = 1
+RESPONSE = 2
+SUCCESS = 3
+FAILURE = 4
+
+MD5 = 5
+MSCHAPV2 = 0x81
+
+
+def md5_response(ident, secret, challenge):
+    """RFC 1994 2: MD5 over Identifier, secret and challenge."""
+    return digest.md5(bytes((ident & 0xFF,)) + secret + challenge)
+
+
+def build_challenge(value, name):
+    """Value-Size, Value, Name (RFC 1994 4.1); the same layout serves Response."""
+    if len(value) > 255:
+        raise PppError("CHAP value too long")
+    return bytes((len(value),)) + value + name
+
+
+def parse_challenge(data):
+    """(value, name) of a Challenge or Response body; PppError when Value-Size overruns."""
+    if len(data) < 1:
+        raise PppError("CHAP packet without Value-Size")
+    n = data[0]
+    if n < 1 or 1 + n > len(data):
+        raise PppError("CHAP Value-Size %d does not fit the packet" % n)
+    return bytes(data[1:1 + n]), bytes(data[1 + n:])
+
+
+def _decode_name(raw):
+    try:
+        return raw.decode()
+    except Exception:
+        raise PppError("user name is not UTF-8")
+
+
+class ChapServer:
+    """The authenticator side for one link."""
+
+    def __init__(self, algorithm, config, rng, send):
+        self.algorithm = algorithm
+        self.config = config
+        self.rng = rng
+        self.send = send  # send(code, ident, data)
+        self.result = None
+        self.deadline = None
+        self.ident = rng(1)[0]
+        self.challenge = b""
+        self.tries = 0
+        self.verdict = None  # (code, ident, message) sent, repeated on a duplicate Response
+        self.username = None
+
+    def start(self, now):
+        self._challenge(now)
+
+    def _challenge(self, now):
+        self.ident = (self.ident + 1) & 0xFF
+        # RFC 1994 2.3: challenges must be fresh and unpredictable; MS-CHAPv2 fixes 16 octets (RFC 2759 3).
+        self.challenge = self.rng(16)
+        self.tries += 1
+        self.deadline = now + self.config.restart_timer
+        self.send(CHALLENGE, self.ident, build_challenge(self.challenge, self.config.server_name.encode()))
+
+    def timeout(self, now):
+        if self.deadline is None or now < self.deadline:
+            return
+        if self.tries >= self.config.max_configure:
+            self.deadline = None
+            self.result = ("fail", "the peer did not answer %d CHAP challenges" % self.tries)
+            return
+        self._challenge(now)
+
+    def packet(self, code, ident, data, now):
+        if code != RESPONSE:
+            raise PppError("CHAP code %d is not for the authenticator" % code)
+        if ident != self.ident:
+            raise PppError("CHAP Response for an old challenge")
+        if self.verdict is not None:
+            self.send(*self.verdict)  # RFC 1994 4.2: our Success/Failure was lost
+            return
+        value, name = parse_challenge(data)
+        username = _decode_name(name)
+        password = self.config.get_password(username) if self.config.get_password else None
+        if password is None and self.algorithm == MSCHAPV2 and "\\" in username:
+            password = self.config.get_password(username[username.rfind("\\") + 1:])
+        self.username = username
+        self.deadline = None
+        if self.algorithm == MD5:
+            ok = password is not None and ct_equal(value, md5_response(ident, password.encode(), self.challenge))
+            msg = b"Access granted" if ok else b"Authentication failure"
+        else:
+            peer_challenge, nt_response = mschapv2.parse_response_value(value)
+            ok = False
+            if password is not None:
+                want = mschapv2.generate_nt_response(self.challenge, peer_challenge, username, password)
+                ok = ct_equal(nt_response, want)
+            if ok:
+                msg = mschapv2.success_message(mschapv2.generate_authenticator_response(
+                    password, nt_response, peer_challenge, self.challenge, username))
+            else:
+                msg = mschapv2.failure_message(self.challenge)
+        self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
+        self.send(*self.verdict)
+        if ok:
+            self.result = ("ok", username)
+        else:
+            why = "unknown user" if password is None else "wrong password"
+            self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+
+
+class ChapClient:
+    """The peer side: answers challenges with the configured username/password."""
+
+    def __init__(self, algorithm, config, rng, send):
+        self.algorithm = algorithm
+        self.config = config
+        self.rng = rng
+        self.send = send
+        self.result = None
+        self.deadline = None
+        self.answered = None  # (ident, response data) of our last Response
+        self.expected = None  # MS-CHAPv2: the "S=..." the server must return
+
+    def start(self, now):
+        # The server drives; we only bound the wait (RFC 1994 leaves the peer's patience to us).
+        self.deadline = now + self.config.restart_timer * (self.config.max_configure + 1)
+
+    def timeout(self, now):
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.result = ("fail", "the server did not finish CHAP authentication in time")
+
+    def packet(self, code, ident, data, now):
+        cfg = self.config
+        if code == CHALLENGE:
+            value, _ = parse_challenge(data)
+            if self.answered is not None and self.answered[0] == ident:
+                self.send(RESPONSE, ident, self.answered[1])  # a retransmitted Challenge
+                return
+            user = (cfg.username or "").encode()
+            password = cfg.password or ""
+            if self.algorithm == MD5:
+                body = build_challenge(md5_response(ident, password.encode(), value), user)
+            else:
+                if len(value) != 16:
+                    raise PppError("MS-CHAPv2 challenge is %d octets, not 16" % len(value))
+                peer_challenge = self.rng(16)
+                nt = mschapv2.generate_nt_response(value, peer_challenge, cfg.username or "", password)
+                self.expected = mschapv2.generate_authenticator_response(
+                    password, nt, peer_challenge, value, cfg.username or "")
+                body = build_challenge(mschapv2.build_response_value(peer_challenge, nt), user)
+            self.answered = (ident, body)
+            self.send(RESPONSE, ident, body)
+        elif code == SUCCESS:
+            if self.answered is None or ident != self.answered[0]:
+                raise PppError("CHAP Success for a response we did not send")
+            if self.algorithm == MSCHAPV2 and not mschapv2.check_success(data, self.expected):
+                # RFC 2759 5: the peer MUST verify the authenticator response.
+                self.result = ("fail", "the server's MS-CHAPv2 authenticator response did not verify: it does not "
+                                       "know our password (wrong server, or a man in the middle)")
+            else:
+                self.result = ("ok", cfg.username)
+            self.deadline = None
+        elif code == FAILURE:
+            if self.answered is None or ident != self.answered[0]:
+                raise PppError("CHAP Failure for a response we did not send")
+            detail = ""
+            if self.algorithm == MSCHAPV2:
+                f = mschapv2.parse_failure(data)
+                if "E" in f:
+                    detail = " (error %s%s)" % (f["E"], ": " + f["M"] if f.get("M") else "")
+            self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
+                           % (cfg.username, detail))
+            self.deadline = None
+        else:
+            raise PppError("CHAP code %d is not for the peer" % code)

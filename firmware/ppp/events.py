@@ -1,0 +1,64 @@
+"""Events a PppLink hands to the engine through next_event() (docs/design.md, PPP)."""
+
+
+class Authenticated:
+    """The peer (server side) or we (client side) passed authentication."""
+
+    __slots__ = ("username",)
+
+    def __init__(self, username):
+        self.username = username  # the authenticated name (server: as the peer sent it; client: ours)
+
+    def __repr__(self):
+        return "Authenticated(username=%r)" % (self.username,)
+
+
+class AuthFailed:
+    """Authentication failed; a LinkDown follows."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason):
+        self.reason = reason  # plain words for the log and `sluice status`
+
+    def __repr__(self):
+        return "AuthFailed(reason=%r)" % (self.reason,)
+
+
+class IpUp:
+    """IPCP reached Opened: IPv4 packets may flow."""
+
+    __slots__ = ("local_ip", "peer_ip", "dns")
+
+    def __init__(self, local_ip, peer_ip, dns):
+        self.local_ip = local_ip  # our address, 'a.b.c.d'
+        self.peer_ip = peer_ip  # the peer's address, 'a.b.c.d', or None if it never stated one
+        self.dns = dns  # list of DNS server addresses (client: learned; server: the ones we handed out)
+
+    def __repr__(self):
+        return "IpUp(local_ip=%r, peer_ip=%r, dns=%r)" % (self.local_ip, self.peer_ip, self.dns)
+
+
+class Ipv6Up:
+    """IPv6CP reached Opened: link-local addresses fe80::<ifid> on both ends."""
+
+    __slots__ = ("local_ifid", "peer_ifid")
+
+    def __init__(self, local_ifid, peer_ifid):
+        self.local_ifid = local_ifid  # our 8-octet interface identifier (bytes)
+        self.peer_ifid = peer_ifid  # the peer's 8-octet interface identifier (bytes)
+
+    def __repr__(self):
+        return "Ipv6Up(local_ifid=%r, peer_ifid=%r)" % (self.local_ifid, self.peer_ifid)
+
+
+class LinkDown:
+    """The link is finished (LCP This-Layer-Finished); nothing more will be sent."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason):
+        self.reason = reason  # plain words: who closed it and why
+
+    def __repr__(self):
+        return "LinkDown(reason=%r)" % (self.reason,)

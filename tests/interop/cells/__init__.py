@@ -1,0 +1,57 @@
+"""The interop cells and the testbeds they run on; shared by the pytest files and matrix.py.
+
+A cell is (name, testbed, function, kwargs). Cells of one testbed run one after another on the same booted
+guests (boot is the slow part under TCG); each cell stops what it started.
+"""
+
+from .base import CellFailure, Testbed  # noqa: F401
+from . import reference, sluice
+
+TESTBEDS = {
+    # name: guest image flavours, g1 first
+    "strongswan": ("strongswan", "strongswan"),
+    "libreswan": ("libreswan", "strongswan"),
+}
+
+
+class Cell:
+    __slots__ = ("name", "testbed", "fn", "kwargs", "group")
+
+    def __init__(self, name, testbed, fn, group, **kwargs):
+        self.name = name
+        self.testbed = testbed  # key of TESTBEDS
+        self.fn = fn
+        self.group = group  # 'reference' (lab only) or 'sluice' (needs the engine)
+        self.kwargs = kwargs
+
+    def run(self, bed):
+        return self.fn(bed, **self.kwargs)
+
+    def __repr__(self):
+        return "Cell(%s)" % self.name
+
+
+CELLS = [
+    Cell("boot", "strongswan", reference.cell_boot, "reference"),
+    Cell("link", "strongswan", reference.cell_link, "reference"),
+    Cell("ref-l2tp-mschapv2", "strongswan", reference.cell_ref_l2tp, "reference", auth="mschapv2"),
+    Cell("ref-l2tp-chap", "strongswan", reference.cell_ref_l2tp, "reference", auth="chap", measure=False),
+    Cell("ref-l2tp-pap", "strongswan", reference.cell_ref_l2tp, "reference", auth="pap", measure=False),
+    Cell("ref-ipsec-strongswan", "strongswan", reference.cell_ref_ipsec_strongswan, "reference"),
+    Cell("ref-l2tp-ipsec-strongswan", "strongswan", reference.cell_ref_l2tp_ipsec_strongswan, "reference"),
+    Cell("sluice-lac-mschapv2", "strongswan", sluice.cell_sluice_lac, "sluice", auth="mschapv2"),
+    Cell("sluice-lac-chap", "strongswan", sluice.cell_sluice_lac, "sluice", auth="chap", measure=False),
+    Cell("sluice-lac-pap", "strongswan", sluice.cell_sluice_lac, "sluice", auth="pap", measure=False),
+    Cell("sluice-lns-mschapv2", "strongswan", sluice.cell_sluice_lns, "sluice", auth="mschapv2"),
+    Cell("sluice-lns-chap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="chap", measure=False),
+    Cell("sluice-lns-pap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="pap", measure=False),
+    Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
+    Cell("ref-ipsec-libreswan", "libreswan", reference.cell_ref_ipsec_libreswan, "reference"),
+]
+
+
+def by_name(name):
+    for c in CELLS:
+        if c.name == name:
+            return c
+    raise KeyError("no cell named %r (have: %s)" % (name, ", ".join(c.name for c in CELLS)))

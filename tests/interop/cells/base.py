@@ -1,0 +1,206 @@
+"""What every cell shares: the testbed (a lab with its booted guests), guest daemon control, iperf3, results.
+
+A cell is a function `cell(bed) -> dict` that sets up one scenario on an already booted testbed, measures
+it, and leaves the guests as it found them (its daemons stopped, in a `finally`). It returns
+{'setup_s': float|None, 'mbps': float|None, 'detail': str} and raises CellFailure (an AssertionError, so
+pytest reports it as a failure) with the relevant log tails when the scenario does not work. The same
+functions serve pytest (test_*.py) and the matrix (matrix.py).
+"""
+
+import json
+import time
+
+from .. import lab as lab_mod
+
+
+class CellFailure(AssertionError):
+    """The scenario did not work; the message carries what was expected and the log tails that show why."""
+
+
+def check(cond, message):
+    if not cond:
+        raise CellFailure(message)
+
+
+class Testbed:
+    """A Lab and its booted guests, shared by the cells of one group."""
+
+    def __init__(self, name, flavours):
+        self.name = name
+        self.flavours = tuple(flavours)
+        self.lab = None
+        self.guests = []
+        self.boot_s = []
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def open(self):
+        self.lab = lab_mod.Lab("slab-" + self.name)
+        try:
+            self.lab.create()
+            self.guests = self.lab.boot(*self.flavours)
+            self.boot_s = [g.boot_s for g in self.guests]
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.lab is not None:
+            self.lab.close()
+
+    @property
+    def g1(self):
+        return self.guests[0]
+
+    @property
+    def g2(self):
+        return self.guests[1]
+
+
+# -- guest daemons ------------------------------------------------------------------------------------------
+
+def install(guest, files):
+    for path, text in files.items():
+        mode = 0o600 if ("secrets" in path) else 0o644
+        guest.write(path, text, mode)
+
+
+XL2TPD_CTL = "/run/xl2tpd/l2tp-control"
+
+
+def start_xl2tpd(guest):
+    """xl2tpd in the foreground (-D) under setsid, so its log is ours; waits for its control pipe."""
+    guest.sh("rm -f /var/log/xl2tpd.log /var/log/pppd.log; mkdir -p /run/xl2tpd")
+    guest.spawn("exec xl2tpd -D -c /etc/xl2tpd/xl2tpd.conf -p /run/xl2tpd.pid -C %s" % XL2TPD_CTL,
+                "/var/log/xl2tpd.log")
+    r = guest.labctl("timed", 10, "sh", "-c",
+                     "i=0; while [ ! -p %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; [ -p %s ]"
+                     % (XL2TPD_CTL, XL2TPD_CTL), timeout=20)
+    check(r.get("ok"), "%s: xl2tpd did not create its control pipe\n%s" % (
+        guest.name, guest.read("/var/log/xl2tpd.log")[-2000:]))
+
+
+def stop_xl2tpd(guest):
+    """Stop xl2tpd and the pppd it started (by their pid files) and wait until no ppp device is left."""
+    guest.ssh("for f in /run/xl2tpd.pid /run/ppp*.pid; do [ -f $f ] && kill $(cat $f) 2>/dev/null; done; "
+              "i=0; while ls /sys/class/net | grep -q '^ppp' && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+              "rm -f /run/xl2tpd.pid", check=False, timeout=30)
+
+
+def start_strongswan(guest):
+    guest.sh("rm -f /var/log/charon.log")
+    r = guest.labctl("timed", 30, "ipsec", "start", timeout=40)
+    check(r.get("ok"), "%s: ipsec start failed: %s" % (guest.name, r.get("output")))
+    # charon is up when it answers `ipsec statusall` with the loaded connection.
+    r = guest.labctl("timed", 30, "sh", "-c",
+                     "i=0; until ipsec statusall 2>/dev/null | grep -q 'l2tp:'; do "
+                     "[ $i -gt 290 ] && exit 1; sleep 0.1; i=$((i+1)); done", timeout=40)
+    check(r.get("ok"), "%s: charon did not load the l2tp connection\n%s" % (
+        guest.name, guest.read("/var/log/charon.log")[-2000:]))
+
+
+def stop_strongswan(guest):
+    guest.ssh("ipsec stop >/dev/null 2>&1; ip xfrm state flush; ip xfrm policy flush", check=False, timeout=30)
+
+
+STRONGSWAN_LOGGING = {
+    # charon logs to syslog by default and the guest has no syslog daemon: log to a file the cells collect.
+    "/etc/strongswan.d/charon-logging.conf": "\n".join([
+        "charon {",
+        "    filelog {",
+        "        lab {",
+        "            path = /var/log/charon.log",
+        "            time_format = %b %e %T",
+        "            default = 1",
+        "            ike = 2",
+        "            flush_line = yes",
+        "        }",
+        "    }",
+        "}",
+        "",
+    ]),
+}
+
+
+def start_libreswan(guest):
+    guest.sh("rm -f /var/log/pluto.log")
+    r = guest.labctl("timed", 60, "sh", "-c",
+                     "ipsec checknss >/dev/null 2>&1 || ipsec initnss; ipsec pluto --config /etc/ipsec.conf "
+                     "&& i=0; until ipsec whack --status >/dev/null 2>&1; do [ $i -gt 290 ] && exit 1; "
+                     "sleep 0.1; i=$((i+1)); done; ipsec auto --add l2tp", timeout=70)
+    check(r.get("ok"), "%s: pluto did not start or load the conn: %s\n%s" % (
+        guest.name, r.get("output"), guest.read("/var/log/pluto.log")[-2000:]))
+
+
+def stop_libreswan(guest):
+    guest.ssh("ipsec whack --shutdown >/dev/null 2>&1; ip xfrm state flush; ip xfrm policy flush",
+              check=False, timeout=30)
+
+
+def guest_logs(guest, *paths):
+    out = []
+    for p in paths:
+        text = guest.read(p)
+        out.append("--- %s:%s\n%s" % (guest.name, p, "\n".join(text.splitlines()[-40:])))
+    return "\n".join(out)
+
+
+# -- measurements -------------------------------------------------------------------------------------------
+
+IPERF_SECONDS = 3
+
+
+def _iperf_mbps(text, who):
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CellFailure("%s: iperf3 gave no JSON: %s" % (who, text[-1000:])) from None
+    if data.get("error"):
+        raise CellFailure("%s: iperf3: %s" % (who, data["error"]))
+    end = data.get("end", {})
+    bps = end.get("sum_received", {}).get("bits_per_second")
+    if bps is None:
+        raise CellFailure("%s: iperf3 reported no throughput" % who)
+    return bps / 1e6
+
+
+def iperf_guest_to_guest(server, client, target_ip, reverse=False):
+    """TCP throughput in Mbit/s, iperf3 server on `server` (guest), client on `client` (guest) to target_ip."""
+    server.spawn("exec iperf3 -s -1 -p 5201", "/var/log/iperf3-server.log")
+    time.sleep(0.5)
+    args = "iperf3 -c %s -p 5201 -t %d -J --connect-timeout 5000%s" % (
+        target_ip, IPERF_SECONDS, " -R" if reverse else "")
+    p = client.ssh("i=0; until %s > /tmp/iperf.json 2>&1; do i=$((i+1)); [ $i -ge 3 ] && break; sleep 0.5; done; "
+                   "cat /tmp/iperf.json" % args, timeout=IPERF_SECONDS + 40, check=False)
+    return _iperf_mbps(p.stdout, "%s -> %s" % (client.name, target_ip))
+
+
+def iperf_host_client(lab, server_guest, target_ip, reverse=False):
+    """Throughput with the iperf3 server in the guest and the client on the host (in the lab namespace)."""
+    server_guest.spawn("exec iperf3 -s -1 -p 5201", "/var/log/iperf3-server.log")
+    time.sleep(0.5)
+    p = lab.ns_run("iperf3", "-c", target_ip, "-p", "5201", "-t", str(IPERF_SECONDS), "-J",
+                   "--connect-timeout", "5000", *(["-R"] if reverse else []),
+                   timeout=IPERF_SECONDS + 30, check=False)
+    return _iperf_mbps(p.stdout, "host -> %s" % target_ip)
+
+
+def iperf_guest_client(lab, client_guest, target_ip, reverse=False):
+    """Throughput with the iperf3 server on the host (lab namespace) and the client in the guest."""
+    srv = lab.popen(["iperf3", "-s", "-1", "-p", "5201"], "iperf3-server.log")
+    try:
+        time.sleep(0.3)
+        p = client_guest.ssh("iperf3 -c %s -p 5201 -t %d -J --connect-timeout 5000%s" % (
+            target_ip, IPERF_SECONDS, " -R" if reverse else ""), timeout=IPERF_SECONDS + 30, check=False)
+        return _iperf_mbps(p.stdout, "%s -> host %s" % (client_guest.name, target_ip))
+    finally:
+        lab.stop(srv, 2)
+
+
+def result(setup_s=None, mbps=None, detail=""):
+    return {"setup_s": setup_s, "mbps": mbps, "detail": detail}

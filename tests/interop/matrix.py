@@ -1,0 +1,133 @@
+"""Run the interop cells and print a table: cell, result, set-up time, throughput.
+
+    python -m tests.interop.matrix [--cells GLOB[,GLOB...]] [--group reference|sluice] [--json FILE] [--list]
+
+Builds the guest images when the cache lacks them (about 60-80 s each), boots one testbed at a time (two
+guests: the host has 2 cores), runs its cells one after another and tears it down. A cell that fails shows
+FAIL with the first line of its reason; the full reason (with log tails) is printed as it happens, and the
+logs stay in $SLUICE_LAB_LOGS (default /tmp/sluice-interop-logs). Exit status 0 when every cell passed.
+Figures are from TCG guests (emulated CPU): compare them only with figures from the same lab.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import time
+
+from . import image, lab
+from .cells import CELLS, TESTBEDS, Testbed
+
+
+def select(patterns, group):
+    cells = CELLS
+    if group:
+        cells = [c for c in cells if c.group == group]
+    if patterns:
+        globs = [p.strip() for p in patterns.split(",") if p.strip()]
+        cells = [c for c in cells if any(fnmatch.fnmatch(c.name, g) for g in globs)]
+    return cells
+
+
+def _fmt(v, spec):
+    return "-" if v is None else spec % v
+
+
+def table(rows):
+    head = ("cell", "result", "set-up s", "Mbit/s", "detail")
+    lines = [[r["cell"], r["result"], _fmt(r.get("setup_s"), "%.2f"), _fmt(r.get("mbps"), "%.1f"),
+              r.get("detail", "")] for r in rows]
+    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) if lines else len(head[i]) for i in range(4)]
+    out = ["  ".join(h.ljust(widths[i]) if i < 4 else h for i, h in enumerate(head)),
+           "  ".join("-" * widths[i] if i < 4 else "------" for i in range(5))]
+    for l in lines:
+        out.append("  ".join(v.ljust(widths[i]) if i < 4 else v for i, v in enumerate(l)))
+    return "\n".join(out)
+
+
+def run(cells, out=sys.stdout):
+    rows = []
+
+    def say(msg):
+        out.write(msg + "\n")
+        out.flush()
+
+    order = []
+    for c in cells:
+        if c.testbed not in order:
+            order.append(c.testbed)
+    for bed_name in order:
+        bed_cells = [c for c in cells if c.testbed == bed_name]
+        for fl in sorted(set(TESTBEDS[bed_name])):
+            t0 = time.monotonic()
+            img = image.build(fl)
+            say("image %s: %s (%.0f s)" % (fl, img.path, time.monotonic() - t0))
+        say("testbed %s: booting %s" % (bed_name, " + ".join(TESTBEDS[bed_name])))
+        bed = Testbed(bed_name, TESTBEDS[bed_name])
+        try:
+            bed.open()
+        except Exception as e:  # the lab failed: every cell of this testbed is an error, not a verdict
+            say("testbed %s: boot failed: %s" % (bed_name, e))
+            for c in bed_cells:
+                rows.append({"cell": c.name, "result": "ERROR", "detail": "testbed did not boot: %s" % str(e).splitlines()[0]})
+            continue
+        try:
+            say("testbed %s: up in %s s (logs: %s)" % (bed_name, ", ".join("%.1f" % s for s in bed.boot_s), bed.lab.logdir))
+            for c in bed_cells:
+                t0 = time.monotonic()
+                try:
+                    r = c.run(bed)
+                    row = {"cell": c.name, "result": "PASS"}
+                    row.update(r)
+                except AssertionError as e:
+                    row = {"cell": c.name, "result": "FAIL", "detail": (str(e).splitlines() or ["?"])[0][:160],
+                           "reason": str(e)}
+                except Exception as e:  # lab trouble (ssh, timeouts): reported, and the next cell still runs
+                    row = {"cell": c.name, "result": "ERROR",
+                           "detail": ("%s: %s" % (type(e).__name__, (str(e).splitlines() or ["?"])[0]))[:160],
+                           "reason": str(e)}
+                row["wall_s"] = time.monotonic() - t0
+                rows.append(row)
+                say("%-28s %-5s %6.1f s  %s" % (c.name, row["result"], row["wall_s"], row.get("detail", "")))
+                if row.get("reason"):
+                    say("    " + row["reason"].replace("\n", "\n    ")[:6000])
+        finally:
+            bed.close()
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tests.interop.matrix", description=__doc__.splitlines()[0])
+    p.add_argument("--cells", help="comma-separated glob patterns of cell names (default: all)")
+    p.add_argument("--group", choices=("reference", "sluice"), help="only lab-only reference cells, or only Sluice cells")
+    p.add_argument("--json", help="also write the rows as JSON to this file")
+    p.add_argument("--list", action="store_true", help="list the cells and exit")
+    args = p.parse_args(argv)
+    cells = select(args.cells, args.group)
+    if args.list:
+        for c in cells:
+            print("%-28s %-10s %-9s %s" % (c.name, c.testbed, c.group, c.kwargs or ""))
+        return 0
+    if not cells:
+        print("no cell matches", file=sys.stderr)
+        return 2
+    ok, why = lab.can_run_lab()
+    if not ok:
+        print("error: %s" % why, file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    rows = run(cells)
+    total = time.monotonic() - t0
+    print()
+    print(table(rows))
+    passed = sum(1 for r in rows if r["result"] == "PASS")
+    print("\n%d/%d cells passed in %.0f s (TCG guests: compare figures only with this lab's)" % (passed, len(rows), total))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "total_s": total}, f, indent=2, sort_keys=True)
+    return 0 if passed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
