@@ -426,22 +426,9 @@ def _read_server(chk, sec, index):
         elif size > POOL_MAX:
             r.error("pool_end", s.pool_end, "makes a pool of %d addresses from pool_start '%s'; at most %d are "
                     "allowed" % (size, s.pool_start, POOL_MAX))
-        else:
-            usable = size
-            if s.local_ip is not _BAD and lo <= V.ipv4_to_int(s.local_ip) <= hi:
-                usable -= 1
-                r.warn("local_ip", s.local_ip, "is inside the pool %s-%s; it will not be handed out to clients" % (
-                    s.pool_start, s.pool_end))
-                if usable == 0:
-                    r.error("pool_end", s.pool_end, "leaves no address for clients: the pool holds only local_ip")
-            if s.max_sessions is None:
-                s.max_sessions = max(1, min(SERVER_DEFAULT_MAX_SESSIONS, usable))
-            elif s.max_sessions is not _BAD and s.max_sessions > usable:
-                r.error("max_sessions", str(s.max_sessions),
-                        "is more than the %d client address%s in pool_start '%s' to pool_end '%s': widen the pool "
-                        "or lower max_sessions" % (usable, "" if usable == 1 else "es", s.pool_start, s.pool_end))
-    if s.max_sessions is None:
-        s.max_sessions = SERVER_DEFAULT_MAX_SESSIONS
+        elif s.local_ip is not _BAD and lo <= V.ipv4_to_int(s.local_ip) <= hi:
+            r.warn("local_ip", s.local_ip, "is inside the pool %s-%s; it will not be handed out to clients" % (
+                s.pool_start, s.pool_end))
     return s, r
 
 
@@ -628,10 +615,33 @@ def _check_across(chk, servers, clients, users, readers):
                 seen_ip[u.ip] = r.label
             if u.ip in local_ips:
                 r.error("ip", u.ip, "is the local_ip of %s; choose another address" % local_ips[u.ip])
-            n = V.ipv4_to_int(u.ip)
-            for s in servers:
-                if _ok(s.pool_start, s.pool_end) and V.ipv4_to_int(s.pool_start) <= n <= V.ipv4_to_int(s.pool_end):
-                    r.warn("ip", u.ip, "is inside the pool of %s; give static addresses outside the pool so that "
-                           "no other client can hold it first" % readers[id(s)].label)
+    statics = set(seen_ip)
+    for s in servers:
+        _check_capacity(readers[id(s)], s, statics)
     if users == [] and any(s.enabled is True for s in servers):
         chk.warnings.append("%s: no config user sections: nobody can log in to the server" % chk.filename)
+
+
+def _check_capacity(r, s, statics):
+    """Addresses for sessions: the pool less local_ip and the users' static addresses (the engine reserves them),
+    plus the static addresses themselves. max_sessions defaults to that, at most 64; a larger explicit value is an
+    error, since sessions beyond it would be refused for want of an address."""
+    if not _ok(s.pool_start, s.pool_end, s.local_ip, s.max_sessions):
+        return
+    lo, hi = V.ipv4_to_int(s.pool_start), V.ipv4_to_int(s.pool_end)
+    if hi < lo or hi - lo + 1 > POOL_MAX:
+        return  # reported already
+    reserved = set(V.ipv4_to_int(ip) for ip in statics)
+    reserved.add(V.ipv4_to_int(s.local_ip))
+    dynamic = (hi - lo + 1) - len([n for n in reserved if lo <= n <= hi])
+    capacity = dynamic + len(statics)
+    if dynamic == 0:
+        r.error("pool_end", s.pool_end, "leaves no pool address for clients: every address from pool_start '%s' is "
+                "local_ip or a user's static address" % s.pool_start)
+    if s.max_sessions is None:
+        s.max_sessions = max(1, min(SERVER_DEFAULT_MAX_SESSIONS, capacity))
+    elif s.max_sessions > capacity:
+        r.error("max_sessions", str(s.max_sessions),
+                "is more than the %d address%s clients can get (pool_start '%s' to pool_end '%s'%s): widen the pool "
+                "or lower max_sessions" % (capacity, "" if capacity == 1 else "es", s.pool_start, s.pool_end,
+                                           ", with static addresses" if statics else ""))

@@ -33,7 +33,7 @@ config server 'main'
 config user
     option username 'alice'
     option password 'correct horse'
-    option ip '10.77.1.20'
+    option ip '10.77.0.20'
 
 config client 'office'
     option enabled '1'
@@ -89,7 +89,7 @@ def test_full_example_loads():
         None, PSK, False, ["aes256-sha1-modp2048"], ["aes256-sha1"], False)
     assert (s.lcp_echo_interval, s.lcp_echo_failure, s.ipv6) == (30, 4, False)
     (u,) = c.users
-    assert (u.username, u.password, u.ip, u.ref) == ("alice", "correct horse", "10.77.1.20", "@user[0]")
+    assert (u.username, u.password, u.ip, u.ref) == ("alice", "correct horse", "10.77.0.20", "@user[0]")
     (cl,) = c.clients
     assert isinstance(cl, ClientConfig)
     assert (cl.name, cl.server, cl.port, cl.username, cl.password, cl.auth, cl.ipsec, cl.psk) == (
@@ -182,8 +182,8 @@ def test_pool_too_large():
 def test_pool_size_against_max_sessions():
     errs = server_errors("    option pool_start '10.77.0.10'\n    option pool_end '10.77.0.19'\n"
                          "    option max_sessions '64'\n")
-    assert errs == ["sluice.conf: server 'main': option max_sessions '64': is more than the 10 client addresses in "
-                    "pool_start '10.77.0.10' to pool_end '10.77.0.19': widen the pool or lower max_sessions"]
+    assert errs == ["sluice.conf: server 'main': option max_sessions '64': is more than the 10 addresses clients can "
+                    "get (pool_start '10.77.0.10' to pool_end '10.77.0.19'): widen the pool or lower max_sessions"]
     # Without an explicit max_sessions the default shrinks to the pool.
     c = server_with("    option pool_start '10.77.0.10'\n    option pool_end '10.77.0.19'\n")
     assert c.servers[0].max_sessions == 10
@@ -218,11 +218,22 @@ def test_user_required_options():
     ]
 
 
-def test_static_ip_inside_pool_warns():
-    c = loads(PLAIN_SERVER.replace("'pw'", "'pw'\n    option ip '10.77.0.20'") % "")
-    assert ("sluice.conf: @user[0]: option ip '10.77.0.20': is inside the pool of server 'main'; give static "
-            "addresses outside the pool so that no other client can hold it first") in [
-        w.replace("<string>", "sluice.conf") for w in c.warnings]
+def test_static_addresses_count_towards_capacity():
+    # The engine reserves users' static addresses in the pool; they still carry sessions of their own.
+    users = "".join("config user\n option username u%d\n option password p\n option ip 10.77.0.%d\n" % (i, 10 + i)
+                    for i in range(3))
+    conf = ("config server 'main'\n option ipsec 0\n option pool_start 10.77.0.10\n option pool_end 10.77.0.14\n"
+            "%s" + users)
+    assert loads(conf % "").servers[0].max_sessions == 5  # 2 pool addresses left + 3 static
+    assert loads(conf % "", "sluice.conf").warnings[1:] == []
+    assert errors_of(conf % " option max_sessions 6\n") == [
+        "sluice.conf: server 'main': option max_sessions '6': is more than the 5 addresses clients can get "
+        "(pool_start '10.77.0.10' to pool_end '10.77.0.14', with static addresses): widen the pool or lower "
+        "max_sessions"]
+    full = conf.replace("10.77.0.14", "10.77.0.12") % ""
+    assert errors_of(full) == [
+        "sluice.conf: server 'main': option pool_end '10.77.0.12': leaves no pool address for clients: every "
+        "address from pool_start '10.77.0.10' is local_ip or a user's static address"]
 
 
 @pytest.mark.parametrize("word,value", [
