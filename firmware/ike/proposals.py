@@ -587,7 +587,7 @@ def match_ike(offered, ours, auth_methods=(C.AUTH_PSK,), who="client"):
         hint = ("the %s wants %s authentication but this side is set for %s"
                 % (who, C.AUTH_NAMES.get(auth_miss[0], auth_miss[0]),
                    " or ".join(C.AUTH_NAMES.get(a, str(a)) for a in auth_methods)))
-    raise _explain("ike", offers, ours, _LEGACY_IKE_SET(), who, hint)
+    raise _explain("ike", offers, ours, _legacy_set('ike'), who, hint)
 
 
 def _preferred(candidates):
@@ -622,7 +622,7 @@ def match_esp(offered, ours, modes=None, who="client"):
         for tp in prop.transforms:
             o = decode_esp_transform(prop, tp)
             if counts[prop.number] != 1:
-                o.problem = "bundled with %s" % ("AH or IPComp")
+                o.problem = "bundled with AH or IPComp"
             if o.problem is None and len(prop.spi) != 4:
                 o.problem = "ESP SPI of %d octets" % len(prop.spi)
             offers.append(o)
@@ -639,22 +639,17 @@ def match_esp(offered, ours, modes=None, who="client"):
         hint = ("the %s asked for %s mode but only %s is accepted here (L2TP/IPsec uses transport mode)"
                 % (who, C.ENCAP_NAMES.get(mode_miss[0], "unspecified"),
                    ", ".join(C.ENCAP_NAMES.get(m, str(m)) for m in modes)))
-    raise _explain("esp", offers, ours, _LEGACY_ESP_SET(), who, hint)
+    raise _explain("esp", offers, ours, _legacy_set('esp'), who, hint)
 
 
 _cache = {}
 
 
-def _LEGACY_IKE_SET():
-    if "ike" not in _cache:
-        _cache["ike"] = default_ike(True)
-    return _cache["ike"]
-
-
-def _LEGACY_ESP_SET():
-    if "esp" not in _cache:
-        _cache["esp"] = default_esp(True)
-    return _cache["esp"]
+def _legacy_set(kind):
+    """The default set with `legacy` on, built once: the yardstick for the "enable `legacy`" hint."""
+    if kind not in _cache:
+        _cache[kind] = default_ike(True) if kind == "ike" else default_esp(True)
+    return _cache[kind]
 
 
 # --- initiator side: was the responder's choice one of ours? ---------------------------------------------------

@@ -9,19 +9,21 @@ the drafts, payload types 20/21 vs 130/131), DPD (RFC 3706), IKE fragmentation, 
 
 Sources for the bytes: strongSwan src/libcharon/sa/ikev1/tasks/isakmp_vendor.c (vendor_ids[] and
 vendor_natt_ids[]), libreswan lib/libswan/vendorid.c (Windows versions, "OE-Libreswan-<version>" string VID),
-RFC 3947 section 4 (MD5("RFC 3947")), RFC 3706 section 3.1 (DPD), Wireshark epan/dissectors/packet-isakmp.c.
+RFC 3947 section 3.1 (MD5("RFC 3947")), Microsoft [MS-IKEE] (Windows sends "RFC 3947" and
+"draft-ietf-ipsec-nat-t-ike-02\\n"), RFC 3706 (DPD), Wireshark epan/dissectors/packet-isakmp.c.
 """
 
 from sluice.ike import constants as C
 
-# RFC 3947 4: MD5("RFC 3947").
+# RFC 3947 3.1: MD5("RFC 3947").
 NATT_RFC3947 = bytes.fromhex("4a131c81070358455c5728f20e95452f")
 # MD5("draft-ietf-ipsec-nat-t-ike-02"), MD5("draft-ietf-ipsec-nat-t-ike-02\n") (the draft's own typo, strongSwan
 # and libreswan both accept it), MD5("draft-ietf-ipsec-nat-t-ike-03").
 NATT_DRAFT_02 = bytes.fromhex("cd60464335df21f87cfdb2fc68b6a448")
 NATT_DRAFT_02N = bytes.fromhex("90cb80913ebb696e086381b5ec427b1f")
 NATT_DRAFT_03 = bytes.fromhex("7d9419a65310ca6f2c179d9215529d56")
-# RFC 3706 3.1: DPD, the last two octets are the version (1.0).
+# RFC 3706 DPD (bytes as strongSwan isakmp_vendor.c and Wireshark list them); the last two octets are the
+# version, 1.0.
 DPD = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")
 DPD_PREFIX = DPD[:14]
 # MD5("draft-ietf-ipsra-isakmp-xauth-06.txt") truncated to 8 octets (strongSwan, libreswan).

@@ -12,7 +12,7 @@ except ImportError:  # run from the repository root
 
 from sluice.ike import constants as C
 from sluice.ike import payloads as P
-from sluice.ike.message import parse_header, parse_message, Message, Header
+from sluice.ike.message import parse_header, parse_message, Message
 from sluice.ike.payloads import IkeMalformed
 
 unhex = harness.unhex

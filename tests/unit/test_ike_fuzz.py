@@ -122,7 +122,7 @@ def test_reassembler_stays_bounded(ops):
 
 def test_vendor_ids_are_md5_of_their_published_texts():
     md5 = lambda s: hashlib.md5(s).digest()
-    assert V.NATT_RFC3947 == md5(b"RFC 3947")                      # RFC 3947 4
+    assert V.NATT_RFC3947 == md5(b"RFC 3947")  # RFC 3947 3.1
     assert V.NATT_DRAFT_02 == md5(b"draft-ietf-ipsec-nat-t-ike-02")
     assert V.NATT_DRAFT_02N == md5(b"draft-ietf-ipsec-nat-t-ike-02\n")
     assert V.NATT_DRAFT_03 == md5(b"draft-ietf-ipsec-nat-t-ike-03")
@@ -139,3 +139,16 @@ def test_natd_hash_matches_hashlib():
     assert natd.natd_hash(digest.sha1, ICKY, RCKY, "198.51.100.1", 4500) == want
     want = hashlib.md5(ICKY + RCKY + bytes([192, 0, 2, 1]) + (500).to_bytes(2, "big")).digest()
     assert natd.natd_hash(natd.hash_for(C.HASH_MD5), ICKY, RCKY, "192.0.2.1", 500) == want
+
+
+@SETTINGS
+@given(st.text(alphabet="aes0123456789gcmdhmopc-,_ shaAB", max_size=60), st.sampled_from(["ike", "esp"]))
+def test_proposal_strings_only_raise_proposal_error(text, kind):
+    try:
+        ps = PR.ProposalSet.parse(text, kind)
+    except PR.ProposalError as e:
+        assert str(e)
+        return
+    assert len(ps) >= 1
+    for t in ps:
+        assert PR.ProposalSet.parse(t.name(), kind).transforms == [t]

@@ -5,8 +5,6 @@ Two directions: messages we encode are dissected by scapy and their fields check
 us, matched, and re-encoded byte-exact.
 """
 
-import pytest
-from scapy.layers.inet import IP, UDP
 from scapy.layers.isakmp import (ISAKMP, ISAKMP_payload, ISAKMP_payload_SA, ISAKMP_payload_Proposal,
                                  ISAKMP_payload_Transform, ISAKMP_payload_KE, ISAKMP_payload_Nonce,
                                  ISAKMP_payload_ID, ISAKMP_payload_Hash, ISAKMP_payload_Notify,
@@ -64,7 +62,8 @@ def windows_mm1():
         t = scapy_transform(k + 1, rows[k][0], rows[k][1], rows[k][2], k == len(rows) - 1)
         chain = t if chain is None else t / chain
     prop = ISAKMP_payload_Proposal(next_payload=0, proposal=1, proto=1, trans_nb=len(rows), trans=chain)
-    vids = [V.MS_NT5 + bytes.fromhex("00000009"), V.NATT_RFC3947, V.FRAGMENTATION,
+    # [MS-IKEE]: Windows sends both "RFC 3947" and "draft-ietf-ipsec-nat-t-ike-02\n".
+    vids = [V.MS_NT5 + bytes.fromhex("00000009"), V.NATT_RFC3947, V.NATT_DRAFT_02N, V.FRAGMENTATION,
             bytes.fromhex("fb1de3cdf341b7ea16b7e5be0855f120"), bytes.fromhex("214ca4faffa7f32d6748e5303395ae83")]
     pkt = ISAKMP(init_cookie=ICKY, resp_cookie=ZERO, next_payload=1, exch_type=2, flags=0, id=0)
     pkt = pkt / ISAKMP_payload_SA(next_payload=13, doi=1, situation=1, prop=prop)

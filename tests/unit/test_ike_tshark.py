@@ -91,8 +91,10 @@ def test_main_mode_exchange_as_wireshark_sees_it(tmp_path):
     # 86400 does not fit 16 bits: a 4-octet variable-length life duration.
     assert values(pk1, "isakmp.ike.attr.life_duration") == ["86400"] * 5
     assert values(pk1, "isakmp.ike.attr.format")[-1] == "0"
-    vid_names = " ".join(values(pk1, "isakmp.vid_string"))
-    assert "RFC 3947" in vid_names and "Dead Peer Detection" in vid_names or "RFC 3706" in vid_names
+    # Wireshark's own vendor ID table names our constants.
+    assert values(pk1, "isakmp.vid_string") == [
+        "MS NT5 ISAKMPOAKLEY", "RFC 3947 Negotiation of NAT-Traversal in the IKE", "Cisco Fragmentation",
+        "RFC 3706 DPD (Dead Peer Detection)"]
     assert values(pk3, "isakmp.typepayload") == ["4", "10", "20", "20"]
     assert values(pk3, "isakmp.ike.nat_hash") == [":".join(["01"] * 20), ":".join(["02"] * 20)]
     assert values(pk5, "isakmp.typepayload") == ["5", "8"]
@@ -137,3 +139,16 @@ def test_quick_mode_informational_and_fragments_as_wireshark_sees_them(tmp_path)
     assert [values(f, "isakmp.frag.last")[0] for f in pkts[2:]] == ["0", "0", "1"]
     # Wireshark reassembles the pieces and dissects the inner message: a CERT payload (6).
     assert "6" in values(pkts[-1], "isakmp.typepayload")
+
+
+def test_vendor_ids_named_by_wireshark(tmp_path):
+    vids = [V.NATT_RFC3947, V.NATT_DRAFT_03, V.NATT_DRAFT_02N, V.NATT_DRAFT_02, V.XAUTH, V.CISCO_UNITY,
+            V.STRONGSWAN, V.FRAGMENTATION + b"\x80\x00\x00\x00"]
+    (pk,) = dissect(tmp_path, [Message.build(ICKY, ZERO, C.EXCH_MAIN, [P.VendorIdPayload(v) for v in vids]).encode()])
+    no_errors(pk)
+    assert values(pk, "isakmp.vid_string") == [
+        "RFC 3947 Negotiation of NAT-Traversal in the IKE", "draft-ietf-ipsec-nat-t-ike-03",
+        "draft-ietf-ipsec-nat-t-ike-02\\n", "draft-ietf-ipsec-nat-t-ike-02", "XAUTH", "CISCO-UNITY", "strongSwan",
+        "Cisco Fragmentation"]
+    assert [V.recognize(v) for v in vids] == ["rfc3947", "natt-draft-03", "natt-draft-02n", "natt-draft-02", "xauth",
+                                              "cisco-unity", "strongswan", "fragmentation"]
