@@ -10,6 +10,7 @@ import subprocess
 
 from sluice.engine import datapath
 from sluice.engine.datapath import DataError, PPP_IP
+from sluice.engine.plain import PlainUdp
 from sluice.engine.reasons import why as _why
 from sluice.engine.timers import TimerSlot
 from sluice.hal.net import iproute
@@ -38,7 +39,11 @@ class Client:
         self.rng = rng
         self.configure_host = configure_host
         self.tun = tun
-        self.sock = sock
+        self.transport = None
+        self.l2tp_peer = None  # None: the plain socket is connected; with IPsec, the server's key
+        self.ipsec_up = False
+        if sock is not None:
+            self.transport = PlainUdp(sock, self._l2tp_in)
         self.server_addr = None
         self.tunnel = None
         self.sid = None
@@ -74,20 +79,49 @@ class Client:
             from sluice.hal.net.tun import TunDevice
 
             self.tun = TunDevice(c.ifname)
-        if self.sock is None:
+        if self.transport is None:
             self.server_addr = _resolve(c.server, c.port)
-            self.sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
-            self.sock.connect(self.server_addr)
-        self.loop.add_reader(self.sock, self._udp_readable)
+            if c.ipsec:
+                from sluice.engine.ipsec import IpsecTransport, initiator_config
+
+                self.transport = IpsecTransport(self.loop, self.log, initiator_config(c, self.server_addr[0]),
+                                                "0.0.0.0", self._l2tp_in, self._ipsec_event, self.rng)
+            else:
+                sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
+                sock.connect(self.server_addr)
+                self.transport = PlainUdp(sock, self._l2tp_in)
+        self.transport.attach(self.loop)
         self.loop.add_reader(self.tun, self._tun_readable)
         self.dial(now)
+
+    def _ipsec_event(self, kind, ike_peer, now, reason=None):
+        if kind == "sa-up":
+            if not self.ipsec_up:
+                self.ipsec_up = True
+                self.l2tp_peer = (ike_peer[0], ike_peer[1], 1701)
+                self.log.info("IPsec SA up with %s:%d", ike_peer[0], ike_peer[1])
+                self.dial(now)
+        elif kind == "peer-down":
+            self.ipsec_up = False
+            if self.tunnel is not None or self.state == "connecting":
+                self._fail(now, "IPsec lost: %s" % (reason or "the server stopped answering"), notify=False,
+                           tunnel_gone=True)
+        elif kind == "failed":
+            self._fail(now, "IPsec negotiation failed: %s" % reason, notify=False, tunnel_gone=True)
 
     def dial(self, now):
         if self.tunnel is not None or not self.wanted:
             return
         c = self.cli
+        if self.state != "connecting":
+            self.dial_started = now
         self.state = "connecting"
-        self.dial_started = now
+        if c.ipsec and not self.ipsec_up:
+            # L2TP waits for the IPsec SA (RFC 3193): nothing goes to UDP 1701 in the clear.
+            self.log.info("negotiating IPsec with %s", c.server)
+            self.transport.initiate(now)
+            self.loop.call_at(now + CONNECT_TIMEOUT, self._connect_deadline)
+            return
         self.log.info("connecting to %s:%d as %s", c.server, c.port, c.username)
         tid = 0
         while tid == 0:
@@ -108,44 +142,35 @@ class Client:
 
     # -- network side ------------------------------------------------------------------------------------
 
-    def _udp_readable(self, now):
-        buf, view, sock = self.buf, self.view, self.sock
-        for _ in range(64):
-            try:
-                n = sock.recv_into(buf)
-            except (BlockingIOError, InterruptedError):
+    def _l2tp_in(self, buf, start, n, peer, now):
+        """One UDP/1701 payload from the server (plain UDP, or decrypted ESP)."""
+        tunnel = self.tunnel
+        if tunnel is None:
+            return
+        if n - start >= 2 and buf[start] & 0x80:
+            tunnel.datagram_received(bytes(buf[start:n]), now)
+            self._pump_tunnel(now)
+            return
+        try:
+            tid, sid, p, end = datapath.parse_data(buf, n, start)
+            if sid != self.sid or tid != tunnel.local_tunnel_id:
+                self.counters["unknown_session"] += 1
                 return
-            except OSError as e:
-                # ICMP port unreachable on a connected socket: the server is not listening (yet).
-                self.last_error = "server %s: %s" % (self.cli.server, e.strerror)
-                return
-            tunnel = self.tunnel
-            if tunnel is None:
-                continue
-            if n >= 2 and buf[0] & 0x80:
-                tunnel.datagram_received(bytes(view[:n]), now)
-                self._pump_tunnel(now)
-                continue
-            try:
-                tid, sid, p, end = datapath.parse_data(buf, n)
-                if sid != self.sid or tid != tunnel.local_tunnel_id:
-                    self.counters["unknown_session"] += 1
-                    continue
-                proto, q = datapath.ppp_protocol(buf, p, end)
-                if proto == PPP_IP:
-                    if self.ip_key is None:
-                        continue
-                    self.counters["rx_packets"] += 1
-                    self.counters["rx_bytes"] += end - q
-                    self.tun.write(view[q:end])
-                elif self.link is not None:
-                    self.link.frame_received(bytes(view[p:end]), now)
-                    self._pump_link(now)
-            except DataError:
-                self.counters["malformed"] += 1
+            proto, q = datapath.ppp_protocol(buf, p, end)
+            if proto == PPP_IP:
+                if self.ip_key is None:
+                    return
+                self.counters["rx_packets"] += 1
+                self.counters["rx_bytes"] += end - q
+                self.tun.write(memoryview(buf)[q:end])
+            elif self.link is not None:
+                self.link.frame_received(bytes(buf[p:end]), now)
+                self._pump_link(now)
+        except DataError:
+            self.counters["malformed"] += 1
 
     def _tun_readable(self, now):
-        tview, sock = self.tview, self.sock
+        tview, send, peer = self.tview, self.transport.send, self.l2tp_peer
         counters = self.counters
         for _ in range(64):
             n = self.tun.read_into(self.tbuf)
@@ -156,10 +181,7 @@ class Client:
                 continue
             counters["tx_packets"] += 1
             counters["tx_bytes"] += n
-            try:
-                sock.sendmsg((hdr, tview[:n]))
-            except OSError:
-                pass
+            send(peer, (hdr, tview[:n]))
 
     # -- machines ----------------------------------------------------------------------------------------
 
@@ -177,10 +199,7 @@ class Client:
         if t is None:
             return
         for data in t.datagrams_to_send():
-            try:
-                self.sock.send(data)
-            except OSError:
-                pass
+            self.transport.send(self.l2tp_peer, (data,))
         while self.tunnel is t:
             ev = t.next_event()
             if ev is None:
@@ -226,10 +245,7 @@ class Client:
         if link is None:
             return
         for frame in link.frames_to_send():
-            try:
-                self.sock.sendmsg((self.ctl_hdr, frame))
-            except OSError:
-                pass
+            self.transport.send(self.l2tp_peer, (self.ctl_hdr, frame))
         while self.link is link:
             ev = link.next_event()
             if ev is None:
@@ -316,10 +332,7 @@ class Client:
             except Exception:
                 pass
             for data in t.datagrams_to_send():
-                try:
-                    self.sock.send(data)
-                except OSError:
-                    pass
+                self.transport.send(self.l2tp_peer, (data,))
         self.link = None
         self.tunnel = None
         self.hdr = self.ctl_hdr = None
@@ -408,6 +421,7 @@ class Client:
             "wanted": self.wanted,
             "tunnels": tunnels,
             "counters": dict(self.counters),
+            "transport": self.transport.status() if self.transport is not None else None,
             "last_error": self.last_error,
         }
 
@@ -416,9 +430,8 @@ class Client:
             for r in reversed(self.installed):
                 iproute.route_del(r)
         self.installed = []
-        if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.sock.close()
+        if self.transport is not None:
+            self.transport.close(self.loop)
         if self.tun is not None:
             if self.tun.fileno() >= 0:
                 self.loop.remove_reader(self.tun)

@@ -28,23 +28,23 @@ def l2tp_header(peer_tunnel_id, peer_session_id):
     return _HDR.pack(0x0002, peer_tunnel_id, peer_session_id)
 
 
-def parse_data(buf, n):
-    """(tunnel_id, session_id, ppp_offset) of an L2TP data message in buf[:n] (RFC 2661 3.1).
+def parse_data(buf, n, start=0):
+    """(tunnel_id, session_id, ppp_offset, end) of the L2TP data message in buf[start:n] (RFC 2661 3.1).
 
     The caller has already checked the T bit. Raises DataError on anything malformed.
     """
-    if n < 6:
+    if n - start < 6:
         raise DataError("short data message")
-    flags = (buf[0] << 8) | buf[1]
+    flags = (buf[start] << 8) | buf[start + 1]
     if flags & 0x000F != 2:
         raise DataError("not L2TP version 2")
-    p = 2
+    p = start + 2
     if flags & _L:
-        length = (buf[2] << 8) | buf[3]
-        if length > n or length < 8:
+        length = (buf[p] << 8) | buf[p + 1]
+        if length > n - start or length < 8:
             raise DataError("bad length field")
-        n = length
-        p = 4
+        n = start + length
+        p += 2
     if p + 4 > n:
         raise DataError("short data message")
     tid = (buf[p] << 8) | buf[p + 1]

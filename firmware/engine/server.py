@@ -10,6 +10,7 @@ import socket
 
 from sluice.engine import datapath
 from sluice.engine.datapath import DataError, PPP_IP
+from sluice.engine.plain import PlainUdp
 from sluice.engine.pool import IpPool, PoolExhausted
 from sluice.engine.reasons import peer_str as _peer_str, why as _why
 from sluice.engine.timers import TimerSlot
@@ -57,7 +58,8 @@ class ServerSession:
 
 
 class Server:
-    def __init__(self, config, section, loop, log, tun=None, sock=None, rng=os.urandom, configure_host=True):
+    def __init__(self, config, section, loop, log, tun=None, sock=None, rng=os.urandom, configure_host=True,
+                 transport=None):
         self.config = config
         self.srv = section
         self.loop = loop
@@ -72,9 +74,9 @@ class Server:
         self.table = TunnelTable(rng, self._tunnel_config())
         self.table_timer = TimerSlot(loop, self._table_timer)
         self.tun = tun
-        self.sock = sock
-        self.buf = bytearray(BUF_SIZE)
-        self.view = memoryview(self.buf)
+        self.transport = transport
+        if transport is None and sock is not None:
+            self.transport = PlainUdp(sock, self._l2tp_in)
         self.tbuf = bytearray(BUF_SIZE)
         self.tview = memoryview(self.tbuf)
         self.counters = {
@@ -115,56 +117,70 @@ class Server:
             iproute.link_up(self.tun.name, srv.mtu)
             if iproute.enable_forwarding():
                 self.log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
-        if self.sock is None:
-            self.sock = bind_udp(srv.listen, srv.port)
-        self.loop.add_reader(self.sock, self._udp_readable)
+        if self.transport is None:
+            self.transport = self._make_transport()
+        self.transport.attach(self.loop)
         self.loop.add_reader(self.tun, self._tun_readable)
         self.log.info(
             "server listening on %s:%d, TUN %s %s, pool %s-%s, auth %s",
             srv.listen, srv.port, self.tun.name, srv.local_ip, srv.pool_start, srv.pool_end, ",".join(srv.auth),
         )
 
+    def _make_transport(self):
+        srv = self.srv
+        if not srv.ipsec:
+            return PlainUdp(bind_udp(srv.listen, srv.port), self._l2tp_in)
+        from sluice.engine.ipsec import IpsecTransport, responder_config
+
+        return IpsecTransport(self.loop, self.log, responder_config(srv, self.config), srv.listen,
+                              self._l2tp_in, self._ipsec_event, self.rng)
+
+    def _ipsec_event(self, kind, ike_peer, now):
+        """The IPsec layer lost every SA of a peer: its L2TP tunnels cannot be reached any more."""
+        if kind == "peer-down":
+            for t in self.table.tunnels():
+                if isinstance(t.peer, tuple) and t.peer[:2] == ike_peer:
+                    for sess in [s for s in self.sessions.values() if s.tunnel is t]:
+                        self._drop_session(sess, now, notify_l2tp=False)
+                    # StopCCN cannot reach the peer now; the tunnel gives up after its retransmissions.
+                    t.close(now, STOPCCN_SHUTDOWN, "IPsec SA lost")
+            self._pump_table(now)
+
     # -- network side ------------------------------------------------------------------------------------
 
-    def _udp_readable(self, now):
-        buf, view, sock = self.buf, self.view, self.sock
-        for _ in range(64):
-            try:
-                n, peer = sock.recvfrom_into(buf)
-            except (BlockingIOError, InterruptedError):
+    def _l2tp_in(self, buf, start, n, peer, now):
+        """One UDP/1701 payload from `peer` (plain UDP, or decrypted ESP: the transport decides)."""
+        if n - start >= 2 and buf[start] & 0x80:
+            self.table.datagram_received(bytes(buf[start:n]), peer, now)
+            self._pump_table(now)
+            return
+        try:
+            tid, sid, p, end = datapath.parse_data(buf, n, start)
+            sess = self.sessions.get((tid, sid))
+            if sess is None:
+                self.counters["unknown_session"] += 1
                 return
-            except OSError:
-                return  # ICMP errors surface here; the L2TP machines notice silence themselves
-            if n >= 2 and buf[0] & 0x80:
-                self.table.datagram_received(bytes(view[:n]), peer, now)
-                self._pump_table(now)
-                continue
-            try:
-                tid, sid, p, end = datapath.parse_data(buf, n)
-                sess = self.sessions.get((tid, sid))
-                if sess is None:
-                    self.counters["unknown_session"] += 1
-                    continue
-                if sess.peer != peer:
-                    self.counters["wrong_peer"] += 1
-                    continue
-                proto, q = datapath.ppp_protocol(buf, p, end)
-                if proto == PPP_IP:
-                    if sess.ip_key is None or view[q + 12:q + 16] != sess.ip_key:
-                        sess.spoofed += 1
-                        self.counters["spoofed"] += 1
-                        continue
-                    sess.rx_packets += 1
-                    sess.rx_bytes += end - q
-                    self.tun.write(view[q:end])
-                elif sess.link is not None:
-                    sess.link.frame_received(bytes(view[p:end]), now)
-                    self._pump_link(sess, now)
-            except DataError:
-                self.counters["malformed"] += 1
+            if sess.peer != peer:
+                self.counters["wrong_peer"] += 1
+                return
+            proto, q = datapath.ppp_protocol(buf, p, end)
+            if proto == PPP_IP:
+                # Only the address this session was given may appear as the source (no spoofing through us).
+                if sess.ip_key is None or buf[q + 12:q + 16] != sess.ip_key:
+                    sess.spoofed += 1
+                    self.counters["spoofed"] += 1
+                    return
+                sess.rx_packets += 1
+                sess.rx_bytes += end - q
+                self.tun.write(memoryview(buf)[q:end])
+            elif sess.link is not None:
+                sess.link.frame_received(bytes(buf[p:end]), now)
+                self._pump_link(sess, now)
+        except DataError:
+            self.counters["malformed"] += 1
 
     def _tun_readable(self, now):
-        tview, sock, by_ip = self.tview, self.sock, self.by_ip
+        tview, send, by_ip = self.tview, self.transport.send, self.by_ip
         for _ in range(64):
             n = self.tun.read_into(self.tbuf)
             if n <= 0:
@@ -177,10 +193,7 @@ class Server:
                 continue
             sess.tx_packets += 1
             sess.tx_bytes += n
-            try:
-                sock.sendmsg((sess.hdr, tview[:n]), (), 0, sess.peer)
-            except OSError:
-                pass
+            send(sess.peer, (sess.hdr, tview[:n]))
 
     # -- machines ----------------------------------------------------------------------------------------
 
@@ -193,10 +206,7 @@ class Server:
     def _pump_table(self, now):
         table = self.table
         for peer, data in table.datagrams_to_send():
-            try:
-                self.sock.sendto(data, peer)
-            except OSError:
-                pass
+            self.transport.send(peer, (data,))
         while True:
             item = table.next_event()
             if item is None:
@@ -278,10 +288,7 @@ class Server:
         if link is None:
             return
         for frame in link.frames_to_send():
-            try:
-                self.sock.sendmsg((sess.ctl_hdr, frame), (), 0, sess.peer)
-            except OSError:
-                pass
+            self.transport.send(sess.peer, (sess.ctl_hdr, frame))
         while True:
             ev = link.next_event()
             if ev is None:
@@ -392,6 +399,7 @@ class Server:
             "tunnels": tunnels,
             "sessions": len(self.sessions),
             "counters": dict(self.counters),
+            "transport": self.transport.status() if self.transport is not None else None,
             "last_error": self.last_error,
         }
 
@@ -414,9 +422,8 @@ class Server:
         for sess in list(self.sessions.values()):
             if sess.ip_key is not None and self.configure_host:
                 iproute.route_del(sess.ip + "/32", self.tun.name)
-        if self.sock is not None:
-            self.loop.remove_reader(self.sock)
-            self.sock.close()
+        if self.transport is not None:
+            self.transport.close(self.loop)
         if self.tun is not None:
             if self.tun.fileno() >= 0:
                 self.loop.remove_reader(self.tun)
