@@ -210,3 +210,28 @@ def session_up(lab, name):
     if st.get("role") != "client" or st.get("state") != "up":
         return None
     return st
+
+
+def build_nat(lab, nclients=2):
+    """Clients behind one NAT router (nftables masquerade) -> server. Returns (srv, nat, [clients], sconf, cconf).
+
+    server 192.0.2.1 -- 192.0.2.254 NAT router 198.51.100.{1,129,...} -- client i at 198.51.100.(128*i + 2)
+    """
+    srv = lab.ns("srv")
+    nat = lab.ns("nat")
+    wan_nat, _ = lab.link(nat, "192.0.2.254/24", srv, "192.0.2.1/24")
+    clients = []
+    for i in range(nclients):
+        base = 128 * i
+        c = lab.ns("c%d" % i)
+        lab.link(nat, "198.51.100.%d/25" % (base + 1), c, "198.51.100.%d/25" % (base + 2))
+        lab.run(c, "ip", "route", "add", "default", "via", "198.51.100.%d" % (base + 1))
+        clients.append(c)
+    lab.forward(nat)
+    rules = ("table ip sluicenat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+             "  oifname \"%s\" masquerade\n }\n}\n" % wan_nat)
+    path = lab.write("nat.nft", rules, 0o644)
+    lab.run(nat, "nft", "-f", path)
+    sconf = lab.write("server.conf", SERVER_CONF.format(auth="mschapv2"))
+    cconf = lab.write("client.conf", CLIENT_CONF.format(user="alice", password="correct horse battery"))
+    return srv, nat, clients, sconf, cconf
