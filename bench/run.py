@@ -27,19 +27,19 @@ def rss_kb(pid):
 
 def timed_transfer(lab, rx_ns, rx_host, tx_ns, nbytes, port):
     tcp = os.path.join(os.path.dirname(HERE), "tests", "integration", "tcpcheck.py")
-    rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, sys.executable, tcp, "serve", rx_host, str(port)],
+    rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, sys.executable, tcp, "sink", rx_host, str(port)],
                           stdout=subprocess.PIPE, text=True)
     try:
         assert rx.stdout.readline().strip() == "listening"
         t0 = time.monotonic()
-        tx = lab.run(tx_ns, sys.executable, tcp, "send", rx_host, str(port), str(nbytes), "1", timeout=300)
+        tx = lab.run(tx_ns, sys.executable, tcp, "blast", rx_host, str(port), str(nbytes), timeout=300)
         got = rx.communicate(timeout=60)[0].split()
         dt = time.monotonic() - t0
     finally:
         if rx.poll() is None:
             rx.kill()
     if tx.stdout.split() != got:
-        raise RuntimeError("transfer corrupted: %r != %r" % (tx.stdout.split(), got))
+        raise RuntimeError("transfer incomplete: sent %r, received %r" % (tx.stdout.split(), got))
     return nbytes * 8 / dt / 1e6
 
 
