@@ -389,6 +389,9 @@ class Client:
             self._teardown(now, notify_peer=True, reason=reason)
             if was_up:
                 self._run_hook("disconnect", [])
+        if self.ipsec_up:
+            self.ipsec_up = False
+            self.transport.shutdown(now)
         self.state = "idle"
 
     def shutdown(self, now):

@@ -21,6 +21,7 @@ L2TP_PORT = 1701
 KEEPALIVE_INTERVAL = 20.0  # RFC 3948 4: NAT keepalives, 20 s is what racoon and strongSwan use
 IPPROTO_ESP = 50
 _UDP = struct.Struct("!HHHH")
+_PKTINFO_SPACE = socket.CMSG_SPACE(12)
 
 
 class _InSa:
@@ -77,6 +78,9 @@ class IpsecTransport:
             # Without CAP_NET_RAW only UDP-encapsulated ESP works; say so once.
             self.log.warning("no raw ESP socket (%s): only NAT-T (UDP 4500) peers can connect", e.strerror)
             self.raw = None
+        if self.local_ip in ("0.0.0.0", ""):
+            # NAT-D hashes our address as the peer sees it: learn it per datagram (IP_PKTINFO).
+            self.s500.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_PKTINFO", 8), 1)
         loop.add_reader(self.s500, self._on_500)
         loop.add_reader(self.s4500, self._on_4500)
         if self.raw is not None:
@@ -91,12 +95,16 @@ class IpsecTransport:
     def _on_500(self, now):
         for _ in range(16):
             try:
-                data, peer = self.s500.recvfrom(65535)
+                data, anc, _flags, peer = self.s500.recvmsg(65535, _PKTINFO_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
-            self.ike.datagram_received(data, (self.local_ip, IKE_PORT), peer, now)
+            local = self.local_ip
+            for level, kind, cdata in anc:
+                if level == socket.IPPROTO_IP and len(cdata) >= 12:
+                    local = socket.inet_ntoa(cdata[8:12])  # in_pktinfo.ipi_addr: the header's destination
+            self.ike.datagram_received(data, (local, IKE_PORT), peer, now)
             self._pump(now)
 
     def _on_4500(self, now):
@@ -340,7 +348,18 @@ def responder_config(section, config):
     return cfg
 
 
+def source_address(server_ip):
+    """The address this host sends from toward server_ip (what the server sees unless a NAT rewrites it)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((server_ip, IKE_PORT))  # no packet is sent: this only asks the routing table
+        return s.getsockname()[0]
+    finally:
+        s.close()
+
+
 def initiator_config(section, server_ip):
-    cfg = _ike_config(section, "initiator", server_name=getattr(section, "server_name", None))
+    cfg = _ike_config(section, "initiator", server_name=getattr(section, "server_name", None),
+                      local_ip=source_address(server_ip))
     cfg.target = (server_ip, IKE_PORT)
     return cfg

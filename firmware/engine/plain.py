@@ -41,6 +41,9 @@ class PlainUdp:
         except OSError:
             self.errors += 1
 
+    def shutdown(self, now):
+        pass
+
     def status(self):
         return {"ipsec": False, "send_errors": self.errors}
 

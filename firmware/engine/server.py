@@ -379,6 +379,7 @@ class Server:
             except Exception:
                 pass
         self._pump_table(now)
+        self.transport.shutdown(now)  # IPsec: DELETE notifications after the L2TP goodbyes went out
 
     def idle(self):
         return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
