@@ -2,25 +2,33 @@
 //
 // Usage: node tests/micropython/run.mjs [options] [test_module | test_module.test_name ...]
 //
-//   --heap SIZE          emulate a router: GC heap of SIZE bytes (suffix K or M, e.g. 4M). The WebAssembly
-//                        port grows its heap on demand (MICROPY_GC_SPLIT_HEAP_AUTO: a new split, doubling the
-//                        total, only after a full collection failed to find room), so growth past SIZE is
-//                        exactly where a fixed SIZE-byte heap would have raised MemoryError: the test running
-//                        when it happens FAILs. Heap figures are printed at the end in every mode.
+//   --heap SIZE          router mode: start with a GC heap of SIZE bytes (suffix K or M, e.g. 4M), one
+//                        interpreter per module, and FAIL an import or test after which the live heap
+//                        (what is still reachable once it returned) exceeds SIZE: that state alone would not fit
+//                        a router's fixed heap. Per-module figures are printed at the end.
+//   --isolate            a fresh interpreter per module (implied by --heap)
 //   --timeout SEC        limit for the whole run (default 300)
-//   --test-timeout SEC   limit for one test or one module import (default 60)
+//   --test-timeout SEC   limit for one test or one module import (default 30); the rest then run in a
+//                        fresh interpreter
 //   --frozen             keep the port's frozen micropython-lib modules (functools, abc, logging, unittest,
 //                        ...) importable. Off by default: a router's MicroPython has only the C built-ins.
 //   --root DIR           repository root (default: two levels above this file)
 //
+// Heap figures, and what this port can and cannot show: its garbage collector never runs while Python code
+// is on the stack (gc_collect() only sets a flag; the collection happens when control returns to JS, and a
+// full heap grows instead). So each import and each test is its own top-level call, followed by a collection,
+// and for each we know exactly: "live" = heap in use after it returned and was collected (retained state),
+// and "allocated" = bytes allocated while it ran (nothing is freed mid-call: the allocation churn, which
+// matters on the per-packet path). The peak of live data inside a test is not observable here.
+//
 // Layout in the virtual filesystem, as pyproject.toml maps it: firmware/ -> /lib/sluice/, hal/ ->
-// /lib/sluice/hal/ (.py files only), tests/core/*.py -> /work/tests/core/. sys.path starts with
-// /work/tests/core (pytest's rootdir-less "prepend" import mode), then /lib, then /work.
+// /lib/sluice/hal/ (.py files only), tests/core/*.py -> /work/tests/core/. sys.path is /work/tests/core
+// (pytest's "prepend" import mode: `import harness`), /lib, /work (`from tests.core import harness`).
 //
 // Output: one line per test, "PASS mod.test", "FAIL mod.test: <exception>" followed by the traceback
-// indented, "SKIP mod.test: <reason>"; the last line is exactly "N passed, M failed" (", K skipped" added
-// when K > 0). A failed import counts as one failure. Exit status 0 only when nothing failed; 2 for usage
-// or setup errors.
+// indented, "SKIP mod.test: <reason>"; output the tests print themselves is shown as "  > line". The last
+// line is exactly "N passed, M failed" (", K skipped" added when K > 0). A failed import counts as one
+// failure. Exit status 0 only when nothing failed; 2 for usage or setup errors.
 //
 // Skips: a module with a top-level `MICROPYTHON_SKIP = 'reason'` is not imported at all (it may use what
 // MicroPython lacks) and each of its test functions is reported SKIP; a test that raises an exception whose
@@ -38,16 +46,16 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PKG = "@micropython/micropython-webassembly-pyscript";
 const REC = "\x1e"; // starts a record line from the driver; anything else is the tests' own output
 
-// The Python side: imports each module, runs its tests, reports records. Runs inside MicroPython.
+// Python side, defined once per interpreter; the worker calls these one top-level call at a time.
 const DRIVER = String.raw`
 import sys, gc, io, json, micropython
 
-def _emit(kind, name, detail=""):
+def _rec(kind, name, detail=""):
     print("\x1e" + json.dumps([kind, name, detail]))
 
-def _heap(tag):
+def _mem():
     # mem_info() prints "GC: total: T, used: U, ..."; the worker parses it between these markers.
-    print("\x1emem{" + tag)
+    print("\x1emem{")
     micropython.mem_info()
     print("\x1emem}")
 
@@ -56,61 +64,51 @@ def _trace(e):
     sys.print_exception(e, buf)
     return buf.getvalue()
 
-def _run(plan):
-    _heap("start")
-    for entry in plan["modules"]:
-        name = entry["module"]
-        _emit("START", name + " (import)")
-        try:
-            mod = __import__(name)
-        except BaseException as e:
-            _heap("import")
-            _emit("FAIL", name + " (import)", _trace(e))
-            continue
-        skip = getattr(mod, "MICROPYTHON_SKIP", None)
-        names = entry["tests"]
-        if entry["all"]:
-            # Source order first (dir() order is hash order here), then anything defined another way.
-            found = [n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
-            names = [n for n in names if n in found] + sorted(n for n in found if n not in names)
-        gc.collect()
-        _heap("import")
-        _emit("IMPORTED", name, names)
-        for t in names:
-            tid = name + "." + t
-            if skip:
-                _emit("SKIP", tid, str(skip))
-                continue
-            fn = getattr(mod, t, None)
-            if fn is None:
-                _emit("FAIL", tid, "no such test in " + name)
-                continue
-            _emit("START", tid)
-            kind, detail = "PASS", ""
-            try:
-                fn()
-            except BaseException as e:
-                if type(e).__name__ == "SkipTest":
-                    kind, detail = "SKIP", str(e)
-                else:
-                    kind, detail = "FAIL", _trace(e)
-            e = None
-            alloc = gc.mem_alloc()
-            gc.collect()
-            _heap(str(alloc))
-            _emit(kind, tid, detail)
-    _emit("DONE", "")
+_modules = {}
+
+def _import(name, listed, find):
+    _rec("START", name + " (import)")
+    try:
+        mod = __import__(name)
+    except BaseException as e:
+        _rec("FAIL", name + " (import)", _trace(e))
+        return
+    _modules[name] = mod
+    names = listed
+    if find:
+        # Source order first (dir() order is hash order here), then anything defined another way.
+        found = [n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
+        names = [n for n in listed if n in found] + sorted(n for n in found if n not in listed)
+    skip = getattr(mod, "MICROPYTHON_SKIP", None)
+    _rec("IMPORTED", name, [names, str(skip) if skip else None])
+
+def _test(name, t):
+    tid = name + "." + t
+    fn = getattr(_modules[name], t, None)
+    if fn is None:
+        _rec("FAIL", tid, "no such test in " + name)
+        return
+    _rec("START", tid)
+    kind, detail = "PASS", ""
+    try:
+        fn()
+    except BaseException as e:
+        if type(e).__name__ == "SkipTest":
+            kind, detail = "SKIP", str(e)
+        else:
+            kind, detail = "FAIL", _trace(e)
+    _mem()  # before any collection: what the test allocated
+    _rec(kind, tid, detail)
 
 _plan = json.load(open("/work/plan.json"))
 sys.path[:] = ["/work/tests/core", "/lib", "/work"] + ([".frozen"] if _plan["frozen"] else [])
-_run(_plan)
 `;
 
 function usage(msg) {
   if (msg) process.stderr.write("run.mjs: " + msg + "\n");
   process.stderr.write(
-    "usage: node tests/micropython/run.mjs [--heap SIZE] [--timeout SEC] [--test-timeout SEC] [--frozen] " +
-      "[--root DIR] [test_module[.test_name] ...]\n"
+    "usage: node tests/micropython/run.mjs [--heap SIZE] [--isolate] [--timeout SEC] [--test-timeout SEC] " +
+      "[--frozen] [--root DIR] [test_module[.test_name] ...]\n"
   );
   process.exit(2);
 }
@@ -118,15 +116,19 @@ function usage(msg) {
 function parseSize(s) {
   const m = /^(\d+)([kKmM]?)$/.exec(s || "");
   if (!m) usage("bad size: " + s);
-  return parseInt(m[1], 10) * ({ "": 1, k: 1024, m: 1048576 }[m[2].toLowerCase()]);
+  return parseInt(m[1], 10) * { "": 1, k: 1024, m: 1048576 }[m[2].toLowerCase()];
 }
 
 function parseArgs(argv) {
-  const o = { heap: null, timeout: 300, testTimeout: 60, frozen: false, root: path.resolve(HERE, "..", ".."), select: [] };
+  const o = {
+    heap: null, isolate: false, timeout: 300, testTimeout: 30, frozen: false,
+    root: path.resolve(HERE, "..", ".."), select: [],
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => (i + 1 < argv.length ? argv[++i] : usage(a + " needs a value"));
     if (a === "--heap") o.heap = parseSize(val());
+    else if (a === "--isolate") o.isolate = true;
     else if (a === "--timeout") o.timeout = Number(val());
     else if (a === "--test-timeout") o.testTimeout = Number(val());
     else if (a === "--frozen") o.frozen = true;
@@ -161,7 +163,7 @@ function makePlan(opts) {
     const skip = /^MICROPYTHON_SKIP\s*=\s*(?:'([^'\n]*)'|"([^"\n]*)")/m.exec(src);
     modules.push({
       module: mod,
-      all: only === null,
+      find: only === null, // also run test_* the source scan missed
       tests: only === null ? defs : only,
       skip: skip ? skip[1] ?? skip[2] : null,
     });
@@ -174,6 +176,7 @@ function makePlan(opts) {
 function copyTree(FS, srcDir, vfsDir) {
   let n = 0;
   FS.mkdirTree(vfsDir);
+  if (!fs.existsSync(srcDir)) return n;
   for (const ent of fs.readdirSync(srcDir, { withFileTypes: true })) {
     if (ent.name.startsWith(".") || ent.name === "__pycache__") continue;
     const src = path.join(srcDir, ent.name);
@@ -189,38 +192,75 @@ function copyTree(FS, srcDir, vfsDir) {
 async function workerMain() {
   const { root, heap, plan } = workerData;
   const post = (m) => parentPort.postMessage(m);
-  let mem = null;
+  let mem = null; // inside a mem_info() block
+  let lastMem = null;
+  let records = []; // records of the current call
   const onLine = (stream) => (line) => {
     if (mem !== null) {
-      if (line === REC + "mem}") {
-        post({ type: "mem", ...mem });
-        mem = null;
-      } else {
+      if (line === REC + "mem}") [lastMem, mem] = [mem, null];
+      else {
         const m = /^GC: total: (\d+), used: (\d+)/.exec(line);
         if (m) Object.assign(mem, { total: +m[1], used: +m[2] });
       }
-    } else if (line.startsWith(REC + "mem{")) mem = { tag: line.slice(5) };
-    else if (line.startsWith(REC)) post({ type: "rec", rec: JSON.parse(line.slice(1)) });
-    else post({ type: "out", stream, line });
+    } else if (line === REC + "mem{") mem = {};
+    else if (line.startsWith(REC)) {
+      const rec = JSON.parse(line.slice(1));
+      if (rec[0] === "START") post({ type: "start", id: rec[1] });
+      else records.push(rec);
+    } else post({ type: "out", stream, line });
   };
   const { loadMicroPython } = await import(PKG + "/micropython.mjs");
   const mp = await loadMicroPython({
-    heapsize: heap || 16 * 1048576,
+    heapsize: heap || 4 * 1048576,
     stdout: onLine("stdout"),
     stderr: onLine("stderr"),
   });
   const FS = mp.FS;
   FS.mkdirTree("/work/tests/core");
-  const files =
-    copyTree(FS, path.join(root, "firmware"), "/lib/sluice") +
-    copyTree(FS, path.join(root, "hal"), "/lib/sluice/hal") +
-    copyTree(FS, path.join(root, "tests", "core"), "/work/tests/core");
+  copyTree(FS, path.join(root, "firmware"), "/lib/sluice");
+  copyTree(FS, path.join(root, "hal"), "/lib/sluice/hal");
+  copyTree(FS, path.join(root, "tests", "core"), "/work/tests/core");
   FS.writeFile("/work/plan.json", JSON.stringify(plan));
-  post({ type: "ready", files, version: mp.pyimport("sys").version });
+
+  const call = (code) => {
+    records = [];
+    mp.runPython(code);
+    return records;
+  };
+  // gc.collect() only sets a flag in this port; the collection happens as the call returns to JS.
+  const live = () => {
+    call("import gc\ngc.collect()");
+    call("_mem()");
+    return lastMem;
+  };
   try {
-    mp.runPython(DRIVER);
-    // Measured from a fresh top-level frame: the driver's own frames still pin the last test's garbage.
-    mp.runPython("import gc, micropython\ngc.collect()\nprint('\\x1emem{end')\nmicropython.mem_info()\nprint('\\x1emem}')");
+    call(DRIVER);
+    post({ type: "ready", version: mp.pyimport("sys").version, mem: live() });
+    for (const entry of plan.modules) {
+      const base = live().used;
+      const recs = call("_import(" + JSON.stringify(entry.module) + ", " + JSON.stringify(entry.tests) + ", " +
+        (entry.find ? "True" : "False") + ")");
+      const after = live();
+      const imp = recs.find((r) => r[0] === "IMPORTED");
+      if (!imp) {
+        post({ type: "result", rec: recs[0], mem: { live: after.used, total: after.total } });
+        continue;
+      }
+      const [names, skip] = imp[2];
+      post({ type: "imported", module: entry.module, tests: names, mem: { live: after.used, cost: after.used - base, total: after.total } });
+      for (const t of names) {
+        const id = entry.module + "." + t;
+        if (skip) {
+          post({ type: "result", rec: ["SKIP", id, skip] });
+          continue;
+        }
+        const before = lastMem.used;
+        const rec = call("_test(" + JSON.stringify(entry.module) + ", " + JSON.stringify(t) + ")")[0];
+        const [allocated, total] = [lastMem.used - before, lastMem.total]; // before the collection
+        const after = live();
+        post({ type: "result", rec, mem: { allocated, live: after.used, total } });
+      }
+    }
   } catch (e) {
     post({ type: "fatal", text: String(e && e.message ? e.message : e) });
     return;
@@ -233,7 +273,7 @@ async function workerMain() {
 // Map virtual filesystem paths in tracebacks back to the repository.
 function repoPaths(text) {
   return text
-    .replace(/^ *File "<stdin>".*\n/gm, "") // the driver's own frame
+    .replace(/^ *File "<stdin>".*\n/gm, "") // the driver's own frames
     .replace(/\/lib\/sluice\/hal\//g, "hal/")
     .replace(/\/lib\/sluice\//g, "firmware/")
     .replace(/\/work\/tests\/core\//g, "tests/core/");
@@ -244,7 +284,10 @@ function lastLine(text) {
   return lines[lines.length - 1];
 }
 
+const KiB = (n) => (n / 1024).toFixed(0) + " KiB";
+
 async function main() {
+  process.stdout.on("error", (e) => process.exit(e.code === "EPIPE" ? 0 : 1)); // e.g. piped into head
   const opts = parseArgs(process.argv.slice(2));
   try {
     await import(PKG + "/micropython.mjs");
@@ -257,8 +300,9 @@ async function main() {
   const plan = makePlan(opts);
   const t0 = Date.now();
   const count = { PASS: 0, FAIL: 0, SKIP: 0 };
-  const heap = { initial: null, total: null, maxAlloc: 0, endUsed: null };
-  const finished = new Set(); // test ids with a result
+  const finished = new Set(); // ids with a result
+  const durations = []; // [seconds, id]
+  const heap = { base: null, maxLive: [0, ""], maxAlloc: [0, ""], maxTotal: 0, byModule: new Map() };
   let version = "";
 
   const say = (s) => process.stdout.write(s + "\n");
@@ -273,12 +317,24 @@ async function main() {
       if (text.includes("\n")) for (const l of text.split("\n")) say("    " + l);
     }
   };
+  const noteHeap = (id, m) => {
+    if (!m) return;
+    const mod = id.split(/[. ]/)[0];
+    const row = heap.byModule.get(mod) || { import: 0, live: 0, alloc: 0, allocId: "" };
+    if (m.cost !== undefined) row.import = m.cost;
+    row.live = Math.max(row.live, m.live);
+    if (m.allocated > row.alloc) [row.alloc, row.allocId] = [m.allocated, id];
+    heap.byModule.set(mod, row);
+    if (m.live > heap.maxLive[0]) heap.maxLive = [m.live, id];
+    if (m.allocated > heap.maxAlloc[0]) heap.maxAlloc = [m.allocated, id];
+    heap.maxTotal = Math.max(heap.maxTotal, m.total);
+  };
 
   // Modules skipped by MICROPYTHON_SKIP are reported here and never reach the interpreter.
   for (const m of plan.modules) if (m.skip !== null) for (const t of m.tests) report("SKIP", m.module + "." + t, m.skip);
   let pending = plan.modules.filter((m) => m.skip === null);
 
-  // One interpreter runs `pending` until it ends or a limit is hit; resolves to "end", "test-timeout" or "timeout".
+  // One interpreter runs `modules` until it ends or a limit is hit: "end", "test-timeout" or "timeout".
   const runOnce = (modules) =>
     new Promise((resolve) => {
       const worker = new Worker(new URL(import.meta.url), {
@@ -287,8 +343,14 @@ async function main() {
         stderr: false,
       });
       let current = null; // [id, started at]
-      let lastMem = null;
       let over = false;
+      let prevLive = 0;
+      // The import or test that takes the live heap over --heap fails (the ones after it are not blamed).
+      const overLimit = (live) => {
+        const crossed = opts.heap && live > opts.heap && prevLive <= opts.heap;
+        prevLive = live;
+        return crossed ? "over --heap " + opts.heap + ": " + live + " bytes still live after it returned" : null;
+      };
       const stop = async (outcome, why) => {
         if (over) return;
         over = true;
@@ -297,16 +359,6 @@ async function main() {
         await worker.terminate();
         resolve(outcome);
       };
-      // A heap that had to grow past the --heap size means a fixed heap would have run out here.
-      const grew = () => {
-        if (!lastMem || heap.total === null || lastMem.total <= heap.total) return null;
-        const before = heap.total;
-        heap.total = lastMem.total;
-        heap.grewIn = current ? current[0] : "?";
-        if (!opts.heap || lastMem.total <= heap.initial) return null;
-        return "MemoryError under --heap " + opts.heap + ": GC heap had to grow from " + before + " to " +
-          lastMem.total + " bytes";
-      };
       const watchdog = setInterval(() => {
         const now = Date.now();
         if (now - t0 > opts.timeout * 1000) stop("timeout", "run timeout: over " + opts.timeout + " s (--timeout)");
@@ -314,31 +366,28 @@ async function main() {
           stop("test-timeout", "test timeout: over " + opts.testTimeout + " s (--test-timeout)");
       }, 100);
       worker.on("message", (m) => {
-        if (m.type === "ready") version = m.version;
-        else if (m.type === "out") say("  > " + m.line);
-        else if (m.type === "mem") {
-          lastMem = m;
-          if (m.tag === "start" && heap.initial === null) heap.initial = heap.total = m.total;
-          else if (/^\d+$/.test(m.tag)) heap.maxAlloc = Math.max(heap.maxAlloc, +m.tag);
-          heap.endUsed = m.used;
-        } else if (m.type === "rec") {
+        if (m.type === "ready") {
+          version = m.version;
+          if (heap.base === null) heap.base = m.mem.used;
+        } else if (m.type === "out") say("  > " + m.line);
+        else if (m.type === "start") current = [m.id, Date.now()];
+        else if (m.type === "imported") {
+          // From here on the module's test list is the one the interpreter found.
+          const entry = modules.find((e) => e.module === m.module);
+          [entry.tests, entry.find] = [m.tests, false];
+          noteHeap(m.module + " (import)", m.mem);
+          const oom = overLimit(m.mem.live);
+          if (oom) report("FAIL", m.module + " (import)", oom);
+          current = null;
+        } else if (m.type === "result") {
           let [kind, id, detail] = m.rec;
-          if (kind === "START") current = [id, Date.now()];
-          else if (kind === "IMPORTED") {
-            // From here on the module's test list is the one the interpreter found.
-            const entry = modules.find((e) => e.module === id);
-            entry.tests = detail;
-            entry.all = false;
-            const oom = grew();
-            if (oom) report("FAIL", id + " (import)", oom + " while importing");
-            current = null;
-          } else if (kind === "PASS" || kind === "FAIL" || kind === "SKIP") {
-            const oom = grew();
-            if (oom && kind !== "FAIL") [kind, detail] = ["FAIL", oom + " during this test"];
-            if (kind === "FAIL" && id.endsWith(" (import)")) modules.find((e) => e.module + " (import)" === id).tests = [];
-            current = null;
-            report(kind, id, detail);
-          }
+          if (current && current[0] === id) durations.push([(Date.now() - current[1]) / 1000, id]);
+          current = null;
+          noteHeap(id, m.mem);
+          const oom = m.mem && overLimit(m.mem.live);
+          if (oom && kind !== "FAIL") [kind, detail] = ["FAIL", oom];
+          if (kind === "FAIL" && id.endsWith(" (import)")) modules.find((e) => e.module + " (import)" === id).tests = [];
+          report(kind, id, detail);
         } else if (m.type === "fatal") stop("end", "runner error: " + repoPaths(m.text));
         else if (m.type === "end") stop("end", null);
       });
@@ -352,21 +401,36 @@ async function main() {
       .map((m) =>
         finished.has(m.module + " (import)") ? null : { ...m, tests: m.tests.filter((t) => !finished.has(m.module + "." + t)) }
       )
-      .filter((m) => m && (m.all || m.tests.length));
-  let outcome = await runOnce(pending);
-  while (outcome === "test-timeout" && (pending = remaining()).length) {
-    pending = pending.map((m) => ({ ...m, all: false }));
+      .filter((m) => m && (m.find || m.tests.length));
+  const batches = opts.isolate || opts.heap ? pending.map((m) => [m]) : [pending];
+  let outcome = "end";
+  for (const batch of batches) {
+    pending = batch;
     outcome = await runOnce(pending);
+    while (outcome === "test-timeout" && (pending = remaining()).length) {
+      pending = pending.map((m) => ({ ...m, find: false }));
+      outcome = await runOnce(pending);
+    }
+    if (outcome === "timeout") break;
   }
+  pending = batches.flat();
   const notRun = outcome === "timeout" ? remaining().reduce((n, m) => n + m.tests.length, 0) : 0;
 
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  if (heap.initial !== null)
+  if (heap.base !== null) {
     say(
-      "heap: " + (opts.heap ? "limit " + opts.heap + " B (" + heap.initial + " B usable)" : "initial " + heap.initial + " B") +
-        ", grew to " + heap.total + " B" + (heap.grewIn ? " (last growth in " + heap.grewIn + ")" : "") + "; max allocated after a test (before gc) " + heap.maxAlloc +
-        " B; in use at end (after gc) " + heap.endUsed + " B"
+      "heap" + (opts.heap ? " (--heap " + opts.heap + ")" : "") + ": interpreter " + KiB(heap.base) +
+        "; most live after a test " + KiB(heap.maxLive[0]) + " (" + heap.maxLive[1] + ")" +
+        "; most allocated by one test " + KiB(heap.maxAlloc[0]) + " (" + heap.maxAlloc[1] + ")" +
+        "; GC heap grew to " + KiB(heap.maxTotal)
     );
+    if (opts.heap)
+      for (const [mod, r] of heap.byModule)
+        say("  " + mod + ": import " + KiB(r.import) + ", live " + KiB(r.live) + ", allocated up to " +
+          KiB(r.alloc) + (r.allocId ? " (" + r.allocId.split(".").pop() + ")" : ""));
+  }
+  const slow = durations.filter((d) => d[0] >= 1).sort((a, b) => b[0] - a[0]).slice(0, 5);
+  if (slow.length) say("slowest: " + slow.map((d) => d[1] + " " + d[0].toFixed(1) + " s").join(", "));
   if (notRun) say("not run: " + notRun + " tests (run timeout)");
   say((version ? version.replace(/^[\d.]+; /, "") + ", " : "") + secs + " s");
   say(count.PASS + " passed, " + count.FAIL + " failed" + (count.SKIP ? ", " + count.SKIP + " skipped" : ""));
