@@ -16,6 +16,7 @@ from sluice.engine.timers import TimerSlot
 from sluice.hal.net import iproute
 from sluice.hal.net.udp import bind_udp
 from sluice.l2tp import events as l2ev
+from sluice.l2tp.data import DataEncoder
 from sluice.l2tp.tunnel import Tunnel, TunnelConfig, LAC
 from sluice.ppp import events as pppev
 from sluice.ppp.config import PppConfig
@@ -49,7 +50,7 @@ class Client:
         self.sid = None
         self.link = None
         self.hdr = None
-        self.ctl_hdr = None
+        self.enc = None
         self.state = "idle"
         self.wanted = True  # the user wants the tunnel up (connect/disconnect commands)
         self.local_ip = None
@@ -176,12 +177,15 @@ class Client:
             n = self.tun.read_into(self.tbuf)
             if n <= 0:
                 return
-            hdr = self.hdr
-            if hdr is None or self.ip_key is None or n < 20 or self.tbuf[0] >> 4 != 4:
+            if self.ip_key is None or n < 20 or self.tbuf[0] >> 4 != 4:
                 continue
             counters["tx_packets"] += 1
             counters["tx_bytes"] += n
-            send(peer, (hdr, tview[:n]))
+            hdr = self.hdr
+            if hdr is not None:
+                send(peer, (hdr, tview[:n]))
+            else:
+                send(peer, (self.enc.next_header(), datapath.PPP_IP_HEADER, tview[:n]))
 
     # -- machines ----------------------------------------------------------------------------------------
 
@@ -215,8 +219,8 @@ class Client:
             if ev.session_id != self.sid:
                 return
             t = self.tunnel
-            self.hdr = datapath.data_header(t.peer_tunnel_id, ev.peer_session_id)
-            self.ctl_hdr = datapath.l2tp_header(t.peer_tunnel_id, ev.peer_session_id)
+            self.enc = DataEncoder(t.peer_tunnel_id, ev.peer_session_id, ev.sequencing)
+            self.hdr = datapath.session_headers(self.enc)
             c = self.cli
             self.link = PppLink("client", PppConfig(
                 mru=c.mtu, auth=tuple(c.auth), username=c.username, password=c.password,
@@ -245,7 +249,7 @@ class Client:
         if link is None:
             return
         for frame in link.frames_to_send():
-            self.transport.send(self.l2tp_peer, (self.ctl_hdr, frame))
+            self.transport.send(self.l2tp_peer, (self.enc.next_header(), frame))
         while self.link is link:
             ev = link.next_event()
             if ev is None:
@@ -335,7 +339,7 @@ class Client:
                 self.transport.send(self.l2tp_peer, (data,))
         self.link = None
         self.tunnel = None
-        self.hdr = self.ctl_hdr = None
+        self.hdr = self.enc = None
         self.ip_key = None
         self.up_since = None
         if self.configure_host:

@@ -1,31 +1,28 @@
 """The per-packet path between L2TP data messages and the TUN device.
 
-Only IPv4 (and IPv6 once IPv6CP is up) packets come this way; everything else is handed to the PPP
-machine. Headers for the common case are built once per session (`data_header`), and parsing reads the
-receive buffer in place: no per-packet objects beyond the slices the OS calls need.
+Only IPv4 packets come this way; everything else is handed to the PPP machine. The header for the common
+case (no L2TP sequencing) is built once per session (`session_headers`), and parsing reads the receive buffer
+in place: no per-packet objects beyond the slices the OS calls need. `sluice.l2tp.data` is the general codec;
+this is the engine's fast path over it, which also finds the end of the message (L bit) and the PPP protocol.
 """
-
-import struct
 
 PPP_IP = 0x0021
 PPP_IPV6 = 0x0057
 _T, _L, _S, _O = 0x8000, 0x4000, 0x0800, 0x0200
-_HDR = struct.Struct("!HHH")
-_HDR_PPP = struct.Struct("!HHHHH")
 
 
 class DataError(ValueError):
     pass
 
 
-def data_header(peer_tunnel_id, peer_session_id, protocol=PPP_IP):
-    """L2TP data header (no length, no sequence) + PPP address/control + protocol, built once per session."""
-    return _HDR_PPP.pack(0x0002, peer_tunnel_id, peer_session_id, 0xFF03, protocol)
+PPP_IP_HEADER = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
 
 
-def l2tp_header(peer_tunnel_id, peer_session_id):
-    """L2TP data header alone, for PPP control frames that already start with FF 03."""
-    return _HDR.pack(0x0002, peer_tunnel_id, peer_session_id)
+def session_headers(encoder):
+    """(data header with PPP for IPv4, or None when every message needs a fresh Ns) for a session."""
+    if encoder.sequencing:
+        return None
+    return encoder.header + PPP_IP_HEADER
 
 
 def parse_data(buf, n, start=0):

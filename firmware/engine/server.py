@@ -17,6 +17,7 @@ from sluice.engine.timers import TimerSlot
 from sluice.hal.net import iproute
 from sluice.hal.net.udp import bind_udp
 from sluice.l2tp import events as l2ev
+from sluice.l2tp.data import DataEncoder
 from sluice.l2tp.demux import TunnelTable
 from sluice.l2tp.tunnel import TunnelConfig
 from sluice.ppp import events as pppev
@@ -34,11 +35,11 @@ class ServerSession:
 
     __slots__ = (
         "tunnel", "peer", "tid", "sid", "peer_sid", "link", "timer", "ip", "ip_key", "username",
-        "hdr", "ctl_hdr", "started", "up_since", "closed",
+        "hdr", "enc", "started", "up_since", "closed",
         "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "spoofed",
     )
 
-    def __init__(self, tunnel, peer, tid, sid, peer_sid, started):
+    def __init__(self, tunnel, peer, tid, sid, peer_sid, sequencing, started):
         self.tunnel = tunnel
         self.peer = peer
         self.tid = tid
@@ -49,8 +50,8 @@ class ServerSession:
         self.ip = None
         self.ip_key = None
         self.username = None
-        self.hdr = datapath.data_header(tunnel.peer_tunnel_id, peer_sid)
-        self.ctl_hdr = datapath.l2tp_header(tunnel.peer_tunnel_id, peer_sid)
+        self.enc = DataEncoder(tunnel.peer_tunnel_id, peer_sid, sequencing)
+        self.hdr = datapath.session_headers(self.enc)  # None: the peer wants Ns on every data message
         self.started = started
         self.up_since = None
         self.closed = False
@@ -193,7 +194,10 @@ class Server:
                 continue
             sess.tx_packets += 1
             sess.tx_bytes += n
-            send(sess.peer, (sess.hdr, tview[:n]))
+            if sess.hdr is not None:
+                send(sess.peer, (sess.hdr, tview[:n]))
+            else:
+                send(sess.peer, (sess.enc.next_header(), datapath.PPP_IP_HEADER, tview[:n]))
 
     # -- machines ----------------------------------------------------------------------------------------
 
@@ -238,7 +242,8 @@ class Server:
             tunnel.close_session(ev.session_id, now, CDN_NO_RESOURCES, "server is full")
             self._pump_table(now)
             return
-        sess = ServerSession(tunnel, tunnel.peer, ev.tunnel_id, ev.session_id, ev.peer_session_id, now)
+        sess = ServerSession(tunnel, tunnel.peer, ev.tunnel_id, ev.session_id, ev.peer_session_id,
+                             ev.sequencing, now)
         self.sessions[(sess.tid, sess.sid)] = sess
         self.counters["sessions_total"] += 1
         srv = self.srv
@@ -288,7 +293,7 @@ class Server:
         if link is None:
             return
         for frame in link.frames_to_send():
-            self.transport.send(sess.peer, (sess.ctl_hdr, frame))
+            self.transport.send(sess.peer, (sess.enc.next_header(), frame))
         while True:
             ev = link.next_event()
             if ev is None:

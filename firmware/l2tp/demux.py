@@ -123,6 +123,7 @@ class TunnelTable:
         for t in self.by_id.values():
             if t.events:
                 return (t, t.events.pop(0))
+        self._reap()  # everything reported: closed tunnels can go now
         return None
 
     def get_timer(self):

@@ -254,6 +254,7 @@ class Tunnel:
             "peer_vendor": self.peer_vendor, "peer": self.peer if isinstance(self.peer, (str, int)) else
             (None if self.peer is None else str(self.peer)),
             "sessions": [s.status() for s in self.sessions.values()],
+            "created": self.created, "up_since": self.up_since,
         }
         c = dict(self.channel.stats)
         c.update(self.stats)
@@ -308,6 +309,14 @@ class Tunnel:
 
     def _dispatch(self, sid, msg, now):
         t = msg.type
+        if self.state == CLOSING:
+            # RFC 2661 5.7: once StopCCN is out (or in), only the peer's StopCCN still matters; the channel
+            # has already acknowledged whatever this is.
+            if t == M.STOPCCN:
+                self._stopped(now, msg.get(A.RESULT_CODE))
+            else:
+                self.stats["ignored"] += 1
+            return
         if t not in M.NAMES:
             if msg.mandatory_type:
                 # RFC 2661 4.4.1: unknown message type with the M bit clears the tunnel.

@@ -4,8 +4,11 @@ Theory of operation: the authenticator (server) sends Challenge(id, value, name)
 Response(id, value, name); the authenticator answers Success or Failure with the same id (RFC 1994 4.1). The
 server retransmits its Challenge on the restart timer until a Response arrives (RFC 1994 4.1, "the
 Challenge packet MUST be retransmitted"); a repeated Response after the verdict gets the same verdict again,
-since Success/Failure can be lost. The client keeps no timer of its own beyond an overall deadline: the
-server drives. Results are read from ``result``: None while running, ('ok', username) or ('fail', reason).
+since Success/Failure can be lost. The client bounds its wait with an overall deadline; the server drives,
+except that our Response is repeated on the restart timer until Success or Failure arrives: a lost Success
+would otherwise leave us waiting while the server has moved on (the server repeats its verdict for a
+repeated Response, as pppd does). Results are read from ``result``: None while running, ('ok', username) or
+('fail', reason).
 
 Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packets out via ``send``.
 """
@@ -138,15 +141,26 @@ class ChapClient:
         self.deadline = None
         self.answered = None  # (ident, response data) of our last Response
         self.expected = None  # MS-CHAPv2: the "S=..." the server must return
+        self.give_up = None
+        self.resend_at = None
+        self.resent = 0
 
     def start(self, now):
         # The server drives; we only bound the wait (RFC 1994 leaves the peer's patience to us).
-        self.deadline = now + self.config.restart_timer * (self.config.max_configure + 1)
+        self.give_up = now + self.config.restart_timer * (self.config.max_configure + 1)
+        self.deadline = self.give_up
 
     def timeout(self, now):
-        if self.deadline is not None and now >= self.deadline:
-            self.deadline = None
+        if self.give_up is not None and now >= self.give_up:
+            self.deadline = self.give_up = self.resend_at = None
             self.result = ("fail", "the server did not finish CHAP authentication in time")
+            return
+        if self.resend_at is not None and now >= self.resend_at and self.answered is not None:
+            self.resent += 1
+            self.send(RESPONSE, self.answered[0], self.answered[1])
+            self.resend_at = now + self.config.restart_timer if self.resent < self.config.max_configure else None
+        self.deadline = self.resend_at if self.resend_at is not None and self.resend_at < self.give_up \
+            else self.give_up
 
     def packet(self, code, ident, data, now):
         cfg = self.config
@@ -169,6 +183,8 @@ class ChapClient:
                 body = build_challenge(mschapv2.build_response_value(peer_challenge, nt), user)
             self.answered = (ident, body)
             self.send(RESPONSE, ident, body)
+            self.resend_at = now + cfg.restart_timer
+            self.deadline = min(self.resend_at, self.give_up) if self.give_up is not None else self.resend_at
         elif code == SUCCESS:
             if self.answered is None or ident != self.answered[0]:
                 raise PppError("CHAP Success for a response we did not send")
@@ -178,7 +194,7 @@ class ChapClient:
                                        "know our password (wrong server, or a man in the middle)")
             else:
                 self.result = ("ok", cfg.username)
-            self.deadline = None
+            self.deadline = self.give_up = self.resend_at = None
         elif code == FAILURE:
             if self.answered is None or ident != self.answered[0]:
                 raise PppError("CHAP Failure for a response we did not send")
@@ -189,6 +205,6 @@ class ChapClient:
                     detail = " (error %s%s)" % (f["E"], ": " + f["M"] if f.get("M") else "")
             self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
                            % (cfg.username, detail))
-            self.deadline = None
+            self.deadline = self.give_up = self.resend_at = None
         else:
             raise PppError("CHAP code %d is not for the peer" % code)

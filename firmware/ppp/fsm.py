@@ -17,7 +17,7 @@ gives up with tlf); the Identifier changes with every Configure-Request, retrans
 late Ack for an older request is discarded (RFC 1661 5.1 allows either).
 """
 
-from sluice.ppp.framing import PppError
+from sluice.ppp.framing import PppError, build_options, parse_options
 
 # RFC 1661 5: codes common to LCP and the NCPs.
 CONF_REQ = 1
@@ -294,12 +294,10 @@ class OptionHandler:
         self.fatal = None  # set to a reason when negotiation cannot succeed; the owner closes the link
 
     def build_request(self):
-        from sluice.ppp.framing import build_options
         return build_options(self.request_options())
 
     def receive_request(self, data, reject_naks):
         """(good, reply_code, reply_data) for a peer's Configure-Request (RFC 1661 5.1-5.4)."""
-        from sluice.ppp.framing import parse_options, build_options
         opts = parse_options(data)
         pending = {}
         naks = []
@@ -323,18 +321,15 @@ class OptionHandler:
         return True, CONF_ACK, data
 
     def receive_ack(self, data):
-        from sluice.ppp.framing import parse_options
         self.on_ack(parse_options(data))
         return True
 
     def receive_nak(self, data):
-        from sluice.ppp.framing import parse_options
         for t, v in parse_options(data):
             self.on_nak(t, v)
         return self.fatal is None
 
     def receive_reject(self, data, sent):
-        from sluice.ppp.framing import parse_options
         rejected = parse_options(data)
         mine = parse_options(sent)
         for opt in rejected:

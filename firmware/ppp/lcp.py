@@ -49,7 +49,7 @@ def auth_method(value):
     return None
 
 
-def _names(methods):
+def auth_names(methods):
     return ", ".join(AUTH_NAMES[m] for m in methods)
 
 
@@ -131,7 +131,7 @@ class LcpOptions(fsm.OptionHandler):
                 return
         others = [m for m in ("mschapv2", "chap", "pap") if m not in methods]
         hint = [m for m in self.auth_suggested if m in others] or others
-        reason = "peer rejected every authentication protocol we allow (offered: %s)" % _names(self.auth_offered)
+        reason = "peer rejected every authentication protocol we allow (offered: %s)" % auth_names(self.auth_offered)
         if hint:
             reason += "; allow " + " or ".join("'%s'" % m for m in hint)
         self.fatal = reason
@@ -143,7 +143,7 @@ class LcpOptions(fsm.OptionHandler):
             self.use_magic = False
         elif t == OPT_AUTH:
             self.fatal = ("the peer refused to authenticate (it rejected the Auth-Protocol option, offered: %s)"
-                          % _names(self.auth_offered))
+                          % auth_names(self.auth_offered))
 
     # -- the peer's request ----------------------------------------------------------------------------
 

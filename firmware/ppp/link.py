@@ -19,11 +19,11 @@ Malformed frames are counted in ``stats['malformed']`` and dropped; nothing from
 """
 
 from sluice.ppp import chap, events, fsm, pap
-from sluice.ppp.framing import (PROTO_CHAP, PROTO_CCP, PROTO_IP, PROTO_IPCP, PROTO_IPV6, PROTO_IPV6CP, PROTO_LCP,
+from sluice.ppp.framing import (PROTO_CHAP, PROTO_IP, PROTO_IPCP, PROTO_IPV6, PROTO_IPV6CP, PROTO_LCP,
                                 PROTO_NAMES, PROTO_PAP, build_frame, ip_to_bytes, p16, parse_packet, split)
 from sluice.ppp.ipcp import IpcpOptions
 from sluice.ppp.ipv6cp import Ipv6cpOptions
-from sluice.ppp.lcp import ECHO_REQ, PROTOCOL_REJ, LcpOptions, _names
+from sluice.ppp.lcp import ECHO_REQ, PROTOCOL_REJ, LcpOptions, auth_names
 
 DEAD = "dead"
 ESTABLISH = "establish"
@@ -329,7 +329,7 @@ class PppLink:
             return ""
         offered = [m for m in self.lcp_opts.peer_offered if m != "unknown"]
         if offered and not [m for m in offered if m in self.config.auth]:
-            return "the server offered %s; we allow %s" % (_names(offered), _names(self.config.auth) or "nothing")
+            return "the server offered %s; we allow %s" % (auth_names(offered), auth_names(self.config.auth) or "nothing")
         return ""
 
     def _lcp_up(self, now):

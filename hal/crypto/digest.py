@@ -60,28 +60,6 @@ def hmac(name, key, msg):
     return h(opad + h(ipad + msg))
 
 
-def _des_native():
-    try:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-        try:
-            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-        except ImportError:
-            TripleDES = algorithms.TripleDES
-    except ImportError:
-        return None
-
-    def encrypt(key8, block8):
-        # 3DES-EDE with K1 = K2 = K3 is single DES.
-        enc = Cipher(TripleDES(key8 * 3), modes.ECB()).encryptor()
-        return enc.update(block8) + enc.finalize()
-
-    try:
-        encrypt(b"\x01" * 8, b"\x00" * 8)
-    except Exception:
-        return None
-    return encrypt
-
-
 def _des_pure():
     from sluice.hal.crypto.pure import des
     return des.encrypt_block
@@ -91,8 +69,12 @@ _des = None
 
 
 def des_encrypt_block(key8, block8):
-    """Single-DES encryption of one 8-byte block with an 8-byte key (parity bits ignored)."""
+    """Single-DES encryption of one 8-byte block with an 8-byte key (parity bits ignored).
+
+    The pure implementation comes first: MS-CHAP needs three blocks per login, and loading OpenSSL through
+    `cryptography` for them would cost a plain-L2TP daemon about 7 MB resident.
+    """
     global _des
     if _des is None:
-        _des = _des_native() or _des_pure()
+        _des = _des_pure()
     return _des(key8, block8)

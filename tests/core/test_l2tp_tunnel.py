@@ -434,7 +434,7 @@ def test_apple_byte_swapped_result_codes_are_read_correctly():
     lac.start(0.0)
     sid = lac.open_session(0.0)
     net.run(5.0)
-    lns = net.lns_tunnel()
+    net.lns_tunnel()  # exactly one tunnel on the LNS side
     lns_sid = of(net.lns_events, SessionUp)[0].session_id
     # CDN --> as macOS sends it: result 3 (admin) and error 0 in little-endian order
     body = M.build(M.CDN, [(A.RESULT_CODE, (0x0300, 0, "User hung up")), (A.ASSIGNED_SESSION_ID, sid)])
@@ -488,7 +488,7 @@ def test_unknown_tunnel_and_wrong_peer_are_counted_drops():
 def test_unknown_mandatory_avp_clears_session_or_tunnel():
     lac, table, net = pair()
     lac.start(0.0)
-    sid = lac.open_session(0.0)
+    lac.open_session(0.0)
     net.run(5.0)
     lns = net.lns_tunnel()
     vendor_m = A.encode(7, b"x", mandatory=True, vendor=311)
@@ -580,3 +580,178 @@ def test_sequence_numbers_wrap_around():
     assert len(of(net.lac_events, SessionUp)) == 6
     assert lac.channel.ns == 10 and lns.channel.nr == 10 and lac.channel.idle()  # 0xFFFE + 6 ICRQ + 6 ICCN
     assert lac.state == "established" and sorted(lac.sessions) == sorted(sids)
+
+
+def _up():
+    lac, table, net = pair()
+    lac.start(0.0)
+    net.run(3.0)
+    return lac, table, net, net.lns_tunnel()
+
+
+def _last_to_lac(net):
+    net.collect()
+    d = net.to_lac[-1]
+    h = H.parse(d)
+    return h, M.parse(d, h.offset, h.end)
+
+
+def test_outgoing_calls_refused_wen_and_sli_ignored():
+    lac, table, net, lns = _up()
+    # OCRQ -->  <-- CDN (result 5): we never place outgoing calls (RFC 2661 7.4.2)
+    ocrq = M.build(M.OCRQ, [(A.ASSIGNED_SESSION_ID, 77), (A.CALL_SERIAL_NUMBER, 1), (A.MINIMUM_BPS, 1),
+                            (A.MAXIMUM_BPS, 2), (A.BEARER_TYPE, 0), (A.FRAMING_TYPE, 1),
+                            (A.CALLED_NUMBER, "123")])
+    lac.channel.send(0, ocrq, 4.0)
+    net.lac_to_lns()
+    h, m = _last_to_lac(net)
+    assert m.type == M.CDN and h.session_id == 77 and m.get(A.RESULT_CODE)[0] == 5
+    # WEN --> and SLI --> are acknowledged and ignored
+    lac.channel.send(0, M.build(M.WEN, [(A.CALL_ERRORS, (0, 1, 2, 3, 4, 5))]), 5.0)
+    lac.channel.send(0, M.build(M.SLI, [(A.ACCM, (0, 0xFFFFFFFF))]), 5.0)
+    net.run(10.0)
+    assert lns.stats["ignored"] == 2 and lns.state == "established" and lac.channel.idle()
+
+
+def test_unknown_message_type_with_and_without_m_bit():
+    lac, table, net, lns = _up()
+    # Message type 99 without the M bit: ignored (RFC 2661 4.4.1)
+    lac.channel.send(0, A.encode(A.MESSAGE_TYPE, 99, mandatory=False), 4.0)
+    net.run(5.0)
+    assert lns.state == "established" and lns.stats["ignored"] == 1
+    # With the M bit: the tunnel is cleared
+    lac.channel.send(0, A.encode(A.MESSAGE_TYPE, 99), 6.0)
+    net.lac_to_lns()
+    down = of(net.lns_events, TunnelDown)[0]
+    assert (down.result_code, down.error_code) == (2, 8) and "99" in down.message
+
+
+def test_messages_out_of_state_are_fsm_errors():
+    lac, table, net, lns = _up()
+    # SCCRP --> to an LNS: not in its state table (RFC 2661 7.2) -> StopCCN result 7
+    lac.channel.send(0, M.build(M.SCCRP, [(A.PROTOCOL_VERSION, (1, 0)), (A.FRAMING_CAPABILITIES, 3),
+                                          (A.HOST_NAME, "x"), (A.ASSIGNED_TUNNEL_ID, 5)]), 4.0)
+    net.lac_to_lns()
+    assert of(net.lns_events, TunnelDown)[0].result_code == 7
+    net.lns_to_lac()
+    assert of(net.lac_events, TunnelDown)[0].result_code == 7
+
+
+def test_session_message_before_tunnel_is_up():
+    lac, table, net = pair()
+    lac.start(0.0)
+    net.lac_to_lns()  # SCCRQ -->
+    net.lns_to_lac()  # <-- SCCRP
+    lns = net.lns_tunnel()
+    # ICRQ --> sent before the SCCCN (a broken peer): StopCCN result 7 from the LNS
+    body = M.build(M.ICRQ, [(A.ASSIGNED_SESSION_ID, 5), (A.CALL_SERIAL_NUMBER, 1)])
+    net.to_lns = []  # pretend the SCCCN (Ns 1) never existed
+    lac.channel.out = []
+    lac.channel.unacked = []
+    lac.channel.ns = 1
+    lac.channel.send(0, body, 0.5)
+    net.lac_to_lns()
+    assert lns.state in ("closing", "closed") and of(net.lns_events, TunnelDown)[0].result_code == 7
+
+
+def test_session_limit_and_lac_refuses_incoming_calls():
+    lns_cfg = TunnelConfig(host_name="lns", max_sessions=1)
+    lac, table, net = pair(lns_cfg=lns_cfg)
+    lac.start(0.0)
+    s1 = lac.open_session(0.0)
+    s2 = lac.open_session(0.0)
+    net.run(5.0)
+    up = [e.session_id for e in of(net.lac_events, SessionUp)]
+    down = of(net.lac_events, SessionDown)
+    assert len(up) == 1 and len(down) == 1 and set(up + [down[0].session_id]) == set([s1, s2])
+    assert down[0].result_code == 4 and down[0].message == "too many sessions"
+    # <-- ICRQ to the LAC: refused with CDN result 5
+    lns = net.lns_tunnel()
+    lns.channel.send(0, M.build(M.ICRQ, [(A.ASSIGNED_SESSION_ID, 9), (A.CALL_SERIAL_NUMBER, 1)]), 6.0)
+    net.lns_to_lac()
+    net.collect()
+    d = net.to_lns[-1]
+    h = H.parse(d)
+    assert kind(d) == "CDN" and h.session_id == 9
+    assert lac.state == "established"
+
+
+def test_unsupported_protocol_version_is_refused_with_result_5():
+    lac, table, net = pair()
+    body = M.build(M.SCCRQ, [(A.PROTOCOL_VERSION, (2, 0)), (A.HOST_NAME, "v3ish"), (A.FRAMING_CAPABILITIES, 3),
+                             (A.ASSIGNED_TUNNEL_ID, 42)])
+    table.datagram_received(H.encode_control(0, 0, 0, 0, body), PEER, 0.0)
+    out = table.datagrams_to_send()
+    assert len(out) == 1
+    h = H.parse(out[0][1])
+    m = M.parse(out[0][1], h.offset, h.end)
+    assert m.type == M.STOPCCN and h.tunnel_id == 42 and m.get(A.RESULT_CODE)[0] == 5
+
+
+def test_messages_crossing_our_stopccn_are_ignored():
+    lac, table, net = pair()
+    lac.start(0.0)
+    net.run(3.0)
+    net.lns_tunnel()
+    lac.open_session(4.0)
+    net.lac_to_lns()  # ICRQ -->
+    lac.close(4.1, 1, "bye")  # StopCCN --> crosses the ICRP
+    net.lns_to_lac()  # <-- ICRP, ignored: no second StopCCN, no session
+    net.collect()
+    assert [w for w in net.wire if w == (">", "StopCCN")] == [(">", "StopCCN")]
+    assert not of(net.lac_events, SessionUp) and lac.stats["ignored"] == 1
+    net.run(10.0)
+    assert lac.state == "closed" and len(of(net.lns_events, TunnelDown)) == 1
+    assert [w for w in net.wire if w == (">", "StopCCN")] == [(">", "StopCCN")]
+
+
+def test_table_forgets_a_dead_tunnel_once_its_events_are_read():
+    lac, table, net = pair()
+    lac.start(0.0)
+    net.run(3.0)
+    lns = net.lns_tunnel()
+    net.cut = True
+    lns.close(4.0, 1, "bye")  # StopCCN never acknowledged: 31 s of retransmissions
+    net.run(100.0)
+    assert lns.state == "closed" and table.tunnels() == []
+    assert table.stats["removed"] == 1 and table.get_timer() is None
+
+
+# An SCCRQ shaped like Windows 10/11's (docs/clients.md: protocol 1.0, framing sync, firmware 0x0a00,
+# vendor "Microsoft", receive window 8, no challenge), laid out by hand from RFC 2661 3.1 and 4.4.
+WINDOWS_SCCRQ = (
+    "c802 0066 0000 0000 0000 0000"  # header: T L S, ver 2, length 102, tunnel 0, session 0, Ns 0, Nr 0
+    "8008 0000 0000 0001"  # Message Type: SCCRQ
+    "8008 0000 0002 0100"  # Protocol Version 1.0
+    "800a 0000 0003 0000 0001"  # Framing Capabilities: sync
+    "800a 0000 0004 0000 0000"  # Bearer Capabilities: none
+    "0008 0000 0006 0a00"  # Firmware Revision 0x0a00 (M bit clear)
+    "800f 0000 0007 4445534b544f502d31"  # Host Name "DESKTOP-1"
+    "000f 0000 0008 4d6963726f736f6674"  # Vendor Name "Microsoft" (M bit clear)
+    "8008 0000 0009 0003"  # Assigned Tunnel ID 3
+    "8008 0000 000a 0008"  # Receive Window Size 8
+)
+
+
+def test_lns_answers_a_windows_shaped_sccrq():
+    import binascii
+
+    raw = binascii.unhexlify("".join(WINDOWS_SCCRQ.split()))
+    assert len(raw) == 0x66
+    table = TunnelTable(SeededRng(9), TunnelConfig(host_name="lns.example"))
+    table.datagram_received(raw, PEER, 0.0)
+    (peer, reply), = table.datagrams_to_send()
+    h = H.parse(reply)
+    m = M.parse(reply, h.offset, h.end)
+    # <-- SCCRP to tunnel 3, acknowledging Ns 0
+    assert m.type == M.SCCRP and (h.tunnel_id, h.ns, h.nr) == (3, 0, 1)
+    assert m.get(A.PROTOCOL_VERSION) == (1, 0) and m.get(A.HOST_NAME) == "lns.example"
+    lns = table.tunnels()[0]
+    assert m.get(A.ASSIGNED_TUNNEL_ID) == lns.local_tunnel_id and A.CHALLENGE not in m.values
+    assert lns.peer_host_name == "DESKTOP-1" and lns.peer_vendor == "Microsoft"
+    assert lns.channel.peer_window == 8
+    # SCCCN -->  (Ns 1, Nr 1) completes it
+    table.datagram_received(binascii.unhexlify("c802 0014 %04x 0000 0001 0001 8008 0000 0000 0003".replace(
+        " ", "") % lns.local_tunnel_id), PEER, 0.1)
+    assert lns.state == "established"
+    assert isinstance(table.next_event()[1], TunnelUp)

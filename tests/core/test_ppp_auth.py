@@ -181,7 +181,7 @@ def test_server_ignores_credentials_for_a_stale_challenge():
     def stale(direction, frame):
         if direction == "c>s" and frame[2:4] == b"\xc2\x23" and frame[4] == 2:
             b = bytearray(frame)
-            b[5] = (b[5] + 1) & 0xFF
+            b[5] = (b[5] + 100) & 0xFF
             return bytes(b)
         return frame
     p.tamper = stale
@@ -190,3 +190,22 @@ def test_server_ignores_credentials_for_a_stale_challenge():
     assert p.server.stats["malformed"] >= 1
     assert "Authenticated" not in p.kinds("server")
     assert "the peer did not answer 10 CHAP challenges" in p.first("server", "AuthFailed").reason
+
+
+def test_lost_success_is_recovered_by_a_repeated_response():
+    # s>c Success (lost) ; c>s Response (repeated after 3 s) ; s>c Success (the same verdict again)
+    for auth in ("mschapv2", "chap", "pap"):
+        dropped = []
+
+        def lose_first_verdict(direction, frame):
+            if direction == "s>c" and frame[2:4] in (b"\xc2\x23", b"\xc0\x23") and frame[4] in (2, 3) and not dropped:
+                dropped.append(frame)
+                return None
+            return frame
+        p = Pair(client_cfg=client_config(auth=(auth,)))
+        p.tamper = lose_first_verdict
+        p.open()
+        p.run(20)
+        assert dropped, auth
+        assert p.kinds("client") == ["Authenticated", "IpUp"], (auth, p.events["client"])
+        assert p.kinds("server") == ["Authenticated", "IpUp"], (auth, p.events["server"])

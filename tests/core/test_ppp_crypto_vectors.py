@@ -149,3 +149,26 @@ CHAP_MD5_VECTORS = (
 def test_chap_md5_published_vectors():
     for ident, secret, challenge, want in CHAP_MD5_VECTORS:
         assert chap.md5_response(ident, secret, unhex(challenge)) == unhex(want)
+
+
+# RFC 2202 2 (HMAC-MD5) and 3 (HMAC-SHA-1), test cases 1 and 2; RFC 4231 4.2 and 4.3 (HMAC-SHA-256).
+HMAC_VECTORS = (
+    ("md5", b"\x0b" * 16, b"Hi There", "9294727a3638bb1c13f48ef8158bfc9d"),
+    ("md5", b"Jefe", b"what do ya want for nothing?", "750c783e6ab0b503eaa86e310a5db738"),
+    ("sha1", b"\x0b" * 20, b"Hi There", "b617318655057264e28bc0b6fb378c8ef146be00"),
+    ("sha1", b"Jefe", b"what do ya want for nothing?", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+    ("sha256", b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    ("sha256", b"Jefe", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+)
+
+
+def test_hmac_rfc2202_rfc4231_through_the_facade():
+    for name, key, msg, want in HMAC_VECTORS:
+        assert digest.hmac(name, key, msg) == unhex(want), (name, key)
+
+
+def test_hmac_long_key_is_hashed_first():
+    # RFC 2202 test case 6 (HMAC-SHA-1, 80-octet key): keys longer than the block are hashed (RFC 2104 2).
+    got = digest.hmac("sha1", b"\xaa" * 80, b"Test Using Larger Than Block-Size Key - Hash Key First")
+    assert got == unhex("aa4ae5e15272d00e95705637ce8a3b55ed402112")

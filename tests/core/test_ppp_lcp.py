@@ -197,14 +197,17 @@ def test_max_failure_turns_naks_into_rejects():
 
 
 def test_compressed_frames_are_understood():
-    # ACFC + PFC (RFC 1661 6.5, 6.6): an LCP Configure-Request without FF 03 still parses.
+    # ACFC (RFC 1661 6.6): a frame without FF 03 still parses; PFC (6.5): a one-octet protocol field.
     s = PppLink("server", server_config(), harness.SeededRng(5))
     s.open(0.0)
     s.frames_to_send()
-    s.frame_received(b"\xc0\x21\x01\x07\x00\x08\x05\x06\x01\x02\x03\x04"[:2] + b"\x01\x07\x00\x0a\x05\x06\x01\x02\x03\x04", 0.0)
+    s.frame_received(b"\xc0\x21" + b"\x01\x07\x00\x0a" + b"\x05\x06\x01\x02\x03\x04", 0.0)
     code, ident, data = parse_packet(s.frames_to_send()[0], 4)
     assert (code, ident) == (2, 7)
     assert split(b"\x21\x45") == (0x21, 1)
+    assert split(b"\xff\x03\x21\x45") == (0x21, 3)
+    assert split(b"\xff\x03\x00\x21\x45") == (0x21, 4)
+    assert split(b"\x80\x21\x01") == (0x8021, 2)
 
 
 def test_malformed_frames_are_counted_and_dropped():
@@ -232,3 +235,15 @@ def test_config_repr_hides_the_password():
     assert "s3cret" not in repr(cfg)
     link = PppLink("client", cfg, harness.SeededRng(1))
     assert "s3cret" not in repr(link) and "s3cret" not in repr(link.status())
+
+
+def test_discard_request_and_early_echo_are_silently_dropped():
+    # RFC 1661 5.8/5.9: Discard-Request is dropped; Echo-Request outside Opened is dropped too.
+    s = PppLink("server", server_config(), harness.SeededRng(5))
+    s.open(0.0)
+    s.frames_to_send()
+    s.frame_received(build_frame(LCP, 9, 1, b"\x01\x02\x03\x04"), 0.0)
+    assert s.frames_to_send() == []
+    p = _up()
+    p.client.frame_received(build_frame(LCP, 11, 2, b"\x01\x02\x03\x04junk"), p.now)
+    assert p.client.frames_to_send() == [] and p.client.status()["lcp"] == "Opened"

@@ -55,10 +55,13 @@ def test_malformed_raises_data_error(raw):
 
 
 def test_header_we_build_is_what_scapy_reads():
-    hdr = datapath.data_header(0xBEEF, 0x0042)
+    from sluice.l2tp.data import DataEncoder
+
+    hdr = datapath.session_headers(DataEncoder(0xBEEF, 0x0042))
     pkt = L2TP(hdr + bytes(IP(dst="192.0.2.1") / ICMP()))
     assert pkt.tunnel_id == 0xBEEF and pkt.session_id == 0x0042
     assert bytes(pkt.payload)[:4] == b"\xff\x03\x00\x21"
+    assert datapath.session_headers(DataEncoder(1, 2, sequencing=True)) is None
 
 
 def test_pool_hands_out_each_address_once_and_respects_static():

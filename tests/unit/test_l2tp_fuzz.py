@@ -157,3 +157,87 @@ def test_data_encoder_round_trips_through_our_parser(tid, sid, payload, seq):
     is_ctl, t, s, off, ns = D.parse_header(msg)
     assert (is_ctl, t, s, msg[off:]) == (False, tid, sid, payload)
     assert ns == (0 if seq else None)
+
+
+# Every message type in every state of both roles (the h2 approach): never raises; a message that is not in
+# the state table ends the tunnel (StopCCN, TunnelDown), never leaves it half-changed.
+MINIMAL = {
+    M.SCCRQ: [(A.PROTOCOL_VERSION, (1, 0)), (A.HOST_NAME, "x"), (A.FRAMING_CAPABILITIES, 3),
+              (A.ASSIGNED_TUNNEL_ID, 77)],
+    M.SCCRP: [(A.PROTOCOL_VERSION, (1, 0)), (A.HOST_NAME, "x"), (A.FRAMING_CAPABILITIES, 3),
+              (A.ASSIGNED_TUNNEL_ID, 77)],
+    M.SCCCN: [],
+    M.STOPCCN: [(A.ASSIGNED_TUNNEL_ID, 77), (A.RESULT_CODE, (1, None, None))],
+    M.HELLO: [],
+    M.OCRQ: [(A.ASSIGNED_SESSION_ID, 5), (A.CALL_SERIAL_NUMBER, 1), (A.MINIMUM_BPS, 1), (A.MAXIMUM_BPS, 2),
+             (A.BEARER_TYPE, 0), (A.FRAMING_TYPE, 1), (A.CALLED_NUMBER, "1")],
+    M.OCRP: [(A.ASSIGNED_SESSION_ID, 5)],
+    M.OCCN: [(A.TX_CONNECT_SPEED, 1), (A.FRAMING_TYPE, 1)],
+    M.ICRQ: [(A.ASSIGNED_SESSION_ID, 5), (A.CALL_SERIAL_NUMBER, 1)],
+    M.ICRP: [(A.ASSIGNED_SESSION_ID, 5)],
+    M.ICCN: [(A.TX_CONNECT_SPEED, 1), (A.FRAMING_TYPE, 1)],
+    M.CDN: [(A.RESULT_CODE, (3, None, None)), (A.ASSIGNED_SESSION_ID, 5)],
+    M.WEN: [(A.CALL_ERRORS, (0, 0, 0, 0, 0, 0))],
+    M.SLI: [(A.ACCM, (0, 0))],
+}
+
+
+def machine_in(where):
+    """(tunnel, feed) with the tunnel in the named role/state; feed(body, sid) delivers the next in-order message."""
+    if where.startswith("lac"):
+        lac = Tunnel(LAC, 0x1234, SeededRng(1), TunnelConfig())
+        lac.start(0.0)
+        lac.datagrams_to_send()
+        if where == "lac-established":
+            lac2, table, lns, seen = fresh()
+            lac = lac2
+        ch = lac.channel
+        peer_ns = [ch.nr]
+
+        def feed(body, sid):
+            lac.datagram_received(H.encode_control(lac.local_tunnel_id, sid, peer_ns[0], ch.ns, body), 5.0)
+
+        return lac, feed
+    lac, table, lns, seen = fresh()
+    if where == "lns-wait-ctl-conn":
+        table = TunnelTable(SeededRng(2), TunnelConfig())
+        sccrq = M.build(M.SCCRQ, MINIMAL[M.SCCRQ])
+        table.datagram_received(H.encode_control(0, 0, 0, 0, sccrq), PEER, 0.0)
+        lns = table.tunnels()[0]
+    ch = lns.channel
+
+    def feed(body, sid):
+        table.datagram_received(H.encode_control(lns.local_tunnel_id, sid, ch.nr, ch.ns, body), PEER, 5.0)
+
+    return lns, feed
+
+
+ALLOWED = {
+    # (where, message) -> the state the tunnel may be in afterwards when the message is acceptable there
+    ("lac-wait-ctl-reply", M.SCCRP): "established",
+    ("lns-wait-ctl-conn", M.SCCCN): "established",
+}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.sampled_from(["lac-wait-ctl-reply", "lac-established", "lns-wait-ctl-conn", "lns-established"]),
+       st.sampled_from(sorted(MINIMAL)), st.sampled_from([0, 5]))
+def test_every_message_in_every_state(where, msg_type, sid):
+    t, feed = machine_in(where)
+    before = t.state
+    feed(M.build(msg_type, MINIMAL[msg_type]), sid)
+    t.datagrams_to_send()
+    events = []
+    while True:
+        e = t.next_event()
+        if e is None:
+            break
+        events.append(type(e).__name__)
+    if (where, msg_type) in ALLOWED:
+        assert t.state == ALLOWED[(where, msg_type)]
+    elif msg_type in (M.SCCRQ, M.SCCRP, M.SCCCN, M.STOPCCN) or (msg_type in M.SESSION_MESSAGES
+                                                                and before != "established"):
+        # Out of the state table (or a StopCCN): the tunnel ends, and says so exactly once.
+        assert t.state in ("closing", "closed") and events.count("TunnelDown") == 1, (where, msg_type, events)
+    else:
+        assert t.state == before and "TunnelDown" not in events, (where, msg_type, events)

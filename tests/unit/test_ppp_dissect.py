@@ -17,14 +17,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "core"))
 
 import ppp_pair  # noqa: E402
 from scapy.layers.ppp import (HDLC, PPP, PPP_CHAP, PPP_CHAP_ChallengeResponse, PPP_IPCP,  # noqa: E402
-                              PPP_IPCP_Option_DNS1, PPP_IPCP_Option_DNS2, PPP_IPCP_Option_IPAddress, PPP_LCP,
+                              PPP_IPCP_Option_DNS1, PPP_IPCP_Option_DNS2, PPP_IPCP_Option_IPAddress,
                               PPP_LCP_Auth_Protocol_Option, PPP_LCP_Configure, PPP_LCP_Echo,
                               PPP_LCP_Magic_Number_Option, PPP_LCP_MRU_Option, PPP_LCP_Protocol_Reject,
                               PPP_PAP_Request, PPP_PAP_Response)
 
 from sluice.ppp import mschapv2  # noqa: E402
 from sluice.ppp.config import PppConfig  # noqa: E402
-from sluice.ppp.framing import parse_options, parse_packet  # noqa: E402
 from sluice.ppp.link import PppLink  # noqa: E402
 
 Pair, client_config, server_config = ppp_pair.Pair, ppp_pair.client_config, ppp_pair.server_config
@@ -239,3 +238,12 @@ def test_config_defaults():
     assert (c.mru, c.auth, c.echo_interval, c.echo_failure, c.ipv6, c.restart_timer, c.max_configure,
             c.max_failure, c.max_terminate, c.dns, c.nbns) == (1400, ("mschapv2", "chap", "pap"), 30, 4, False,
                                                                3.0, 10, 5, 2, [], [])
+
+
+def test_status_is_json_serialisable():
+    # The engine returns it over the control socket as JSON.
+    import json
+    p, _ = _session("chap", ipv6=True)
+    for link in (p.client, p.server):
+        text = json.dumps(link.status())
+        assert "correct horse" not in text
