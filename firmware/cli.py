@@ -47,10 +47,6 @@ def cmd_server(args):
     section = _pick(config.servers, args.section, "server", args.config)
     name = args.name or section.name or "server"
     log = _make_log(args, name)
-    if section.ipsec:
-        log.error("option ipsec '1' in server %r: IPsec is not in this build yet; set ipsec '0' "
-                  "to accept plain L2TP (unencrypted)", section.name)
-        return EXIT_CONFIG
     d = Daemon(name, "server", log, lambda: _load(args.config),
                lambda c: _pick(c.servers, section.name, "server", args.config),
                lambda c, s, loop: Server(c, s, loop, log))
@@ -65,10 +61,6 @@ def cmd_client(args):
     section = _pick(config.clients, args.section, "client", args.config)
     name = args.name or section.name or "client"
     log = _make_log(args, name)
-    if section.ipsec:
-        log.error("option ipsec '1' in client %r: IPsec is not in this build yet; set ipsec '0' "
-                  "to connect with plain L2TP (unencrypted)", section.name)
-        return EXIT_CONFIG
     d = Daemon(name, "client", log, lambda: _load(args.config),
                lambda c: _pick(c.clients, section.name, "client", args.config),
                lambda c, s, loop: Client(c, s, loop, log, hook=args.hook,

@@ -20,13 +20,19 @@ class Daemon:
         self.log = log
         self.load_config = load_config  # () -> Config
         self.select_section = select_section  # Config -> section
-        self.loop = EventLoop()
+        self.loop = EventLoop(on_error=self._internal_error)
         config = load_config()
         for w in config.warnings:
             log.warning("%s", w)
         self.endpoint = make_endpoint(config, select_section(config), self.loop)
         self.control = None
         self.exit_code = 0
+
+    def _internal_error(self, exc):
+        import traceback
+
+        self.log.error("internal error (the daemon carries on): %s",
+                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
 
     def handle(self, req):
         cmd = req.get("cmd")

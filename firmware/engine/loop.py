@@ -15,7 +15,9 @@ monotonic = time.monotonic
 
 
 class EventLoop:
-    def __init__(self):
+    def __init__(self, on_error=None):
+        self.on_error = on_error  # on_error(exc): a callback raised; the loop carries on
+        self.errors = 0
         self.readers = {}  # fd -> callback(now)
         self.timers = []  # heap of (deadline, seq, callback)
         self._seq = 0
@@ -61,7 +63,7 @@ class EventLoop:
         timers = self.timers
         while timers and timers[0][0] <= now:
             _, _, cb = heapq.heappop(timers)
-            cb(now)
+            self._call(cb, now)
         wait = max_wait
         if timers:
             wait = max(0.0, min(wait, timers[0][0] - now))
@@ -73,12 +75,22 @@ class EventLoop:
         for fd in ready:
             cb = self.readers.get(fd)
             if cb is not None:
-                cb(now)
+                self._call(cb, now)
         while self.signals:
             s = self.signals.pop(0)
             handler = self._signal_handlers.get(s)
             if handler is not None:
-                handler()
+                self._call(lambda now: handler(), now)
+
+    def _call(self, cb, now):
+        # A bug in one handler must not take down every tunnel the daemon carries: report it and go on.
+        try:
+            cb(now)
+        except Exception as e:
+            self.errors += 1
+            if self.on_error is None:
+                raise
+            self.on_error(e)
 
     def run(self, until=None):
         """Run until stop() or until the callable `until()` is true."""

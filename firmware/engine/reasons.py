@@ -11,6 +11,10 @@ def why(ev):
 
 
 def peer_str(peer):
-    if isinstance(peer, tuple) and len(peer) == 2:
-        return "%s:%d" % peer
+    """'192.0.2.7:1701', or for L2TP inside IPsec '192.0.2.7:4500 (L2TP port 1701)'."""
+    if isinstance(peer, tuple):
+        if len(peer) == 2:
+            return "%s:%d" % peer
+        if len(peer) == 3:
+            return "%s:%d (L2TP port %d)" % peer
     return str(peer)

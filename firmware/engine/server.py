@@ -136,7 +136,7 @@ class Server:
         return IpsecTransport(self.loop, self.log, responder_config(srv, self.config), srv.listen,
                               self._l2tp_in, self._ipsec_event, self.rng)
 
-    def _ipsec_event(self, kind, ike_peer, now):
+    def _ipsec_event(self, kind, ike_peer, now, reason=None):
         """The IPsec layer lost every SA of a peer: its L2TP tunnels cannot be reached any more."""
         if kind == "peer-down":
             for t in self.table.tunnels():

@@ -33,8 +33,8 @@ _PAD = bytes(range(1, 256))  # RFC 4303 2.4 default padding: 1, 2, 3, ...
 
 def _get_backend(backend):
     if backend is None or isinstance(backend, str):
-        from sluice.hal import crypto
-        return crypto.backend(backend)
+        from sluice.hal.crypto import backend as named_backend
+        return named_backend(backend)
     return backend
 
 

@@ -125,6 +125,11 @@ class Lab:
             time.sleep(interval)
         raise TimeoutError("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
 
+    def tracebacks(self):
+        """Logs of daemons started here that contain a Python traceback (a bug, even if the daemon lived)."""
+        return [(p.log_path, self.log(p)) for p in self.procs
+                if getattr(p, "log_path", None) and "Traceback" in self.log(p)]
+
     def log(self, p):
         try:
             with open(p.log_path) as f:
@@ -212,6 +217,14 @@ def session_up(lab, name):
     return st
 
 
+def masquerade(lab, ns, oifname):
+    """nftables source NAT of everything leaving ns through oifname (a NAT router, or OpenWrt's masq zone)."""
+    rules = ("table ip sluicenat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
+             "  oifname \"%s\" masquerade\n }\n}\n" % oifname)
+    path = lab.write("nat-%s.nft" % ns, rules, 0o644)
+    lab.run(ns, "nft", "-f", path)
+
+
 def build_nat(lab, nclients=2):
     """Clients behind one NAT router (nftables masquerade) -> server. Returns (srv, nat, [clients], sconf, cconf).
 
@@ -228,10 +241,7 @@ def build_nat(lab, nclients=2):
         lab.run(c, "ip", "route", "add", "default", "via", "198.51.100.%d" % (base + 1))
         clients.append(c)
     lab.forward(nat)
-    rules = ("table ip sluicenat {\n chain post {\n  type nat hook postrouting priority srcnat;\n"
-             "  oifname \"%s\" masquerade\n }\n}\n" % wan_nat)
-    path = lab.write("nat.nft", rules, 0o644)
-    lab.run(nat, "nft", "-f", path)
+    masquerade(lab, nat, wan_nat)
     sconf = lab.write("server.conf", SERVER_CONF.format(auth="mschapv2"))
     cconf = lab.write("client.conf", CLIENT_CONF.format(user="alice", password="correct horse battery"))
     return srv, nat, clients, sconf, cconf

@@ -75,13 +75,9 @@ def build(lab):
     lab.run(far, "ip", "route", "add", "10.77.0.0/24", "via", "203.0.113.129")
     for ns in (nat, r1, srv):
         lab.forward(ns)
-    nat_rules = lab.write("nat.nft", "table ip t { chain p { type nat hook postrouting priority srcnat; "
-                                     "oifname \"%s\" masquerade; } }\n" % wan_nat, 0o644)
-    lab.run(nat, "nft", "-f", nat_rules)
+    netns.masquerade(lab, nat, wan_nat)
     # The client router hides its LAN behind its tunnel address, as OpenWrt's vpn zone (masq 1) does.
-    r1_rules = lab.write("r1.nft", "table ip t { chain p { type nat hook postrouting priority srcnat; "
-                                   "oifname \"slc0\" masquerade; } }\n", 0o644)
-    lab.run(r1, "nft", "-f", r1_rules)
+    netns.masquerade(lab, r1, "slc0")
     sconf = lab.write("server.conf", SERVER % {"psk": PSK})
     cconf = lab.write("client.conf", CLIENT % {"psk": PSK})
     return dict(srv=srv, nat=nat, r1=r1, r2=r2, lan=lan, far=far, wan_srv=wan_srv, sconf=sconf, cconf=cconf)
@@ -143,3 +139,6 @@ def test_lan_through_nat_over_ipsec_two_clients_no_cleartext_and_dpd():
             st = lab.wait_for("%s notices the dead server" % name,
                               lambda n=name: (lambda s: s if s.get("state") != "up" else None)(lab.status(n)), 20)
             assert "DPD" in (st.get("last_error") or "") or "answer" in (st.get("last_error") or "")
+        for p in (c1, c2):
+            lab.stop(p)
+        assert lab.tracebacks() == []

@@ -24,6 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def lab():
     with netns.Lab() as lab:
         yield lab
+        for p in lab.procs:
+            lab.stop(p)
+        assert lab.tracebacks() == []
 
 
 def bring_up(lab, auth="mschapv2", user="alice", password="correct horse battery"):

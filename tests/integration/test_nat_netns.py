@@ -36,3 +36,6 @@ def test_two_clients_behind_one_nat_plain_l2tp():
         for c in (c0, c1):
             lab.run(c, "ping", "-c", "2", "-W", "3", "10.77.0.1")
         assert server.poll() is None
+        for p in lab.procs:
+            lab.stop(p)
+        assert lab.tracebacks() == []

@@ -1,0 +1,102 @@
+"""Events the IKE table reports to the engine (pulled with IkeTable.next_event()).
+
+`peer` is always the (ip, port) the peer is reached at now: port 4500 after the NAT-T float (RFC 3947 4).
+SPIs are ints (what sluice.esp.Inbound/Outbound take). Reasons are plain words for logs and status.
+"""
+
+
+class IkeSaUp:
+    """Phase 1 (Main Mode) completed: the ISAKMP SA is authenticated (RFC 2409 5)."""
+
+    __slots__ = ("peer", "nat_local", "nat_remote", "auth")
+
+    def __init__(self, peer, nat_local, nat_remote, auth):
+        self.peer = peer              # (ip, port) of the peer now (4500 after the float)
+        self.nat_local = nat_local    # True: our address was rewritten (we send NAT keepalives)
+        self.nat_remote = nat_remote  # True: the peer's address was rewritten (it is behind a NAT)
+        self.auth = auth              # 'psk' or 'rsasig'
+
+    def __repr__(self):
+        return "IkeSaUp(%r, nat_local=%r, nat_remote=%r, %s)" % (self.peer, self.nat_local, self.nat_remote,
+                                                                 self.auth)
+
+
+class ChildSaUp:
+    """Quick Mode completed: one ESP SA pair in transport mode for UDP/1701 (RFC 2409 5.5, RFC 3193)."""
+
+    __slots__ = ("peer", "spi_in", "spi_out", "transform", "enc_in", "auth_in", "salt_in", "enc_out", "auth_out",
+                 "salt_out", "encap", "lifetime_s", "rekey_of")
+
+    def __init__(self, peer, spi_in, spi_out, transform, enc_in, auth_in, salt_in, enc_out, auth_out, salt_out,
+                 encap, lifetime_s, rekey_of):
+        self.peer = peer              # (ip, port) the ESP packets go to (port used only when encap)
+        self.spi_in = spi_in          # int, the SPI the peer puts on packets to us (we chose it)
+        self.spi_out = spi_out        # int, the SPI we put on packets to the peer (it chose it)
+        self.transform = transform    # sluice.hal.crypto.transforms name, e.g. 'aes256-sha1', 'aes128gcm16'
+        self.enc_in = enc_in          # inbound encryption key (bytes)
+        self.auth_in = auth_in        # inbound integrity key (bytes, b'' for GCM)
+        self.salt_in = salt_in        # inbound GCM salt (4 bytes, b'' for CBC)
+        self.enc_out = enc_out        # outbound encryption key
+        self.auth_out = auth_out      # outbound integrity key
+        self.salt_out = salt_out      # outbound GCM salt
+        self.encap = encap            # True: UDP-encapsulated ESP on port 4500 (RFC 3948)
+        self.lifetime_s = lifetime_s  # agreed lifetime in seconds (the table rekeys before it ends)
+        self.rekey_of = rekey_of      # spi_in of the SA this one replaces, or None
+
+    def __repr__(self):
+        # Keys never appear in a repr.
+        return "ChildSaUp(%r, in=0x%08x, out=0x%08x, %s, encap=%r, life=%r, rekey_of=%r)" % (
+            self.peer, self.spi_in, self.spi_out, self.transform, self.encap, self.lifetime_s, self.rekey_of)
+
+
+class ChildSaDown:
+    """An ESP SA pair is gone: deleted by the peer, expired, replaced after a rekey, or its peer went away."""
+
+    __slots__ = ("peer", "spi_in", "spi_out", "reason")
+
+    def __init__(self, peer, spi_in, spi_out, reason):
+        self.peer = peer        # (ip, port)
+        self.spi_in = spi_in    # int
+        self.spi_out = spi_out  # int
+        self.reason = reason    # plain words
+
+    def __repr__(self):
+        return "ChildSaDown(%r, in=0x%08x, out=0x%08x, %r)" % (self.peer, self.spi_in, self.spi_out, self.reason)
+
+
+class IkeSaDown:
+    """An established ISAKMP SA is gone (deleted, expired, replaced, peer dead)."""
+
+    __slots__ = ("peer", "reason")
+
+    def __init__(self, peer, reason):
+        self.peer = peer      # (ip, port)
+        self.reason = reason  # plain words
+
+    def __repr__(self):
+        return "IkeSaDown(%r, %r)" % (self.peer, self.reason)
+
+
+class PeerDead:
+    """RFC 3706: no answer to R-U-THERE within dpd_timeout; the engine tears down L2TP for this peer."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, peer):
+        self.peer = peer  # (ip, port)
+
+    def __repr__(self):
+        return "PeerDead(%r)" % (self.peer,)
+
+
+class NegotiationFailed:
+    """Phase 1 or Quick Mode could not complete; `reason` says what happened and what to change."""
+
+    __slots__ = ("peer", "reason")
+
+    def __init__(self, peer, reason):
+        self.peer = peer      # (ip, port)
+        self.reason = reason  # plain words, never a secret
+
+    def __repr__(self):
+        return "NegotiationFailed(%r, %r)" % (self.peer, self.reason)
