@@ -111,6 +111,9 @@ class CbcHmacTransform:
         """
         mv = memoryview(packet)
         end = len(mv) - self.icv_len
+        if end < 8 + self.block or (end - 8) % self.block:
+            # A partial block would stay buffered in the long-lived decryptor and shift every later packet.
+            raise ValueError("CBC ciphertext is not whole blocks")
         if not _hmac.compare_digest(self._mac.digest(mv[:end])[:self.icv_len], mv[end:]):
             return None
         return self._dec.update(mv[8:end])[self.block:]
@@ -129,29 +132,46 @@ class CbcHmacTransform:
 
 
 class GcmTransform:
-    """ESP with AES-GCM (RFC 4106): nonce = salt || explicit IV, AAD = SPI || sequence number (RFC 4106 5)."""
+    """ESP with AES-GCM (RFC 4106): nonce = salt || explicit IV, AAD = SPI || sequence number (RFC 4106 5).
 
-    __slots__ = ("name", "block", "iv_len", "icv_len", "_aead", "_salt")
+    The 8- and 12-byte ICV variants seal with the reused AESGCM and truncate the tag; opening them needs
+    a GCM context per packet (AESGCM only verifies full tags), which makes them the slow GCM variants.
+    """
 
-    def __init__(self, name, enc_key, salt):
+    __slots__ = ("name", "block", "iv_len", "icv_len", "_aead", "_salt", "_key")
+
+    def __init__(self, name, enc_key, salt, icv=16):
         self.name = name
         self.block = 4
         self.iv_len = 8
-        self.icv_len = 16
+        self.icv_len = icv
         self._aead = AESGCM(enc_key)
         self._salt = bytes(salt)
+        self._key = None if icv == 16 else algorithms.AES(enc_key)
 
     def __repr__(self):
         return "<GcmTransform %s>" % self.name
 
     def seal(self, hdr, plaintext):
         iv = b"\x00\x00\x00\x00" + hdr[4:8]  # the sequence number: unique per SA (RFC 4106 3.1)
-        return b"".join((hdr, iv, self._aead.encrypt(self._salt + iv, plaintext, hdr[:8])))
+        ct = self._aead.encrypt(self._salt + iv, plaintext, hdr[:8])
+        if self._key is not None:
+            ct = ct[:len(ct) - 16 + self.icv_len]
+        return b"".join((hdr, iv, ct))
 
     def open(self, packet):
         mv = memoryview(packet)
+        if self._key is None:
+            try:
+                return self._aead.decrypt(self._salt + mv[8:16], mv[16:], mv[:8])
+            except InvalidTag:
+                return None
+        end = len(mv) - self.icv_len
+        d = Cipher(self._key, modes.GCM(self._salt + mv[8:16], bytes(mv[end:]), min_tag_length=self.icv_len)).decryptor()
+        d.authenticate_additional_data(mv[:8])
+        out = d.update(mv[16:end])
         try:
-            return self._aead.decrypt(self._salt + mv[8:16], mv[16:], mv[:8])
+            return out + d.finalize()
         except InvalidTag:
             return None
 
@@ -161,7 +181,7 @@ def esp_transform(name, enc_key, auth_key=b"", salt=b"", rng=None):
     spec = transforms.esp_spec(name)
     transforms.check_keys(name, enc_key, auth_key, salt)
     if spec[0] == "gcm":
-        return GcmTransform(name, enc_key, salt)
+        return GcmTransform(name, enc_key, salt, spec[4])
     return CbcHmacTransform(name, enc_key, auth_key, rng)
 
 

@@ -2,7 +2,7 @@
 
 A name is what a proposal is turned into once IKE has agreed on it, in strongSwan's spelling:
 `aes128-sha1` is ENCR_AES_CBC with a 128-bit key and AUTH_HMAC_SHA1_96 (RFC 3602, RFC 2404);
-`aes256gcm16` is ENCR_AES_GCM_16 with a 256-bit key (RFC 4106); `aes128-sha256_96` is the draft
+`aes256gcm16` is ENCR_AES_GCM_16 with a 256-bit key (RFC 4106; gcm8 and gcm12 carry truncated ICVs); `aes128-sha256_96` is the draft
 HMAC-SHA-256 truncation to 96 bits that Android 6/7 use instead of RFC 4868's 128 bits.
 
 Each entry: (kind, cipher, enc_key_len, integ, icv_len, legacy). `kind` is 'cbc' (cipher + HMAC,
@@ -48,7 +48,8 @@ def _build():
             h, icv, _ = INTEG[iname]
             table[cname + "-" + iname] = ("cbc", cipher, klen, iname, icv, cipher == "3des" or h == "md5")
     for klen in (16, 24, 32):
-        table["aes%dgcm16" % (klen * 8)] = ("gcm", "aes", klen, None, 16, False)
+        for icv in (8, 12, 16):  # RFC 4106 8.1: ENCR_AES_GCM_8 / _12 / _16
+            table["aes%dgcm%d" % (klen * 8, icv)] = ("gcm", "aes", klen, None, icv, False)
     return table
 
 
@@ -89,3 +90,17 @@ def check_keys(name, enc_key, auth_key, salt):
         raise ValueError("%s needs a %d-byte integrity key, got %d bytes" % (name, ak, len(auth_key or b"")))
     if len(salt or b"") != sl:
         raise ValueError("%s needs a %d-byte salt, got %d bytes" % (name, sl, len(salt or b"")))
+
+
+def from_proposal(name, sha256_96=False):
+    """The ESP transform name for an IKE proposal name such as 'aes256-sha256-modp2048' (PFS group dropped).
+
+    sha256_96 selects the Android 6/7 96-bit HMAC-SHA-256 truncation instead of RFC 4868's 128 bits;
+    IKE cannot negotiate it (same transform ID), so it comes from configuration.
+    """
+    parts = [p for p in name.split("-") if not (p.startswith("modp") or p.startswith("ecp") or p.startswith("group"))]
+    if sha256_96 and len(parts) == 2 and parts[1] == "sha256":
+        parts[1] = "sha256_96"
+    out = "-".join(parts)
+    esp_spec(out)
+    return out

@@ -12,3 +12,14 @@ def test_pure_backend_passes_every_kat():
     passed = [r[0] for r in results if r[2] == kat.PASS]
     for name in ("aes", "aes-cbc", "aes-gcm", "hmac", "esp-cbc-hmac", "esp-gcm", "modp"):
         assert name in passed, name
+
+
+def test_select_report_on_pure_only():
+    # What `sluice crypto` / select.choose() do on a port with only the pure backend.
+    from sluice.hal.crypto import select
+    rows = select.report(budget=0.001, names=("pure",))
+    assert len(rows) == 1 and rows[0].kat_ok and rows[0].chosen
+    for size in select.SIZES:
+        assert rows[0].speed[("aes128gcm16", size)] > 0
+    text = select.report_text(rows)
+    assert "pure" in text and "auto" in text

@@ -151,3 +151,19 @@ def test_udp_encapsulation_classify():
     assert udpencap.udp_header(4500, 4500, 10) == b"\x11\x94\x11\x94\x00\x12\x00\x00"
     assert udpencap.split_udp(b"\x06\xa5\x06\xa5\x00\x0a\x00\x00hi") == (1701, 1701, b"hi")
     harness.raises(EspMalformed, udpencap.split_udp, b"\x06\xa5\x06\xa5\x00\x0b\x00\x00hi")
+
+
+def test_published_gcm_esp_packets_open():
+    # draft-mcgrew-gcm-test-01: complete ESP packets (tunnel mode, next header 1 as printed there);
+    # our SA must accept them through its full path (length, SPI, replay, ICV, padding).
+    from sluice.hal.crypto.kat import ESP_GCM_PACKETS
+    for name, key, salt, packet, plain in ESP_GCM_PACKETS:
+        packet = harness.unhex(packet)
+        plain = harness.unhex(plain)
+        spi = int.from_bytes(packet[:4], "big")
+        inb = Inbound(spi, name, harness.unhex(key), b"", harness.unhex(salt), backend="pure")
+        payload, nh = inb.open(packet)
+        padlen = plain[-2]
+        assert bytes(payload) == plain[:len(plain) - 2 - padlen]
+        assert nh == plain[-1]
+        harness.raises(EspReplayError, inb.open, packet)

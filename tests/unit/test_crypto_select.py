@@ -57,3 +57,15 @@ def test_main_text_and_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert {d["backend"] for d in data} == set(crypto.NAMES)
     assert select.main(["--bogus"]) == 2
+
+
+def test_every_ike_esp_proposal_has_a_transform():
+    # The IKE layer's default and legacy ESP sets (sluice.ike.proposals) map onto transforms we implement.
+    import pytest
+    proposals = pytest.importorskip("sluice.ike.proposals")
+    from sluice.hal.crypto import transforms
+    for t in proposals.default_esp(legacy=True):
+        name = transforms.from_proposal(t.name())
+        assert crypto.backend("openssl").supports(name), name
+    assert transforms.from_proposal("aes128-sha256-modp2048", sha256_96=True) == "aes128-sha256_96"
+    assert transforms.from_proposal("aes256gcm16-ecp384") == "aes256gcm16"

@@ -81,3 +81,18 @@ def test_classify_never_crashes(data):
     except EspError:
         return
     assert kind in (udpencap.ESP, udpencap.IKE, udpencap.KEEPALIVE_KIND)
+
+
+@pytest.mark.parametrize("backend", ["openssl", "pure"])
+@pytest.mark.parametrize("name", NAMES)
+def test_buffer_types(name, backend):
+    # The engine hands over recv_into() buffers: memoryview and bytearray must work like bytes.
+    out, inb = _pair(name, backend)
+    for payload in (b"abc" * 30, bytearray(b"xyz" * 9)):
+        pkt = out.seal(payload, 17)
+        buf = bytearray(2048)
+        buf[:len(pkt)] = pkt
+        got, nh = inb.open(memoryview(buf)[:len(pkt)])
+        assert (bytes(got), nh) == (bytes(payload), 17)
+    pkt = out.seal(b"q", 17)
+    assert bytes(inb.open(bytearray(pkt))[0]) == b"q"

@@ -139,11 +139,11 @@ class GcmTransform:
 
     __slots__ = ("name", "block", "iv_len", "icv_len", "_gcm", "_salt")
 
-    def __init__(self, name, enc_key, salt):
+    def __init__(self, name, enc_key, salt, icv=16):
         self.name = name
         self.block = 4
         self.iv_len = 8
-        self.icv_len = 16
+        self.icv_len = icv
         self._gcm = Gcm(Aes(enc_key))
         self._salt = bytes(salt)
 
@@ -152,11 +152,12 @@ class GcmTransform:
 
     def seal(self, hdr, plaintext):
         iv = b"\x00\x00\x00\x00" + hdr[4:8]
-        return hdr + iv + self._gcm.encrypt(self._salt + iv, plaintext, hdr)
+        ct = self._gcm.encrypt(self._salt + iv, plaintext, hdr)
+        return hdr + iv + ct[:len(ct) - 16 + self.icv_len]
 
     def open(self, packet):
         packet = bytes(packet)
-        return self._gcm.decrypt(self._salt + packet[8:16], packet[16:], packet[:8])
+        return self._gcm.decrypt(self._salt + packet[8:16], packet[16:], packet[:8], self.icv_len)
 
 
 def supports(name):
@@ -177,7 +178,7 @@ def esp_transform(name, enc_key, auth_key=b"", salt=b"", rng=None):
     if not supports(name):
         raise UnsupportedAlgorithm("%s is not available in the pure backend on this port" % name)
     if spec[0] == "gcm":
-        return GcmTransform(name, enc_key, salt)
+        return GcmTransform(name, enc_key, salt, spec[4])
     return CbcHmacTransform(name, enc_key, auth_key, rng)
 
 
