@@ -66,7 +66,15 @@ class IpsecTransport:
     # -- sockets -------------------------------------------------------------------------------------------
 
     def attach(self, loop):
+        from sluice.hal.crypto import select
         from sluice.hal.net.udp import bind_udp
+
+        if self.backend is None:
+            # Every backend proves itself on its known answers, then the fastest here carries ESP.
+            chosen = select.choose()
+            if chosen is None:
+                raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
+            self.log.info("ESP crypto backend: %s (`sluice crypto` shows the measurements)", chosen)
 
         client = self.role == "initiator"
         self.s500 = bind_udp(self.local_ip, IKE_PORT, fallback_ephemeral=client)
