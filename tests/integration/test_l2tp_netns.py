@@ -5,7 +5,7 @@ Topology (all addresses RFC 5737 or made here): client 192.0.2.2 -- server 192.0
 """
 
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -158,3 +158,21 @@ def test_disconnect_and_connect_commands(lab):
     lab.wait_for("server frees it", lambda: lab.status("srv").get("sessions") == 0, 5)
     lab.sluice("connect", "--name", "cli")
     lab.wait_for("up again", lambda: netns.session_up(lab, "cli"), 30)
+
+
+def test_sighup_adds_a_user_without_dropping_sessions(lab):
+    srv, cli, far, server, client, st = bring_up(lab)
+    sconf = os.path.join(lab.tmp, "server.conf")
+    with open(sconf, "a") as f:
+        f.write("\nconfig user\n    option username 'carol'\n    option password 'a new user password'\n")
+    server.send_signal(signal.SIGHUP)
+    # carol dials from a second namespace; alice's session stays up throughout.
+    c2 = lab.ns("c2")
+    lab.link(srv, "198.51.100.1/24", c2, "198.51.100.2/24")
+    lab.run(c2, "ip", "route", "add", "default", "via", "198.51.100.1")
+    conf2 = lab.write("carol.conf", netns.CLIENT_CONF.format(user="carol", password="a new user password"))
+    lab.start(c2, ["client", "--config", conf2, "--name", "carol"], "carol.log")
+    lab.wait_for("carol up", lambda: netns.session_up(lab, "carol"), 30)
+    assert lab.status("srv")["sessions"] == 2
+    assert netns.session_up(lab, "cli")
+    assert "configuration reloaded" in lab.log(server)
