@@ -210,6 +210,21 @@ def build_basic(lab, auth="mschapv2", user="alice", password="correct horse batt
     return srv, cli, far, sconf, cconf
 
 
+def transfer(lab, rx_ns, rx_host, tx_ns, nbytes, port, seed=7):
+    """A bounded TCP transfer checked by hash: (what was sent, what arrived) as [sha256, size] lists."""
+    tcp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcpcheck.py")
+    rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, sys.executable, tcp, "serve", rx_host, str(port)],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        if rx.stdout.readline().strip() != "listening":
+            raise RuntimeError("the receiver in %s did not start" % rx_ns)
+        tx = lab.run(tx_ns, sys.executable, tcp, "send", rx_host, str(port), str(nbytes), str(seed), timeout=120)
+        return tx.stdout.split(), rx.communicate(timeout=30)[0].split()
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+
+
 def session_up(lab, name):
     st = lab.status(name)
     if st.get("role") != "client" or st.get("state") != "up":

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -83,19 +82,6 @@ def build(lab):
     return dict(srv=srv, nat=nat, r1=r1, r2=r2, lan=lan, far=far, wan_srv=wan_srv, sconf=sconf, cconf=cconf)
 
 
-def transfer(lab, rx_ns, rx_host, tx_ns, nbytes, port):
-    rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, sys.executable, os.path.join(HERE, "tcpcheck.py"),
-                           "serve", rx_host, str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert rx.stdout.readline().strip() == "listening"
-        tx = lab.run(tx_ns, sys.executable, os.path.join(HERE, "tcpcheck.py"), "send", rx_host, str(port),
-                     str(nbytes), "3", timeout=120)
-        return tx.stdout.split(), rx.communicate(timeout=30)[0].split()
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-
-
 def test_lan_through_nat_over_ipsec_two_clients_no_cleartext_and_dpd():
     with netns.Lab() as lab:
         t = build(lab)
@@ -120,7 +106,7 @@ def test_lan_through_nat_over_ipsec_two_clients_no_cleartext_and_dpd():
         assert len({sa["peer"] for sa in sas}) == 2  # two NAT mappings of one address
         # The LAN host behind client 1 reaches the far host behind the server, only through the tunnel.
         lab.run(t["lan"], "ping", "-c", "2", "-W", "3", "203.0.113.130")
-        sent, got = transfer(lab, t["far"], "203.0.113.130", t["lan"], 4 * 1024 * 1024, 5201)
+        sent, got = netns.transfer(lab, t["far"], "203.0.113.130", t["lan"], 4 * 1024 * 1024, 5201)
         assert sent == got
         lab.run(t["r2"], "ping", "-c", "2", "-W", "3", "10.77.0.1")
         # No clear-text L2TP on the WAN: only IKE and ESP-in-UDP.

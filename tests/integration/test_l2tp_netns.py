@@ -6,7 +6,6 @@ Topology (all addresses RFC 5737 or made here): client 192.0.2.2 -- server 192.0
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -41,20 +40,6 @@ def bring_up(lab, auth="mschapv2", user="alice", password="correct horse battery
     return srv, cli, far, server, client, st
 
 
-def transfer(lab, rx_ns, rx_host, tx_ns, nbytes, port=5001):
-    rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, sys.executable, os.path.join(HERE, "tcpcheck.py"),
-                           "serve", rx_host, str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert rx.stdout.readline().strip() == "listening"
-        tx = lab.run(tx_ns, sys.executable, os.path.join(HERE, "tcpcheck.py"), "send", rx_host, str(port),
-                     str(nbytes), "7", timeout=120)
-        got = rx.communicate(timeout=30)[0].split()
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-    return tx.stdout.split(), got
-
-
 def test_tunnel_carries_tcp_both_ways_and_forwards(lab):
     srv, cli, far, server, client, st = bring_up(lab)
     sess = st["tunnels"][0]["sessions"][0]
@@ -63,9 +48,9 @@ def test_tunnel_carries_tcp_both_ways_and_forwards(lab):
     # The server forwards: the far host answers the client's tunnel address.
     lab.run(cli, "ping", "-c", "2", "-W", "3", "203.0.113.2")
     # Several megabytes each way, checked by hash.
-    sent, got = transfer(lab, far, "203.0.113.2", cli, 6 * 1024 * 1024)
+    sent, got = netns.transfer(lab, far, "203.0.113.2", cli, 6 * 1024 * 1024, 5001)
     assert sent == got
-    sent, got = transfer(lab, cli, "10.77.0.10", far, 4 * 1024 * 1024, port=5002)
+    sent, got = netns.transfer(lab, cli, "10.77.0.10", far, 4 * 1024 * 1024, port=5002)
     assert sent == got
     sst = lab.status("srv")
     assert sst["sessions"] == 1
