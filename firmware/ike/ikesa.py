@@ -18,8 +18,10 @@ quick_mode, informational) are small objects that build and check messages; the 
 Nothing here reads a clock or draws randomness itself; `now` and the table's rng come in.
 """
 
-from sluice.ike import constants as C
+from sluice.ike.fragments import fragment_message
 from sluice.ike.natt import IKE_PORT
+
+EXCH_MAIN = 2   # RFC 2408 3.1 (sluice.ike.constants.EXCH_MAIN)
 
 MM_INIT = "MM_INIT"      # initiator: nothing sent yet
 MM_SA = "MM_SA"          # SA sent (initiator) / SA answered (responder)
@@ -45,7 +47,7 @@ class ChildSa:
     """The bookkeeping of one negotiated ESP SA pair (the keys went out in ChildSaUp and are not kept)."""
 
     __slots__ = ("peer", "ike", "spi_in", "spi_out", "transform", "encap", "lifetime", "created", "soft_at",
-                 "hard_at", "initiated", "replaced_by", "down_at", "ids", "mode", "rekeying")
+                 "hard_at", "initiated", "replaced_by", "down_at", "ids", "mode", "rekeying", "serial")
 
     def __init__(self, peer, ike, spi_in, spi_out, transform, encap, lifetime, created, soft_at, initiated, ids,
                  mode):
@@ -65,6 +67,7 @@ class ChildSa:
         self.ids = ids                  # (our ID payload, peer's ID payload) as negotiated, or None
         self.mode = mode                # the encapsulation mode attribute value
         self.rekeying = False           # a rekey Quick Mode is under way
+        self.serial = 0                 # creation order in the table (INITIAL-CONTACT removes older ones)
 
     def __repr__(self):
         return "<ChildSa in=0x%08x out=0x%08x %s>" % (self.spi_in, self.spi_out, self.transform)
@@ -74,7 +77,7 @@ class IkeSa:
     __slots__ = ("table", "role", "icookie", "rcookie", "peer", "local_port", "local_ip", "state", "mm",
                  "hash", "prf_hash", "skeyid_d", "skeyid_a", "crypt", "auth", "caps", "nat", "created",
                  "established_at", "lifetime", "rekey_at", "rtx", "last_in", "qms", "used_mids", "dpd",
-                 "replaced", "initial_contact", "half_open_until", "stats", "peer_id", "algs")
+                 "replaced", "initial_contact", "half_open_until", "stats", "peer_id", "algs", "mark")
 
     def __init__(self, table, role, icookie, rcookie, peer, local_ip, now):
         self.table = table
@@ -109,6 +112,7 @@ class IkeSa:
         self.stats = {"malformed": 0, "duplicate": 0, "retransmit": 0}
         self.peer_id = None             # the peer's phase 1 ID, in words
         self.algs = None                # the phase 1 IkeTransform agreed
+        self.mark = None                # table child serial when this SA came up: older children predate it
 
     def __repr__(self):
         return "<IkeSa %s %s %s/%s %r>" % (self.role, self.state, self.icookie.hex(), self.rcookie.hex(),
@@ -124,7 +128,17 @@ class IkeSa:
     # --- output ---------------------------------------------------------------------------------------------
 
     def send(self, data):
-        self.table._out.append((self.local_port, self.peer, data))
+        out = self.table._out
+        limit = self.table.cfg.fragment_size
+        if limit and len(data) > limit and data[18] == EXCH_MAIN and self.caps is not None \
+                and self.caps.fragmentation:
+            # A certificate-sized Main Mode message to a peer that announced FRAGMENTATION goes as type-132
+            # fragments (sluice.ike.fragments), each piece fitting `fragment_size`.
+            self.table._frag_id = (self.table._frag_id + 1) & 0xFFFF or 1
+            for piece in fragment_message(data, self.table._frag_id, limit):
+                out.append((self.local_port, self.peer, piece))
+            return
+        out.append((self.local_port, self.peer, data))
 
     def send_expecting_reply(self, mid, data, now, what):
         """Send and keep resending `data` until a reply in exchange `mid` arrives (or we give up)."""

@@ -24,12 +24,12 @@ from sluice.ike import informational as info
 from sluice.ike import natd, natt, vendor
 from sluice.ike.certs import CertError
 from sluice.ike.crypt import IkeCrypt, raw_body
-from sluice.ike.events import IkeSaUp, NegotiationFailed
 from sluice.ike.ikesa import ESTABLISHED, MM_AUTH, MM_INIT, MM_KE, MM_SA
 from sluice.ike.payloads import (CertPayload, CertRequestPayload, HashPayload, IdPayload, IkeMalformed,
                                  KePayload, NatDPayload, NoncePayload, NotifyPayload, SaPayload, SigPayload,
-                                 VendorIdPayload, find, find_all, parse_payloads)
-from sluice.ike.proposals import NoProposalChosen, check_ike_reply, ike_sa_payload, match_ike
+                                 VendorIdPayload, find, find_all)
+from sluice.ike.proposals import (IkeChoice, NoProposalChosen, check_ike_reply, decode_ike_transform,
+                                  ike_sa_payload, match_ike)
 from sluice.ike.message import Message
 
 NONCE_LEN = 32
@@ -177,6 +177,7 @@ class MainModeInitiator(_MainMode):
     def start(self, now):
         sa, t = self.sa, self.t
         self.offer = ike_sa_payload(t.cfg.ike, t.auth_offer(), t.cfg.ike_lifetime)
+        # DPD is announced even with dpd_delay 0: we always answer R-U-THERE (RFC 3706 5.3), we just never ask.
         vids = [VendorIdPayload(v) for v in vendor.initiator_vids(dpd=True)]
         if t.cfg.vendor_ids:
             vids += [VendorIdPayload(v) for v in t.cfg.vendor_ids]
@@ -204,7 +205,7 @@ class MainModeInitiator(_MainMode):
         try:
             choice = check_ike_reply(sap, self.offer)
         except NoProposalChosen as e:
-            raise AuthFailed(str(e))
+            choice = self._same_algorithms(sap, e)
         self._set_choice(choice)
         sa.caps = vendor.capabilities(msg.find_all(VendorIdPayload))
         sa.answered(0)
@@ -213,12 +214,27 @@ class MainModeInitiator(_MainMode):
         self.ni = t.rng(NONCE_LEN)
         out = [KePayload(self.gxi), NoncePayload(self.ni)]
         self.local = self._local(local)
+        if not sa.local_ip:
+            sa.local_ip = self.local[0]   # for our ID and the Quick Mode selectors
         if sa.caps.natt is not None:
             out += self._natd_payloads(self.local)
         reply = Message.build(sa.icookie, sa.rcookie, C.EXCH_MAIN, out).encode()
         sa.remember(0, data, reply)
         sa.state = MM_KE
         sa.send_expecting_reply(0, reply, now, "Main Mode message 3")
+
+    def _same_algorithms(self, sap, refusal):
+        """strongSwan as responder rebuilds the chosen transform (its own attribute order and lifetime) instead
+        of echoing ours byte for byte (RFC 2409 5): accept it when the algorithms and the authentication method
+        are ones we offered."""
+        t = self.t
+        if len(sap.proposals) == 1 and len(sap.proposals[0].transforms) == 1:
+            prop = sap.proposals[0]
+            o = decode_ike_transform(prop, prop.transforms[0])
+            if prop.protocol == C.PROTO_ISAKMP and o.problem is None and o.algs is not None \
+                    and o.algs in t.cfg.ike and o.auth == t.auth_offer():
+                return IkeChoice(sap, o.algs, o.auth, o.life_seconds, o.life_kbytes)
+        raise AuthFailed(str(refusal))
 
     def _local(self, local):
         return (self.t.cfg.local_ip or local[0], local[1])
@@ -336,7 +352,7 @@ class MainModeResponder(_MainMode):
         sa.send(reply)
 
     def _message5(self, msg, data, local, peer, now):
-        sa, t = self.sa, self.t
+        sa = self.sa
         try:
             payloads, plain, nxt = sa.crypt.open_payloads(msg.header, msg.body)
         except IkeMalformed:

@@ -35,7 +35,8 @@ from sluice.ike.crypt import chain_spans
 from sluice.ike.payloads import (HashPayload, IdPayload, IkeMalformed, KePayload, NatOaPayload, NoncePayload,
                                  NotifyPayload, SaPayload, encode_attributes, encode_payloads, find, find_all,
                                  get_attr, life_attr, parse_attributes)
-from sluice.ike.proposals import NoProposalChosen, ProposalSet, check_esp_reply, esp_sa_payload, match_esp
+from sluice.ike.proposals import (EspChoice, NoProposalChosen, ProposalSet, check_esp_reply,
+                                  decode_esp_transform, esp_sa_payload, match_esp)
 
 QM_INIT = "QM_INIT"
 QM_SENT = "QM_SENT"
@@ -134,7 +135,8 @@ class _QuickMode:
                         ek + ak + sl, self.gxy)
         self.gxy = b""
         self.state = QM_DONE
-        encap = natt.is_udp_encap(self.mode)
+        # RFC 3948: once a NAT was found, ESP must travel inside UDP/4500 whatever mode the peer wrote.
+        encap = natt.is_udp_encap(self.mode) or (self._nat() and sa.local_port == natt.NAT_T_PORT)
         t.child_up(sa, self, name, K.split_esp_keys(kin, ek, ak, sl), K.split_esp_keys(kout, ek, ak, sl), encap,
                    initiated, now)
 
@@ -172,6 +174,18 @@ class QuickModeInitiator(_QuickMode):
         self.state = QM_SENT
         sa.send_expecting_reply(self.mid, data, now, "Quick Mode message 1")
 
+    def _same_algorithms(self, sap, refusal):
+        """A responder that rebuilt the transform (strongSwan: its own attribute order and lifetime) instead of
+        echoing it: accept the same algorithms, PFS group and mode as one we offered, with a 4-octet SPI."""
+        if len(sap.proposals) == 1 and len(sap.proposals[0].transforms) == 1:
+            prop = sap.proposals[0]
+            o = decode_esp_transform(prop, prop.transforms[0])
+            offered = [decode_esp_transform(p, tp).algs for p in self.offer.proposals for tp in p.transforms]
+            if prop.protocol == C.PROTO_IPSEC_ESP and len(prop.spi) == 4 and o.problem is None \
+                    and o.algs in offered and o.mode == self.mode:
+                return EspChoice(sap, o)
+        raise QuickModeFailed(str(refusal))
+
     def receive(self, msg, data, now):
         sa, t = self.sa, self.t
         if self.state != QM_SENT:
@@ -189,7 +203,7 @@ class QuickModeInitiator(_QuickMode):
         try:
             self.choice = check_esp_reply(sap, self.offer)
         except NoProposalChosen as e:
-            raise QuickModeFailed(str(e))
+            self.choice = self._same_algorithms(sap, e)
         self.nr = nr.data
         self.spi_out = int.from_bytes(self.choice.peer_spi, "big")
         if self.dh is not None:
@@ -198,9 +212,9 @@ class QuickModeInitiator(_QuickMode):
                 raise QuickModeFailed("the responder accepted PFS but sent no KE payload")
             self.gxy = self.dh.shared(ke.data)
             self.dh = None
-        ids = find_all(payloads, IdPayload)
-        if ids and (len(ids) != 2 or ids[0] != self.ids[0] or ids[1] != self.ids[1]):
-            raise QuickModeFailed("the responder changed the traffic selectors")
+        # RFC 2409 5.5 wants the IDs echoed, but strongSwan as responder behind/before a NAT answers with the
+        # addresses it sees; any single-address UDP/1701 pair is acceptable for L2TP, so only their form is checked.
+        _check_ids(find_all(payloads, IdPayload))
         self.natoa = [p.text() for p in find_all(payloads, NatOaPayload)]
         life = self.choice.life_seconds or DEFAULT_LIFETIME
         for n in find_all(payloads, NotifyPayload):

@@ -18,8 +18,14 @@ Contract (docs/design.md conventions; the engine codes against exactly this):
     table.next_event() -> event or None          # sluice.ike.events
     table.get_timer() -> float or None ; table.handle_timer(now)
 
-Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, NegotiationFailed (sluice.ike.events).
-IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
+Further IkeConfig options: utc_now (callable() -> aware datetime; needed to check certificate validity, the
+machine reads no clock), sha256_96 (Android 6/7 ESP truncation), initial_contact, retransmit_base/_tries
+(1, 2, 4, 8 s), half_open_timeout/_per_ip/_total (45 s, 16, 256), rekey_grace (30 s), fragment_size (1280:
+bigger Main Mode messages go as type-132 fragments to peers that announced FRAGMENTATION, like Apple's). With cert/key/ca the
+backend must offer RSA and X.509 (openssl): IkeTable() raises ValueError otherwise.
+
+Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, NegotiationFailed (sluice.ike.events); SPIs are
+ints. IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
 ISAKMP SA under live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the
 peer is gone (DPD) and comes before the ChildSaDowns of its SAs.
 
@@ -41,7 +47,9 @@ replacement (`rekey_of`); the old one stays usable for `rekey_grace` seconds, th
 ChildSaDown 'replaced'). Phase 1 is renewed by its initiator at the same soft point; a responder accepts a new
 Main Mode from a peer whose ISAKMP SA is alive without touching the ESP SAs.
 
-Malformed input is counted in `stats` and dropped; nothing a peer sends escapes datagram_received.
+Aggressive Mode is refused (one NegotiationFailed per peer says how to fix the client). Malformed input is
+counted in `stats` and dropped; nothing a peer sends escapes datagram_received (an exception that is a bug of
+ours is counted as `internal_error`, which the tests require to stay 0).
 """
 
 from sluice.ike import constants as C
@@ -49,7 +57,7 @@ from sluice.ike import informational as info
 from sluice.ike.dpd import DEAD, PROBE, Dpd
 from sluice.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, NegotiationFailed, PeerDead
 from sluice.ike.fragments import FragmentReassembler
-from sluice.ike.ikesa import ESTABLISHED, MM_SA, ChildSa, IkeSa
+from sluice.ike.ikesa import MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
 from sluice.ike.message import parse_header, parse_message
 from sluice.ike.natt import IKE_PORT
@@ -67,7 +75,7 @@ class IkeConfig:
                  ike=None, esp=None, ike_lifetime=28800, esp_lifetime=3600, dpd_delay=30, dpd_timeout=120,
                  local_ip=None, vendor_ids=(), initial_contact=True, sha256_96=False, retransmit_base=1.0,
                  retransmit_tries=4, half_open_timeout=45.0, half_open_per_ip=16, half_open_total=256,
-                 rekey_grace=30.0, utc_now=None):
+                 rekey_grace=30.0, utc_now=None, fragment_size=1280):
         if role not in ("responder", "initiator"):
             raise ValueError("role is 'responder' or 'initiator', not %r" % (role,))
         self.role = role
@@ -94,6 +102,7 @@ class IkeConfig:
         self.half_open_total = half_open_total
         self.rekey_grace = rekey_grace
         self.utc_now = utc_now              # callable() -> aware datetime, for certificate validity
+        self.fragment_size = fragment_size  # larger Main Mode messages go as fragments when the peer can (0: never)
 
     def __repr__(self):
         return "IkeConfig(role=%s, psk=%s, cert=%s, ike=%d transforms, esp=%d transforms)" % (
@@ -117,9 +126,11 @@ class IkeTable:
         self._init_pending = {}  # icookie -> IkeSa (our message 1 sent, no responder cookie yet)
         self._resp_index = {}   # (icookie, peer) -> IkeSa (responder: to answer a repeated message 1)
         self._children = {}     # spi_in -> ChildSa
+        self._serial = 0        # creation counter of children
         self._out = []
         self._events = []
         self._frags = FragmentReassembler()
+        self._frag_id = 0
         self.stats = {"malformed": 0, "unknown_sa": 0, "half_open_limit": 0, "duplicate": 0, "refused": 0,
                       "unsupported_exchange": 0, "internal_error": 0, "aggressive": 0}
         self._told_aggressive = []  # peers already told that Aggressive Mode is not supported (bounded)
@@ -208,6 +219,9 @@ class IkeTable:
     def _fail_phase1(self, sa, reason):
         self.emit(NegotiationFailed(sa.peer, reason))
         self._remove_sa(sa)
+        for ch in self._children.values():
+            if ch.rekeying and ch.peer[0] == sa.peer[0] and self._best_sa(ch.peer) is None:
+                ch.rekeying = False   # its soft deadline (past) makes the next handle_timer try again
 
     def _best_sa(self, peer):
         best = None
@@ -486,7 +500,9 @@ class IkeTable:
 
     def _initial_contact(self, sa, now):
         """RFC 2407 4.6.3.3: the peer at this exact (ip, port) started afresh; its older SAs are stale."""
-        for ch in [c for c in self._children.values() if c.peer == sa.peer and c.ike is not sa]:
+        # Children negotiated before this ISAKMP SA came up (racoon sends INITIAL-CONTACT in a separate
+        # Informational after phase 1, Windows inside message 5: both land here).
+        for ch in [c for c in self._children.values() if c.peer == sa.peer and c.serial < sa.mark]:
             self._child_down(ch, "the peer restarted (INITIAL-CONTACT)", now, send_delete=False)
         for o in [s for s in self._all_sas() if s is not sa and s.peer == sa.peer]:
             self._ike_down(o, "the peer restarted (INITIAL-CONTACT)", send_delete=False)
@@ -495,6 +511,7 @@ class IkeTable:
 
     def phase1_done(self, sa, now):
         cfg = self.cfg
+        sa.mark = self._serial
         if cfg.dpd_delay > 0 and sa.caps is not None and sa.caps.dpd:
             sa.dpd = Dpd(cfg.dpd_delay, cfg.dpd_timeout, int.from_bytes(self.rng(4), "big"), now)
         if sa.role == "initiator":
@@ -557,6 +574,8 @@ class IkeTable:
             ids = (qm.ids[0], qm.ids[1]) if initiated else (qm.ids[1], qm.ids[0])
         ch = ChildSa(sa.peer, sa, qm.spi_in, qm.spi_out, name, encap, life, now,
                      now + life * self._soft_fraction(initiated), initiated, ids, qm.mode)
+        ch.serial = self._serial
+        self._serial += 1
         self._children[qm.spi_in] = ch
         self.emit(ChildSaUp(sa.peer, qm.spi_in, qm.spi_out, name, keys_in[0], keys_in[1], keys_in[2],
                             keys_out[0], keys_out[1], keys_out[2], encap, life, rekey_of))
@@ -632,12 +651,13 @@ class IkeTable:
                 sa = self._best_sa(ch.peer)
                 if sa is not None:
                     self.start_quick_mode(sa, now, ch)
-                elif self.cfg.role == "initiator" and not [s for s in self._all_sas()
-                                                           if s.peer[0] == ch.peer[0]]:
+                elif self.cfg.role == "initiator":
+                    # No ISAKMP SA left: the next phase 1 with this peer runs the Quick Mode (phase1_done).
                     ch.rekeying = True
-                    self.initiate((ch.peer[0], IKE_PORT), now)
+                    if not [s for s in self._all_sas() if s.peer[0] == ch.peer[0]]:
+                        self.initiate((ch.peer[0], IKE_PORT), now)
                 else:
-                    ch.soft_at = ch.hard_at  # nothing to rekey on: let it run out
+                    ch.soft_at = ch.hard_at  # a responder cannot dial a client: let it run out
 
     def _peer_dead(self, sa, now):
         peer = sa.peer
