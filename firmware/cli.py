@@ -207,9 +207,10 @@ def build_parser():
     sp.add_argument("--name", "-n", help="only this daemon")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_status)
-    for c in ("connect", "disconnect"):
-        sp = sub.add_parser(c, help="%s a running client" % c)
-        sp.add_argument("--name", "-n", help="the client daemon (default: all running)")
+    for c, what in (("connect", "connect a running client"), ("disconnect", "disconnect a running client"),
+                    ("rekey", "renegotiate the ESP SAs of a running daemon now")):
+        sp = sub.add_parser(c, help=what)
+        sp.add_argument("--name", "-n", help="the daemon (default: all running)")
         sp.set_defaults(func=cmd_control, command=c)
     sp = sub.add_parser("check", help="validate a configuration file")
     sp.add_argument("--config", "-c", required=True)

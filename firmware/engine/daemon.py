@@ -48,6 +48,9 @@ class Daemon:
                 return {"ok": False, "error": "%s is a server: connect/disconnect apply to clients" % self.name}
             getattr(self.endpoint, cmd)(now)
             return {"ok": True}
+        if cmd == "rekey":
+            n = self.endpoint.transport.rekey(now) if self.endpoint.transport is not None else 0
+            return {"ok": True, "rekeyed": n}
         if cmd == "reload":
             self.reload()
             return {"ok": True}

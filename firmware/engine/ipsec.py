@@ -296,6 +296,12 @@ class IpsecTransport:
             pass
         self.loop.call_at(now + KEEPALIVE_INTERVAL, lambda t, p=peer: self._keepalive(p, t))
 
+    def rekey(self, now):
+        """Start a new Quick Mode with every peer; the old SAs carry traffic until the new ones are up."""
+        started = [p for p in list(self.outbound) if self.ike.rekey(p, now)]
+        self._pump(now)
+        return len(started)
+
     def shutdown(self, now):
         """Delete every SA with the peers (DELETE notifications) before the daemon exits."""
         try:
@@ -338,6 +344,12 @@ def _read(path):
         return f.read()
 
 
+def _utc_now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
 def _ike_config(section, role, **extra):
     from sluice.ike import proposals as P
     from sluice.ike.table import IkeConfig
@@ -348,7 +360,7 @@ def _ike_config(section, role, **extra):
         ike=_proposals(section.ike, P.default_ike, "ike", section.legacy),
         esp=_proposals(section.esp, P.default_esp, "esp", section.legacy),
         ike_lifetime=getattr(section, "ike_lifetime", 28800), esp_lifetime=getattr(section, "lifetime", 3600),
-        dpd_delay=section.dpd_delay, dpd_timeout=section.dpd_timeout, **extra)
+        dpd_delay=section.dpd_delay, dpd_timeout=section.dpd_timeout, utc_now=_utc_now, **extra)
 
 
 def responder_config(section, config):

@@ -44,6 +44,9 @@ class PlainUdp:
     def shutdown(self, now):
         pass
 
+    def rekey(self, now):
+        return 0
+
     def status(self):
         return {"ipsec": False, "send_errors": self.errors}
 

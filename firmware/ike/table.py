@@ -269,6 +269,15 @@ class IkeTable:
         for sa in [s for s in self._all_sas() if s.peer == peer]:
             self._ike_down(sa, reason, send_delete=True)
 
+    def rekey(self, peer, now):
+        """Renegotiate the ESP SA of `peer` now (`sluice rekey`); False when there is nothing to renew yet."""
+        sa = self._best_sa(peer)
+        old = self._live_child(peer, now)
+        if sa is None or old is None or old.rekeying:
+            return False
+        self.start_quick_mode(sa, now, old)
+        return True
+
     def close(self, now):
         peers = []
         for x in list(self._children.values()) + self._all_sas():

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -106,8 +107,19 @@ def test_lan_through_nat_over_ipsec_two_clients_no_cleartext_and_dpd():
         assert len({sa["peer"] for sa in sas}) == 2  # two NAT mappings of one address
         # The LAN host behind client 1 reaches the far host behind the server, only through the tunnel.
         lab.run(t["lan"], "ping", "-c", "2", "-W", "3", "203.0.113.130")
-        sent, got = netns.transfer(lab, t["far"], "203.0.113.130", t["lan"], 4 * 1024 * 1024, 5201)
+        # Rekey in the middle of a transfer: new SAs take over, the session and the bytes survive.
+        spi_before = {sa["spi_in"] for sa in lab.status("c1")["transport"]["sas"]}
+        rekey = threading.Timer(0.3, lambda: lab.sluice("rekey", "--name", "c1"))
+        rekey.start()
+        sent, got = netns.transfer(lab, t["far"], "203.0.113.130", t["lan"], 32 * 1024 * 1024, 5201)
+        rekey.join()
         assert sent == got
+        lab.run(t["lan"], "ping", "-c", "2", "-W", "3", "203.0.113.130")
+        after = lab.wait_for("the new ESP SA", lambda: (lambda sas: sas if {s["spi_in"] for s in sas} - spi_before
+                                                        else None)(lab.status("c1")["transport"]["sas"]), 10)
+        new = [sa for sa in after if sa["spi_in"] not in spi_before]
+        assert new and new[0]["packets_in"] > 0
+        assert netns.session_up(lab, "c1")
         lab.run(t["r2"], "ping", "-c", "2", "-W", "3", "10.77.0.1")
         # No clear-text L2TP on the WAN: only IKE and ESP-in-UDP.
         cap.send_signal(signal.SIGINT)
