@@ -122,10 +122,10 @@ class Server:
             self.transport = self._make_transport()
         self.transport.attach(self.loop)
         self.loop.add_reader(self.tun, self._tun_readable)
-        self.log.info(
-            "server listening on %s:%d, TUN %s %s, pool %s-%s, auth %s",
-            srv.listen, srv.port, self.tun.name, srv.local_ip, srv.pool_start, srv.pool_end, ",".join(srv.auth),
-        )
+        where = ("IKE on %s:500/4500, L2TP only inside IPsec" % srv.listen if srv.ipsec
+                 else "L2TP on %s:%d" % (srv.listen, srv.port))
+        self.log.info("server up: %s, TUN %s %s, pool %s-%s, auth %s", where, self.tun.name, srv.local_ip,
+                      srv.pool_start, srv.pool_end, ",".join(srv.auth))
 
     def _make_transport(self):
         srv = self.srv
