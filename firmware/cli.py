@@ -130,6 +130,11 @@ def format_status(st):
                 extra = ", rx %s, tx %s" % (_bytes(s["rx_bytes"]), _bytes(s["tx_bytes"]))
             lines.append("    session %s: %s %s %s, up %ss%s" % (
                 s.get("session_id"), s.get("user") or "", s.get("ip") or "-", s.get("state"), s.get("uptime"), extra))
+    tr = st.get("transport") or {}
+    for sa in tr.get("sas", []):
+        lines.append("  ESP SA %s with %s: in %s (%d packets), out %s (%d packets)%s" % (
+            sa.get("transform"), sa.get("peer"), sa.get("spi_in"), sa.get("packets_in", 0), sa.get("spi_out"),
+            sa.get("packets_out", 0), ", UDP-encapsulated" if sa.get("encap") else ""))
     if st.get("last_error"):
         lines.append("  last error: %s" % st["last_error"])
     return "\n".join(lines)
