@@ -9,6 +9,7 @@ Windows does; a name mismatch must fail in plain words and never come up.
 
 import datetime
 import shutil
+import sys
 
 import pytest
 
@@ -45,6 +46,22 @@ config client 'office'
     option redial '0'
     list routes '10.77.0.0/24'
 %(auth)s
+"""
+
+
+GARBAGE = r"""
+import random, socket, struct
+r = random.Random(11)
+spi = %d
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+for i in range(300):
+    junk = bytes(r.getrandbits(8) for _ in range(r.randrange(0, 200)))
+    u.sendto(junk, ("192.0.2.1", 500))
+    u.sendto(b"\0\0\0\0" + junk, ("192.0.2.1", 4500))
+    u.sendto(struct.pack("!II", spi, i + 1) + junk, ("192.0.2.1", 4500))
+    raw.sendto(struct.pack("!II", spi, i + 1) + junk, ("192.0.2.1", 0))
+    raw.sendto(junk, ("192.0.2.1", 0))
 """
 
 
@@ -111,6 +128,13 @@ def test_psk_raw_esp_without_nat():
         sas = lab.status("srv")["transport"]["sas"]
         assert sas and not any(sa["encap"] for sa in sas)  # raw ESP: no NAT between them
         assert lab.status("srv")["transport"]["esp_in"] > 100
+        # Garbage at IKE (500, 4500), at NAT-T ESP and at raw ESP, including our live SPI with junk after it.
+        spi = int(sas[0]["spi_in"], 16)
+        lab.run(cli, sys.executable, "-c", GARBAGE % spi)
+        assert server.poll() is None and client.poll() is None
+        lab.run(cli, "ping", "-c", "2", "-W", "3", "10.77.0.1")
+        tr = lab.status("srv")["transport"]
+        assert tr["esp_errors"] + tr["unknown_spi"] > 0
         for p in (client, server):
             assert lab.stop(p) == 0
         assert lab.tracebacks() == []
