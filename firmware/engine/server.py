@@ -399,7 +399,8 @@ class Server:
             tunnels.append(st)
         return {
             "role": "server",
-            "listen": "%s:%d" % (self.srv.listen, self.srv.port),
+            "listen": ("%s:500/4500 (IPsec)" % self.srv.listen if self.srv.ipsec
+                       else "%s:%d" % (self.srv.listen, self.srv.port)),
             "ifname": self.tun.name if self.tun is not None else None,
             "pool": {"start": self.srv.pool_start, "end": self.srv.pool_end, "used": self.pool.used()},
             "tunnels": tunnels,

@@ -1,4 +1,7 @@
-"""`make demo`: a Sluice server and client in network namespaces bring up L2TP + PPP and ping through it.
+"""`make demo`: a Sluice server and client in network namespaces bring up L2TP/IPsec and ping through it.
+
+IKEv1 Main Mode with a pre-shared key from `sluice genpsk`, Quick Mode in transport mode, ESP in user space,
+L2TP, PPP with MS-CHAPv2 and IPCP; then a ping to the server and to a host behind it.
 
 Run as root: python3 tests/integration/demo.py
 """
@@ -17,7 +20,8 @@ def main():
         print("demo skipped: %s" % why)
         return 1
     with netns.Lab("sd") as lab:
-        srv, cli, far, sconf, cconf = netns.build_basic(lab)
+        psk = lab.sluice("genpsk").stdout.strip()
+        srv, cli, far, sconf, cconf = netns.build_basic(lab, psk=psk)
         print("== namespaces: client %s (192.0.2.2) -> server %s (192.0.2.1) -> far host %s (203.0.113.2)"
               % (cli, srv, far))
         server = lab.start(srv, ["server", "--config", sconf, "--name", "demo-server"], "server.log")
@@ -30,7 +34,9 @@ def main():
             print("--- server log\n" + lab.log(server) + "--- client log\n" + lab.log(client))
             return 1
         sess = st["tunnels"][0]["sessions"][0]
-        print("== tunnel up: client address %s, server %s" % (sess["ip"], sess["peer_ip"]))
+        sa = st["transport"]["sas"][0]
+        print("== tunnel up: client address %s, server %s; ESP %s, SPIs in %s out %s" % (
+            sess["ip"], sess["peer_ip"], sa["transform"], sa["spi_in"], sa["spi_out"]))
         for target in ("10.77.0.1", "203.0.113.2"):
             p = lab.run(cli, "ping", "-c", "3", "-i", "0.2", "-W", "2", target, check=False)
             print("== ping %s through the tunnel:\n%s" % (target, p.stdout.strip()))

@@ -196,8 +196,16 @@ config client 'office'
 """
 
 
-def build_basic(lab, auth="mschapv2", user="alice", password="correct horse battery"):
-    """client --(192.0.2.0/24)-- server --(203.0.113.0/24)-- far host. Returns (srv_ns, cli_ns, far_ns, paths)."""
+def with_psk(conf, psk):
+    """The same configuration with L2TP inside IPsec, authenticated by a pre-shared key."""
+    return conf.replace("    option ipsec '0'\n", "    option ipsec '1'\n    option psk '%s'\n" % psk)
+
+
+def build_basic(lab, auth="mschapv2", user="alice", password="correct horse battery", psk=None):
+    """client --(192.0.2.0/24)-- server --(203.0.113.0/24)-- far host. Returns (srv_ns, cli_ns, far_ns, paths).
+
+    With psk, both ends run L2TP/IPsec with that key; otherwise plain L2TP.
+    """
     srv = lab.ns("srv")
     cli = lab.ns("cli")
     far = lab.ns("far")
@@ -205,8 +213,12 @@ def build_basic(lab, auth="mschapv2", user="alice", password="correct horse batt
     lab.link(srv, "203.0.113.1/24", far, "203.0.113.2/24")
     lab.run(far, "ip", "route", "add", "10.77.0.0/24", "via", "203.0.113.1")
     lab.forward(srv)
-    sconf = lab.write("server.conf", SERVER_CONF.format(auth=auth))
-    cconf = lab.write("client.conf", CLIENT_CONF.format(user=user, password=password))
+    sconf_text = SERVER_CONF.format(auth=auth)
+    cconf_text = CLIENT_CONF.format(user=user, password=password)
+    if psk:
+        sconf_text, cconf_text = with_psk(sconf_text, psk), with_psk(cconf_text, psk)
+    sconf = lab.write("server.conf", sconf_text)
+    cconf = lab.write("client.conf", cconf_text)
     return srv, cli, far, sconf, cconf
 
 
