@@ -12,7 +12,8 @@ Guests boot the cached image (image.py) directly (-kernel/-initrd) under TCG wit
 boot starts pristine and several guests share one image file. The address, default route and host name
 travel on the kernel command line (sluice.ip=, sluice.gw=, sluice.host=) to the sluice-lab unit baked into
 the image. tests/interop/guest/share/ is shared read-only over 9p at /lab (helper scripts the cells run in
-the guest, never baked in, so editing them needs no rebuild). Commands run over ssh with the key from the
+the guest, never baked in, so editing them needs no rebuild); the repository itself is shared read-only as
+9p tag `src` for cells that run Sluice inside a guest. Commands run over ssh with the key from the
 cache, multiplexed over one master connection per guest that the lab starts and owns.
 
 Every wait has a deadline. `Lab.close()` (also on exceptions, through the context manager) kills every
@@ -25,7 +26,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -136,7 +136,9 @@ class Guest:
                 "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % self.tap,
                 "-device", "virtio-net-pci,netdev=n0,mac=%s" % self.mac,
                 "-device", "virtio-rng-pci",
-                "-virtfs", "local,path=%s,mount_tag=lab,security_model=none,readonly=on" % GUEST_SHARE]
+                "-virtfs", "local,path=%s,mount_tag=lab,security_model=none,readonly=on" % GUEST_SHARE,
+                # The repository, read-only, for cells that run Sluice inside the guest (mounted on demand).
+                "-virtfs", "local,path=%s,mount_tag=src,security_model=none,readonly=on" % ROOT]
         with open(os.path.join(lab.logdir, "%s-qemu.log" % self.name), "w") as qlog:
             qlog.write(" ".join(shlex.quote(a) for a in args) + "\n")
             qlog.flush()

@@ -14,7 +14,8 @@ Each function returns {guest path: file text}.
 
 USER = "alice"
 PASSWORD = "correct horse"
-PSK = "sluice-lab-psk-7Kq2vX9mWc4T"  # lab only: guests live in a namespace of documentation addresses
+# Lab only (guests live in a namespace of documentation addresses); strong enough for Sluice's check_psk.
+PSK = "q7Xc2R9vLm4TnB8wKe1ZpD6sHy3JuF0aGiVoNtWb5Ek"
 AUTH_METHODS = ("mschapv2", "chap", "pap")
 
 POOL_LOCAL = "10.77.0.1"
@@ -185,8 +186,14 @@ def libreswan_l2tp(local_ip, server_ip=None):
     }
 
 
-def sluice_server(listen, auth="mschapv2"):
-    """A Sluice LNS config (UCI syntax, README.md / docs/design.md), plain L2TP, one user."""
+def _sluice_ipsec(ipsec):
+    if not ipsec:
+        return ["    option ipsec '0'"]
+    return ["    option ipsec '1'", "    option psk '%s'" % PSK]
+
+
+def sluice_server(listen, auth="mschapv2", ipsec=False):
+    """A Sluice LNS config (UCI syntax, README.md / docs/design.md), one user; plain L2TP unless ipsec."""
     return "\n".join([
         "config server 'main'",
         "    option listen '%s'" % listen,
@@ -195,7 +202,7 @@ def sluice_server(listen, auth="mschapv2"):
         "    option pool_end '%s'" % POOL_END,
         "    list dns '%s'" % POOL_LOCAL,
         "    list auth '%s'" % auth,
-        "    option ipsec '0'",
+    ] + _sluice_ipsec(ipsec) + [
         "    option ifname 'sls0'",
         "",
         "config user",
@@ -205,14 +212,14 @@ def sluice_server(listen, auth="mschapv2"):
     ])
 
 
-def sluice_client(server):
-    """A Sluice LAC config dialing `server`, plain L2TP, routing the LNS's pool through the tunnel."""
+def sluice_client(server, ipsec=False):
+    """A Sluice LAC config dialing `server` (plain L2TP unless ipsec), routing the LNS's pool through the tunnel."""
     return "\n".join([
         "config client 'lab'",
         "    option server '%s'" % server,
         "    option username '%s'" % USER,
         "    option password '%s'" % PASSWORD,
-        "    option ipsec '0'",
+    ] + _sluice_ipsec(ipsec) + [
         "    list routes '10.77.0.0/24'",
         "    option ifname 'slc0'",
         "    option redial '0'",

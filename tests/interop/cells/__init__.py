@@ -5,7 +5,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import reference, sluice
+from . import reference, sluice, sluice_guest, sluice_ipsec
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -21,7 +21,7 @@ class Cell:
         self.name = name
         self.testbed = testbed  # key of TESTBEDS
         self.fn = fn
-        self.group = group  # 'reference' (lab only) or 'sluice' (needs the engine)
+        self.group = group  # 'reference' (lab only), 'sluice' (plain L2TP) or 'sluice-ipsec'
         self.kwargs = kwargs
 
     def run(self, bed):
@@ -38,15 +38,28 @@ CELLS = [
     Cell("ref-l2tp-chap", "strongswan", reference.cell_ref_l2tp, "reference", auth="chap", measure=False),
     Cell("ref-l2tp-pap", "strongswan", reference.cell_ref_l2tp, "reference", auth="pap", measure=False),
     Cell("ref-ipsec-strongswan", "strongswan", reference.cell_ref_ipsec_strongswan, "reference"),
-    Cell("ref-l2tp-ipsec-strongswan", "strongswan", reference.cell_ref_l2tp_ipsec_strongswan, "reference"),
+    Cell("ref-l2tp-ipsec-strongswan", "strongswan", reference.cell_ref_l2tp_ipsec, "reference"),
     Cell("sluice-lac-mschapv2", "strongswan", sluice.cell_sluice_lac, "sluice", auth="mschapv2"),
     Cell("sluice-lac-chap", "strongswan", sluice.cell_sluice_lac, "sluice", auth="chap", measure=False),
     Cell("sluice-lac-pap", "strongswan", sluice.cell_sluice_lac, "sluice", auth="pap", measure=False),
     Cell("sluice-lns-mschapv2", "strongswan", sluice.cell_sluice_lns, "sluice", auth="mschapv2"),
     Cell("sluice-lns-chap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="chap", measure=False),
     Cell("sluice-lns-pap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="pap", measure=False),
+    Cell("sluice-guest-lac-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice", auth="mschapv2"),
+    Cell("sluice-guest-lns-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice", auth="mschapv2"),
+    Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
+         stack="strongswan"),
+    Cell("sluice-lns-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lns_ipsec, "sluice-ipsec",
+         stack="strongswan"),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
-    Cell("ref-ipsec-libreswan", "libreswan", reference.cell_ref_ipsec_libreswan, "reference"),
+    Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
+         server="libreswan", client="strongswan"),
+    Cell("ref-l2tp-ipsec-libreswan-client", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
+         server="strongswan", client="libreswan"),
+    Cell("sluice-lac-ipsec-libreswan", "libreswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
+         stack="libreswan"),
+    Cell("sluice-lns-ipsec-libreswan", "libreswan", sluice_ipsec.cell_sluice_lns_ipsec, "sluice-ipsec",
+         stack="libreswan"),
 ]
 
 
@@ -55,3 +68,6 @@ def by_name(name):
         if c.name == name:
             return c
     raise KeyError("no cell named %r (have: %s)" % (name, ", ".join(c.name for c in CELLS)))
+
+
+__all__ = ["CELLS", "TESTBEDS", "Cell", "CellFailure", "Testbed", "by_name"]

@@ -11,6 +11,7 @@ import json
 import time
 
 from .. import lab as lab_mod
+from .. import peers
 
 
 class CellFailure(AssertionError):
@@ -65,9 +66,18 @@ class Testbed:
 # -- guest daemons ------------------------------------------------------------------------------------------
 
 def install(guest, files):
-    for path, text in files.items():
-        mode = 0o600 if ("secrets" in path) else 0o644
-        guest.write(path, text, mode)
+    """Write {path: text} into the guest in one ssh round trip (secrets files 0600, others 0644)."""
+    import shlex
+    script = []
+    for i, (path, text) in enumerate(sorted(files.items())):
+        mark = "SLUICE_LAB_EOF_%d" % i
+        check(mark not in text, "file text contains the heredoc marker")
+        mode = "600" if "secrets" in path else "644"
+        q = shlex.quote(path)
+        body = text if text.endswith("\n") else text + "\n"  # a heredoc always ends in a newline
+        script.append("mkdir -p %s && cat > %s <<'%s' && chmod %s %s\n%s%s" % (
+            shlex.quote(path.rsplit("/", 1)[0] or "/"), q, mark, mode, q, body, mark))
+    guest.ssh("set -e\n" + "\n".join(script) + "\n", timeout=60)
 
 
 XL2TPD_CTL = "/run/xl2tpd/l2tp-control"
@@ -85,11 +95,15 @@ def start_xl2tpd(guest):
         guest.name, guest.read("/var/log/xl2tpd.log")[-2000:]))
 
 
-def stop_xl2tpd(guest):
-    """Stop xl2tpd and the pppd it started (by their pid files) and wait until no ppp device is left."""
-    guest.ssh("for f in /run/xl2tpd.pid /run/ppp*.pid; do [ -f $f ] && kill $(cat $f) 2>/dev/null; done; "
-              "i=0; while ls /sys/class/net | grep -q '^ppp' && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
-              "rm -f /run/xl2tpd.pid", check=False, timeout=30)
+def stop_xl2tpd(*guests):
+    """Stop xl2tpd and the pppd it started (by their pid files) on each guest, then wait (bounded) until
+    no ppp device is left. Signals go to all guests first, so their pppds wind down at the same time."""
+    for g in guests:
+        g.ssh("for f in /run/xl2tpd.pid /run/ppp*.pid; do [ -f $f ] && kill $(cat $f) 2>/dev/null; done; "
+              "rm -f /run/xl2tpd.pid; true", check=False, timeout=30)
+    for g in guests:
+        g.ssh("i=0; while ls /sys/class/net | grep -q '^ppp' && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done",
+              check=False, timeout=30)
 
 
 def start_strongswan(guest):
@@ -140,6 +154,49 @@ def start_libreswan(guest):
 def stop_libreswan(guest):
     guest.ssh("ipsec whack --shutdown >/dev/null 2>&1; ip xfrm state flush; ip xfrm policy flush",
               check=False, timeout=30)
+
+
+def save_guest_logs(bed, tag, guest, *paths):
+    """Copy guest log files into the lab's log directory as TAG-GUEST-NAME (kept for post-mortems)."""
+    import os
+    for p in paths:
+        try:
+            text = guest.read(p)
+        except lab_mod.LabError:
+            continue
+        with open(os.path.join(bed.lab.logdir, "%s-%s-%s" % (tag, guest.name, os.path.basename(p))), "w") as f:
+            f.write(text)
+
+
+class IpsecStack:
+    """How to configure, start, dial and stop one guest IPsec implementation."""
+
+    def __init__(self, flavour):
+        self.flavour = flavour
+        self.log = "/var/log/charon.log" if flavour == "strongswan" else "/var/log/pluto.log"
+
+    def files(self, guest, server_ip=None):
+        """The stack's config on `guest`: server side when server_ip is None, else a client dialing server_ip."""
+        if self.flavour == "strongswan":
+            return dict(peers.strongswan_l2tp(server_ip), **STRONGSWAN_LOGGING)
+        return peers.libreswan_l2tp(guest.ip, server_ip)
+
+    def start(self, guest):
+        (start_strongswan if self.flavour == "strongswan" else start_libreswan)(guest)
+
+    def stop(self, guest):
+        (stop_strongswan if self.flavour == "strongswan" else stop_libreswan)(guest)
+
+    def up(self, guest):
+        cmd = ["ipsec", "up", "l2tp"] if self.flavour == "strongswan" else ["ipsec", "auto", "--up", "l2tp"]
+        r = guest.labctl("timed", 45, *cmd, timeout=60)
+        ok = r.get("ok") and ("established successfully" in r.get("output", "")
+                              or "IPsec SA established" in r.get("output", ""))
+        return ok, r
+
+    def has_sa(self, guest, peer_ip):
+        """True while the guest still has an XFRM state with peer_ip (what an ISAKMP Delete removes)."""
+        return peer_ip in guest.ssh("ip xfrm state", check=False).stdout
 
 
 def guest_logs(guest, *paths):

@@ -5,15 +5,16 @@
 - link: plain guest <-> guest TCP throughput (the ceiling every tunnel figure compares with).
 - ref-l2tp-<auth>: xl2tpd + pppd LAC (g2) <-> xl2tpd + pppd LNS (g1), kernel data path, ppp0 up and ping.
 - ref-ipsec-strongswan: strongSwan IKEv1 Main + Quick Mode, transport mode for UDP 1701, g2 -> g1.
-- ref-l2tp-ipsec-strongswan: L2TP/IPsec between the two, the full stack Sluice replaces, with ESP counted.
-- ref-ipsec-libreswan: strongSwan (g2) initiating to libreswan (g1), IKEv1 transport.
+- ref-l2tp-ipsec-<server>-<client>: full L2TP/IPsec between reference stacks (strongSwan and libreswan as
+  server and client), the stack Sluice replaces, with ESP counted and the SA's removal on Delete checked.
 """
 
 import re
+import time
 
 from .. import peers
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, start_strongswan, stop_strongswan,
-                   start_libreswan, stop_libreswan, guest_logs, iperf_guest_to_guest, result, STRONGSWAN_LOGGING)
+                   IpsecStack, guest_logs, iperf_guest_to_guest, result, STRONGSWAN_LOGGING)
 
 # What pppd's debug log shows in the LCP ConfAck that settles the authentication protocol (pppd 2.4.9,
 # lcp.c print_string of CI_AUTHTYPE): how a cell checks which method was really used.
@@ -48,7 +49,7 @@ def dial_xl2tpd(lac_guest, timeout=30):
     return lac_guest.labctl("xl2tpd-dial", "lab", "ppp0", timeout, timeout=timeout + 15)
 
 
-def run_ref_l2tp(lns, lac, auth, measure=True):
+def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None):
     """xl2tpd LNS on `lns`, xl2tpd LAC on `lac` dialing it; returns (setup_s, mbps, detail)."""
     install(lns, peers.xl2tpd_lns(auth))
     install(lac, peers.xl2tpd_lac(lns.ip, auth))
@@ -63,15 +64,21 @@ def run_ref_l2tp(lns, lac, auth, measure=True):
         check(up["local"] == peers.POOL_START and up["peer"] == peers.POOL_LOCAL,
               "LAC got %s peer %s, expected %s peer %s" % (up["local"], up["peer"], peers.POOL_START, peers.POOL_LOCAL))
         lac.sh("ping -c 2 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
+        if on_up is not None:
+            on_up()
         used, acks = _auth_used(lns.read("/var/log/pppd.log"), auth)
         check(used, "the LNS did not settle on %s: %r" % (auth, acks))
         # Kernel data path (no `ipsec saref`): pppd runs the pppol2tp plugin, not a pty.
         mode = "kernel" if "pppol2tp" in lns.sh("cat /proc/$(cat /run/ppp0.pid)/cmdline | tr '\\0' ' '") else "user"
-        mbps = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL) if measure else None
-        return up["elapsed"], mbps, "%s -> %s, %s, %s mode" % (lac.name, lns.name, auth, mode)
+        detail = "%s -> %s, %s, %s mode" % (lac.name, lns.name, auth, mode)
+        mbps = None
+        if measure:
+            mbps = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL)
+            rx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True)
+            detail += ", LAC tx %.1f / rx %.1f Mbit/s" % (mbps, rx)
+        return up["elapsed"], mbps, detail
     finally:
-        stop_xl2tpd(lac)
-        stop_xl2tpd(lns)
+        stop_xl2tpd(lac, lns)
 
 
 def cell_ref_l2tp(bed, auth="mschapv2", measure=True):
@@ -114,40 +121,57 @@ def cell_ref_ipsec_strongswan(bed):
         stop_strongswan(g1)
 
 
-def cell_ref_l2tp_ipsec_strongswan(bed, auth="mschapv2"):
-    g1, g2 = bed.g1, bed.g2
-    install(g1, dict(peers.strongswan_l2tp(None), **STRONGSWAN_LOGGING))
-    install(g2, dict(peers.strongswan_l2tp(g1.ip), **STRONGSWAN_LOGGING))
-    try:
-        start_strongswan(g1)
-        start_strongswan(g2)
-        ike = _ipsec_up_strongswan(g2, lambda: guest_logs(g1, "/var/log/charon.log"))
-        before = _esp_counters(g1)
-        l2tp, mbps, detail = run_ref_l2tp(g1, g2, auth, measure=True)
-        after = _esp_counters(g1)
-        # The iperf3 run alone is megabytes: if ESP counters hardly moved, L2TP went around IPsec.
-        check(after[1] - before[1] > 1000000, "ESP counters did not move (%r -> %r): L2TP bypassed IPsec" % (before, after))
-        return result(ike + l2tp, mbps, "IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %d packets" % (
-            ike, l2tp, detail, after[0] - before[0]))
-    finally:
-        stop_strongswan(g2)
-        stop_strongswan(g1)
+def _pick(bed, server, client):
+    """(server guest, client guest) for the stacks named, by image flavour; g1 serves when both are the same."""
+    if server == client:
+        return bed.g1, bed.g2
+    by = {g.image.flavour: g for g in bed.guests}
+    check(server in by and client in by, "testbed %s lacks %s or %s" % (bed.name, server, client))
+    return by[server], by[client]
 
 
-def cell_ref_ipsec_libreswan(bed):
-    """libreswan (g1, responder) <- strongSwan (g2, initiator)."""
-    g1, g2 = bed.g1, bed.g2
-    check(g1.image.flavour == "libreswan", "this cell needs g1 from the libreswan image")
-    install(g1, peers.libreswan_l2tp(g1.ip, None))
-    install(g2, dict(peers.strongswan_l2tp(g1.ip), **STRONGSWAN_LOGGING))
+def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="mschapv2"):
+    """Full L2TP/IPsec between reference stacks: <server>+xl2tpd LNS <- <client>+xl2tpd LAC.
+
+    Also checks what the Sluice IPsec cells demand of Sluice, on the reference stacks themselves: ESP
+    counters grow with the traffic, and the server drops its SA within seconds of the client going down."""
+    srv, cli = _pick(bed, server, client)
+    s_stack, c_stack = IpsecStack(server), IpsecStack(client)
+    install(srv, s_stack.files(srv, None))
+    install(cli, c_stack.files(cli, srv.ip))
     try:
-        start_libreswan(g1)
-        start_strongswan(g2)
-        setup = _ipsec_up_strongswan(g2, lambda: guest_logs(g1, "/var/log/pluto.log"))
-        states = g1.sh("ip xfrm state")
-        check("mode transport" in states, "libreswan has no transport-mode state:\n%s" % states)
-        version = g1.sh("ipsec --version 2>/dev/null | head -1").strip()
-        return result(setup, None, "strongSwan %s -> %s %s, IKEv1 transport" % (g2.name, version, g1.name))
+        s_stack.start(srv)
+        c_stack.start(cli)
+        from .capture import Capture, dissect, IPSEC_FILTER  # the same wire check the Sluice IPsec cells make
+        cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s-setup" % (server, client), IPSEC_FILTER, 2048).start()
+        ok, r = c_stack.up(cli)
+        if not ok:
+            raise CellFailure("%s: %s could not bring up IPsec with %s (rc %s):\n%s\n%s" % (
+                cli.name, client, server, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, s_stack.log)))
+        ike = r["elapsed"]
+        states = srv.sh("ip xfrm state")
+        check("mode transport" in states and "proto esp" in states, "%s holds no transport ESP state:\n%s" % (
+            server, states))
+        before = _esp_counters(srv)
+        try:
+            l2tp, mbps, detail = run_ref_l2tp(srv, cli, auth, measure=True, on_up=cap.stop)
+        finally:
+            cap.stop()
+        wire = dissect(cap.path)
+        if wire is not None:
+            detail += "; tshark: %d plaintext L2TP frames%s" % (wire["frames"], " %r" % wire["control"] if wire["frames"] else "")
+        after = _esp_counters(srv)
+        # The iperf3 runs alone are megabytes: if ESP counters hardly moved, L2TP went around IPsec.
+        check(after[1] - before[1] > 1000000, "ESP counters did not move (%r -> %r): L2TP bypassed IPsec" % (
+            before, after))
+        c_stack.stop(cli)
+        deadline = time.monotonic() + 15
+        while s_stack.has_sa(srv, cli.ip) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        check(not s_stack.has_sa(srv, cli.ip), "%s kept the SA 15 s after %s went down" % (server, client))
+        version = srv.sh("ipsec --version 2>/dev/null | head -1").strip()
+        return result(ike + l2tp, mbps, "%s -> %s (%s): IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %d packets" % (
+            client, server, version[:40], ike, l2tp, detail, after[0] - before[0]))
     finally:
-        stop_strongswan(g2)
-        stop_libreswan(g1)
+        c_stack.stop(cli)
+        s_stack.stop(srv)

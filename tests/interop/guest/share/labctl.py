@@ -7,6 +7,7 @@ figures, and answers one JSON object on its last output line. Debian 12's python
     labctl.py wait-iface IFACE TIMEOUT            until IFACE has an IPv4 address
     labctl.py xl2tpd-dial LAC IFACE TIMEOUT       "c LAC" to xl2tpd's control pipe, then wait-iface
     labctl.py timed TIMEOUT CMD...                run CMD, report status, seconds and output tail
+    labctl.py spawn-wait IFACE TIMEOUT LOG CMD... start CMD detached (output to LOG), wait-iface IFACE
 """
 
 import hashlib
@@ -28,15 +29,17 @@ def answer(obj):
     return 0 if obj.get("ok") else 1
 
 
-def ipv4_of(iface):
+def ipv4_of(iface, need_peer=True):
     p = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", iface], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True)
     if p.returncode != 0 or not p.stdout.strip():
         return None
     try:
         for link in json.loads(p.stdout):
+            p2p = "POINTOPOINT" in link.get("flags", [])
             for a in link.get("addr_info", []):
-                if a.get("family") == "inet":
+                # A point-to-point address is complete only with its peer (pppd may set them in two steps).
+                if a.get("family") == "inet" and a.get("local") and (a.get("address") or not p2p or not need_peer):
                     return {"local": a.get("local"), "peer": a.get("address"), "mtu": link.get("mtu")}
     except ValueError:
         return None
@@ -120,6 +123,24 @@ def timed(timeout, cmd):
     return {"ok": rc == 0, "rc": rc, "elapsed": round(time.monotonic() - t0, 3), "output": out[-3000:]}
 
 
+def spawn_wait(iface, timeout, log, cmd):
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    deadline = t0 + timeout
+    while True:
+        got = ipv4_of(iface, need_peer=False)  # a server's TUN may carry its own address only
+        if got:
+            got.update(ok=True, iface=iface, pid=p.pid, elapsed=round(time.monotonic() - t0, 3))
+            return got
+        if p.poll() is not None:
+            return {"ok": False, "pid": p.pid, "error": "exited with status %s before %s was up" % (p.returncode, iface)}
+        if time.monotonic() >= deadline:
+            return {"ok": False, "pid": p.pid, "error": "%s got no IPv4 address within %s s" % (iface, timeout)}
+        time.sleep(0.05)
+
+
 def main(argv):
     if not argv:
         return answer({"ok": False, "error": __doc__})
@@ -130,6 +151,8 @@ def main(argv):
         return answer(wait_iface(args[0], float(args[1])))
     if cmd == "xl2tpd-dial":
         return answer(xl2tpd_dial(args[0], args[1], float(args[2])))
+    if cmd == "spawn-wait":
+        return answer(spawn_wait(args[0], float(args[1]), args[2], args[3:]))
     if cmd == "timed":
         return answer(timed(float(args[0]), args[1:]))
     return answer({"ok": False, "error": "unknown command %r" % cmd})
