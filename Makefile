@@ -7,6 +7,8 @@ MPY_DIR := tests/micropython
 NODE_STAMP := $(MPY_DIR)/node_modules/.installed
 # Debian packages the daemon, the demo and the tests use (installed when missing and we are root).
 APT_PACKAGES := python3 python3-venv iproute2 iputils-ping nftables tshark tcpdump procps xl2tpd ppp strongswan-charon strongswan-swanctl
+# The QEMU peer lab (make interop) needs these too.
+INTEROP_APT := mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client iperf3
 PYTEST_ARGS ?=
 
 .PHONY: setup deps install demo test test-fast interop bench lint clean
@@ -48,6 +50,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not interop and not netns" $(PYTEST_ARGS)
 
 interop: install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(INTEROP_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi; \
+	fi
 	$(PY) -m tests.interop.matrix
 
 bench: install

@@ -24,6 +24,11 @@ from sluice.ppp.link import PppLink
 
 BUF_SIZE = 65535
 CONNECT_TIMEOUT = 60.0
+# After Quick Mode our SAs are in place at once, but a kernel-based responder (libreswan, strongSwan) installs
+# its own a moment after our last message; L2TP sent before that is answered in the clear or not at all.
+L2TP_AFTER_SA = 0.3
+# How long a closing tunnel waits for the server to acknowledge StopCCN before the IPsec SAs are deleted.
+LINGER = 3.0
 STOPCCN_SHUTDOWN = 6
 CDN_ADMIN = 3
 
@@ -65,6 +70,10 @@ class Client:
         self.tunnel_timer = TimerSlot(loop, self._tunnel_timer)
         self.link_timer = TimerSlot(loop, self._link_timer)
         self.redial_timer = TimerSlot(loop, self._redial_due)
+        self.lingering = None  # a tunnel we closed, kept until the server acknowledges StopCCN
+        self.linger_until = 0.0
+        self.linger_timer = TimerSlot(loop, self._linger_step)
+        self.delete_sas_after_linger = False
         self.buf = bytearray(BUF_SIZE)
         self.view = memoryview(self.buf)
         self.tbuf = bytearray(BUF_SIZE)
@@ -101,7 +110,7 @@ class Client:
                 self.ipsec_up = True
                 self.l2tp_peer = (ike_peer[0], ike_peer[1], 1701)
                 self.log.info("IPsec SA up with %s:%d", ike_peer[0], ike_peer[1])
-                self.dial(now)
+                self.loop.call_at(now + L2TP_AFTER_SA, self.dial)
         elif kind == "peer-down":
             self.ipsec_up = False
             if self.tunnel is not None or self.state == "connecting":
@@ -146,11 +155,20 @@ class Client:
     def _l2tp_in(self, buf, start, n, peer, now):
         """One UDP/1701 payload from the server (plain UDP, or decrypted ESP)."""
         tunnel = self.tunnel
-        if tunnel is None:
-            return
         if n - start >= 2 and buf[start] & 0x80:
-            tunnel.datagram_received(bytes(buf[start:n]), now)
-            self._pump_tunnel(now)
+            lt = self.lingering
+            if lt is not None and n - start >= 6:
+                # Control for the tunnel we are closing (its StopCCN acknowledgement), not the new one.
+                i = start + (4 if buf[start] & 0x40 else 2)
+                if ((buf[i] << 8) | buf[i + 1]) == lt.local_tunnel_id:
+                    lt.datagram_received(bytes(buf[start:n]), now)
+                    self._linger_step(now)
+                    return
+            if tunnel is not None:
+                tunnel.datagram_received(bytes(buf[start:n]), now)
+                self._pump_tunnel(now)
+            return
+        if tunnel is None:
             return
         try:
             tid, sid, p, end = datapath.parse_data(buf, n, start)
@@ -337,6 +355,11 @@ class Client:
                 pass
             for data in t.datagrams_to_send():
                 self.transport.send(self.l2tp_peer, (data,))
+            # Keep it until StopCCN is acknowledged: with IPsec, deleting the SAs first would make the
+            # server's acknowledgements (and its LCP Terminate-Ack) cross the wire in the clear.
+            self.lingering = t
+            self.linger_until = now + LINGER
+            self.linger_timer.arm(now)
         self.link = None
         self.tunnel = None
         self.hdr = self.enc = None
@@ -349,6 +372,26 @@ class Client:
                 iproute.addr_flush(self.tun.name)
         self.installed = []
         self.local_ip = self.peer_ip = None
+
+    def _linger_step(self, now):
+        t = self.lingering
+        if t is None:
+            return
+        d = t.get_timer()
+        if d is not None and d <= now:
+            t.handle_timer(now)
+        for data in t.datagrams_to_send():
+            self.transport.send(self.l2tp_peer, (data,))
+        while t.next_event() is not None:
+            pass  # its TunnelDown was already acted on when we closed it
+        if t.is_active() and now < self.linger_until:
+            d = t.get_timer()
+            self.linger_timer.arm(self.linger_until if d is None else min(d, self.linger_until))
+            return
+        self.lingering = None
+        if self.delete_sas_after_linger:
+            self.delete_sas_after_linger = False
+            self.transport.shutdown(now)
 
     def _redial_due(self, now):
         if self.state == "waiting" and self.wanted:
@@ -395,14 +438,23 @@ class Client:
                 self._run_hook("disconnect", [])
         if self.ipsec_up:
             self.ipsec_up = False
-            self.transport.shutdown(now)
+            if self.lingering is not None:
+                self.delete_sas_after_linger = True
+            else:
+                self.transport.shutdown(now)
         self.state = "idle"
 
     def shutdown(self, now):
         self.disconnect(now, "client shutting down")
 
     def idle(self):
-        return self.tunnel is None
+        return self.tunnel is None and self.lingering is None
+
+    def finish(self, now):
+        """The daemon is about to exit: whatever is still open with the server is deleted now."""
+        if self.lingering is not None:
+            self.linger_until = now
+            self._linger_step(now)
 
     def status(self):
         from sluice.engine.loop import monotonic

@@ -10,7 +10,7 @@ import signal
 from sluice.engine.control import ControlServer
 from sluice.engine.loop import EventLoop, monotonic
 
-STOP_GRACE = 2.0
+STOP_GRACE = 3.0
 
 
 class Daemon:
@@ -84,6 +84,7 @@ class Daemon:
             self.endpoint.shutdown(monotonic())
             deadline = monotonic() + STOP_GRACE
             loop.run(until=lambda: monotonic() > deadline or self.endpoint.idle())
+            self.endpoint.finish(monotonic())
         finally:
             self.endpoint.close()
             self.control.close()

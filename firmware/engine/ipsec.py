@@ -329,6 +329,31 @@ class IpsecTransport:
                 s.close()
 
 
+# What a client offers when the config names no proposals. A responder accepts a wide modern set
+# (proposals.default_ike/default_esp); an initiator offers a short list in preference order, the way Windows
+# and Apple do: the full cross product (about 40 phase-1 transforms) makes the first Main Mode message
+# 1.6 kB, which IP fragments, and NATs that drop fragments would block it.
+INITIATOR_IKE = ("aes256-sha256-modp2048,aes256-sha256-ecp256,aes128-sha256-modp2048,aes256-sha1-modp2048,"
+                 "aes128-sha1-modp2048,aes256-sha384-ecp384,aes256-sha256-modp3072,aes256-sha512-modp4096")
+INITIATOR_IKE_LEGACY = "aes256-sha1-modp1024,aes128-sha1-modp1024,3des-sha1-modp1024,3des-md5-modp1024"
+INITIATOR_ESP = "aes256gcm16,aes128gcm16,aes256-sha1,aes128-sha1,aes256-sha256,aes128-sha256"
+INITIATOR_ESP_LEGACY = "3des-sha1,aes256-md5,aes128-md5,3des-md5"
+
+
+def _initiator_default(kind):
+    from sluice.ike import proposals as P
+
+    base, extra = (INITIATOR_IKE, INITIATOR_IKE_LEGACY) if kind == "ike" else (INITIATOR_ESP, INITIATOR_ESP_LEGACY)
+
+    def make(legacy):
+        ps = P.ProposalSet.parse(base, kind)
+        if legacy:
+            ps.extend(P.ProposalSet.parse(extra, kind))
+        return ps
+
+    return make
+
+
 def _proposals(values, default, kind, legacy):
     from sluice.ike import proposals as P
 
@@ -355,10 +380,14 @@ def _ike_config(section, role, **extra):
     from sluice.ike.table import IkeConfig
 
     psk = section.psk.encode() if section.psk else None
+    if role == "initiator":
+        ike_default, esp_default = _initiator_default("ike"), _initiator_default("esp")
+    else:
+        ike_default, esp_default = P.default_ike, P.default_esp
     return IkeConfig(
         role=role, psk=psk, cert=_read(section.cert), key=_read(section.key), ca=_read(section.ca),
-        ike=_proposals(section.ike, P.default_ike, "ike", section.legacy),
-        esp=_proposals(section.esp, P.default_esp, "esp", section.legacy),
+        ike=_proposals(section.ike, ike_default, "ike", section.legacy),
+        esp=_proposals(section.esp, esp_default, "esp", section.legacy),
         ike_lifetime=getattr(section, "ike_lifetime", 28800), esp_lifetime=getattr(section, "lifetime", 3600),
         dpd_delay=section.dpd_delay, dpd_timeout=section.dpd_timeout, utc_now=_utc_now, **extra)
 

@@ -384,7 +384,10 @@ class Server:
             except Exception:
                 pass
         self._pump_table(now)
-        self.transport.shutdown(now)  # IPsec: DELETE notifications after the L2TP goodbyes went out
+
+    def finish(self, now):
+        """After the L2TP goodbyes were acknowledged (or the grace time ran out): IPsec DELETE notifications."""
+        self.transport.shutdown(now)
 
     def idle(self):
         return not self.sessions and not any(t.is_active() for t in self.table.tunnels())

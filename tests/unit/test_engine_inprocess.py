@@ -133,3 +133,34 @@ def test_other_auth_methods(auth):
         assert p.run(lambda: p.client.state == "up"), p.logbuf.getvalue()
     finally:
         p.close()
+
+
+def test_client_deletes_ipsec_sas_only_after_stopccn_is_acknowledged(pair):
+    # Interop finding: deleting the SAs right after StopCCN made a kernel peer's acknowledgements (ZLB, LCP
+    # Terminate-Ack) cross the wire in the clear. The client must keep the closing tunnel until it is acked.
+    assert pair.run(lambda: pair.client.state == "up")
+    tunnel = pair.client.tunnel
+    deleted = []
+
+    class RecordingTransport:
+        """The real transport, but records when the client would delete its IPsec SAs."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def shutdown(self, now):
+            deleted.append((tunnel.is_active(), now))
+
+    pair.client.ipsec_up = True  # as if the SAs were up
+    pair.client.transport = RecordingTransport(pair.client.transport)
+    t0 = monotonic()
+    pair.client.disconnect(t0)
+    assert deleted == []  # StopCCN is on its way, not acknowledged yet
+    assert pair.run(lambda: deleted)
+    active, when = deleted[0]
+    assert active is False  # the server's acknowledgement closed the tunnel
+    assert when - t0 < 1.0  # long before the bounded wait would have given up
+    assert not pair.server.sessions
