@@ -100,6 +100,7 @@ class Fsm:
         self.nak_count = 0  # Configure-Naks sent since the last Configure-Ack (Max-Failure)
         self.ident = 0
         self.req_ident = None  # Identifier of our outstanding Configure-Request
+        self.req_sent_at = 0.0
         self.req_data = b""
         self.term_ident = None
         self.stats = {"illegal": 0, "discarded": 0, "sent_cr": 0, "rcvd_cr": 0}
@@ -151,7 +152,18 @@ class Fsm:
                 self.stats["discarded"] += 1
                 return
             self._rx = (ident, reply_code, reply)
+            first_contact = (self.stats["rcvd_cr"] == 1 and self.state == _RS and self.stats["sent_cr"] == 1
+                             and self.req_ident is not None and now - self.req_sent_at >= FIRST_CONTACT_GAP)
             self._run(RCR_P if good else RCR_M, now)
+            if first_contact and self.state in (_RS, _AS) and self.req_ident is not None:
+                # The peer's first request, well after ours, shows it has only now come up: ours most likely
+                # went out before it listened (over L2TP our request crosses ICCN while the peer's pppd is
+                # still starting). Repeat it now, same identifier (RFC 1661 5.1 allows that), rather than
+                # after the 3 s restart timer. Requests that merely crossed (within FIRST_CONTACT_GAP) are
+                # left alone: a duplicate reaching a peer already Opened would make it renegotiate.
+                self.deadline = now + self.restart_timer
+                self.stats["sent_cr"] += 1
+                self.send(CONF_REQ, self.req_ident, self.req_data)
         elif code in (CONF_ACK, CONF_NAK, CONF_REJ):
             if ident != self.req_ident or self.state in (INITIAL, STARTING):
                 self.stats["discarded"] += 1  # RFC 1661 5.2: not an answer to our last request
@@ -254,6 +266,7 @@ class Fsm:
         return self.ident
 
     def _scr(self, now):
+        self.req_sent_at = now
         self.req_data = self.handler.build_request()
         self.req_ident = self._next_ident()
         self.restart_count -= 1
@@ -269,6 +282,7 @@ class Fsm:
 
 
 _MAX_REJECTED = 1000
+FIRST_CONTACT_GAP = 0.3  # seconds: longer than requests crossing on any sane link take to arrive
 
 
 def _p16(v):
