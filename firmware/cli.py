@@ -85,7 +85,7 @@ def cmd_status(args):
             reply = request(n, {"cmd": "status"})
             result.append(reply.get("status", {"name": n, "error": reply.get("error")}))
         except (OSError, ValueError) as e:
-            result.append({"name": n, "error": "not running (%s)" % getattr(e, "strerror", None) or e})
+            result.append({"name": n, "error": "not running (%s)" % (getattr(e, "strerror", None) or e)})
     if args.json:
         out = result[0] if args.name and result else result
         json.dump(out, sys.stdout, indent=2, sort_keys=True)
@@ -178,13 +178,10 @@ def cmd_genpsk(args):
 
 
 def cmd_crypto(args):
-    try:
-        from sluice.hal.crypto import select as crypto_select
-    except ImportError:
-        print("the crypto backend table is not available in this build", file=sys.stderr)
-        return EXIT_RUNTIME
-    print(crypto_select.report_text())
-    return 0
+    from sluice.hal.crypto import select as crypto_select
+
+    argv = (["--json"] if args.json else []) + ["--time", str(args.time)]
+    return crypto_select.main(argv)
 
 
 def build_parser():
@@ -223,6 +220,8 @@ def build_parser():
     sp = sub.add_parser("genpsk", help="print a strong pre-shared key")
     sp.set_defaults(func=cmd_genpsk)
     sp = sub.add_parser("crypto", help="list crypto backends with their self-test results and speed")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--time", type=float, default=0.02, help="seconds of measurement per transform and size")
     sp.set_defaults(func=cmd_crypto)
     return p
 
@@ -243,6 +242,11 @@ def main(argv=None):
         code = EXIT_CONFIG
     except RuntimeError as e:
         print("error: %s" % e, file=sys.stderr)
+        code = EXIT_RUNTIME
+    except OSError as e:
+        # Start-up failures from the system (no /dev/net/tun, an address that is not ours, no route).
+        print("error: %s%s" % (e.strerror or e, (": " + e.filename) if getattr(e, "filename", None) else ""),
+              file=sys.stderr)
         code = EXIT_RUNTIME
     except KeyboardInterrupt:
         code = 130

@@ -48,6 +48,7 @@ class Client:
         self.transport = None
         self.l2tp_peer = None  # None: the plain socket is connected; with IPsec, the server's key
         self.ipsec_up = False
+        self.fixed_transport = sock is not None  # tests hand in a socket; daemons build their own per dial
         if sock is not None:
             self.transport = PlainUdp(sock, self._l2tp_in)
         self.server_addr = None
@@ -89,20 +90,42 @@ class Client:
             from sluice.hal.net.tun import TunDevice
 
             self.tun = TunDevice(c.ifname)
-        if self.transport is None:
-            self.server_addr = _resolve(c.server, c.port)
-            if c.ipsec:
-                from sluice.engine.ipsec import IpsecTransport, initiator_config
-
-                self.transport = IpsecTransport(self.loop, self.log, initiator_config(c, self.server_addr[0]),
-                                                "0.0.0.0", self._l2tp_in, self._ipsec_event, self.rng)
-            else:
-                sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
-                sock.connect(self.server_addr)
-                self.transport = PlainUdp(sock, self._l2tp_in)
-        self.transport.attach(self.loop)
+        if self.fixed_transport:
+            self.transport.attach(self.loop)
         self.loop.add_reader(self.tun, self._tun_readable)
         self.dial(now)
+
+    def _ensure_transport(self):
+        """Resolve the server and (re)build the transport when its address changed.
+
+        Done at every dial, not once at start: at boot the WAN may not be up yet, and a dynamic-DNS server
+        name or our own WAN address may change between connections.
+        """
+        c = self.cli
+        addr = _resolve(c.server, c.port)
+        if self.transport is not None and addr == self.server_addr:
+            return
+        if self.transport is not None:
+            self.log.info("server %s now resolves to %s", c.server, addr[0])
+            self.transport.close(self.loop)
+            self.transport = None
+            self.ipsec_up = False
+        if c.ipsec:
+            from sluice.engine.ipsec import IpsecTransport, initiator_config
+
+            transport = IpsecTransport(self.loop, self.log, initiator_config(c, addr[0]), "0.0.0.0",
+                                       self._l2tp_in, self._ipsec_event, self.rng)
+        else:
+            sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
+            try:
+                sock.connect(addr)
+            except OSError:
+                sock.close()
+                raise
+            transport = PlainUdp(sock, self._l2tp_in)
+        transport.attach(self.loop)
+        self.transport = transport
+        self.server_addr = addr
 
     def _ipsec_event(self, kind, ike_peer, now, reason=None):
         if kind == "sa-up":
@@ -117,6 +140,12 @@ class Client:
                 self._fail(now, "IPsec lost: %s" % (reason or "the server stopped answering"), notify=False,
                            tunnel_gone=True)
         elif kind == "failed":
+            if self.state == "up":
+                # A rekey that failed while the current SA still carries the session: keep going, the
+                # machines retry before the SA expires (and DPD or expiry ends it if they cannot).
+                self.log.warning("IPsec renegotiation failed (the session stays up): %s", reason)
+                self.last_error = "IPsec renegotiation failed: %s" % reason
+                return
             self._fail(now, "IPsec negotiation failed: %s" % reason, notify=False, tunnel_gone=True)
 
     def dial(self, now):
@@ -126,6 +155,13 @@ class Client:
         if self.state != "connecting":
             self.dial_started = now
         self.state = "connecting"
+        if not self.fixed_transport:
+            try:
+                self._ensure_transport()
+            except (RuntimeError, OSError) as e:
+                self._fail(now, "cannot reach server %s: %s" % (c.server, getattr(e, "strerror", None) or e),
+                           notify=False, tunnel_gone=True)
+                return
         if c.ipsec and not self.ipsec_up:
             # L2TP waits for the IPsec SA (RFC 3193): nothing goes to UDP 1701 in the clear.
             self.log.info("negotiating IPsec with %s", c.server)
@@ -249,7 +285,8 @@ class Client:
             self._pump_link(now)
         elif isinstance(ev, l2ev.SessionDown):
             if ev.session_id == self.sid:
-                self._fail(now, "the server closed the L2TP session (%s)" % _why(ev), notify=False)
+                # The tunnel is still up: close it properly (StopCCN) rather than leave it to time out.
+                self._fail(now, "the server closed the L2TP session (%s)" % _why(ev))
         elif isinstance(ev, l2ev.TunnelDown):
             self._fail(now, "the L2TP tunnel went down (%s)" % _why(ev), notify=False, tunnel_gone=True)
 
@@ -312,7 +349,7 @@ class Client:
         self.last_error = None
         self.log.info("connected: %s, peer %s, DNS %s, %.2f s", self.local_ip, self.peer_ip,
                       " ".join(self.dns) or "none", now - self.dial_started)
-        self._run_hook("connect", routes)
+        self._run_hook(self._hook_env("connect"))
 
     def _install_default_route(self):
         # Keep the path to the server outside the tunnel, then cover the whole space with two /1 routes
@@ -331,9 +368,9 @@ class Client:
         was_up = self.state == "up"
         self.last_error = reason
         self.log.warning("%s", reason)
+        env = self._hook_env("disconnect") if was_up else None
         self._teardown(now, notify_peer=notify and not tunnel_gone, reason=reason)
-        if was_up:
-            self._run_hook("disconnect", [])
+        self._run_hook(env)
         self.failures += 1
         if self.wanted and self.cli.redial:
             delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), 300)
@@ -397,9 +434,10 @@ class Client:
         if self.state == "waiting" and self.wanted:
             self.dial(now)
 
-    def _run_hook(self, reason, routes):
+    def _hook_env(self, reason):
+        """The hook's environment, taken while the session still has its addresses (also for disconnect)."""
         if not self.hook:
-            return
+            return None
         env = dict(os.environ)
         env.update({
             "reason": reason,
@@ -409,10 +447,16 @@ class Client:
             "INTERNAL_IP4_PEER": self.peer_ip or "",
             "INTERNAL_IP4_DNS": " ".join(self.dns) if self.cli.peerdns else "",
             "INTERNAL_IP4_MTU": str(self.cli.mtu),
-            "ROUTES": " ".join(routes),
+            "ROUTES": " ".join(self.cli.routes),
             "DEFAULTROUTE": "1" if self.cli.defaultroute else "0",
             "VPNGATEWAY": self.server_addr[0] if self.server_addr else "",
         })
+        return env
+
+    def _run_hook(self, env):
+        if env is None:
+            return
+        reason = env["reason"]
         try:
             p = subprocess.run([self.hook], env=env, timeout=15, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             if p.returncode != 0:
@@ -432,10 +476,9 @@ class Client:
     def disconnect(self, now, reason="disconnected by the user"):
         self.wanted = False
         if self.tunnel is not None:
-            was_up = self.state == "up"
+            env = self._hook_env("disconnect") if self.state == "up" else None
             self._teardown(now, notify_peer=True, reason=reason)
-            if was_up:
-                self._run_hook("disconnect", [])
+            self._run_hook(env)
         if self.ipsec_up:
             self.ipsec_up = False
             if self.lingering is not None:
@@ -446,6 +489,17 @@ class Client:
 
     def shutdown(self, now):
         self.disconnect(now, "client shutting down")
+
+    def reload(self, config, section):
+        """SIGHUP: credentials, routes and timers apply from the next connection; the session stays up."""
+        changed = [o for o in section.__slots__ if getattr(self.cli, o, None) != getattr(section, o, None)]
+        self.config = config
+        self.cli = section
+        if changed:
+            self.log.info("configuration reloaded (%s changed): applies from the next connection; "
+                          "`sluice disconnect` then `sluice connect` to apply it now", ", ".join(changed))
+        else:
+            self.log.info("configuration reloaded: nothing changed")
 
     def idle(self):
         return self.tunnel is None and self.lingering is None

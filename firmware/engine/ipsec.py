@@ -53,9 +53,11 @@ class IpsecTransport:
         self.role = getattr(ike_config, "role", "responder")
         self.target = getattr(ike_config, "target", None)  # initiator: the server's (address, 500)
         self.inbound = {}  # SPI (4 bytes) -> _InSa
-        self.outbound = {}  # IKE peer -> (Outbound, encap)
+        self.outbound = {}  # IKE peer -> (Outbound, encap): the SA we send on
+        self.spares = {}  # IKE peer -> [(Outbound, encap)] every live outbound SA, oldest first
         self.sas_of = {}  # IKE peer -> number of live inbound SAs
         self.natted = {}  # IKE peer -> True when we are behind NAT (we send keepalives)
+        self.local_for = {}  # peer address -> our address it reached on UDP 500 (wildcard listen)
         self.s500 = self.s4500 = self.raw = None
         self.buf = bytearray(65535)
         self.view = memoryview(self.buf)
@@ -112,6 +114,7 @@ class IpsecTransport:
             for level, kind, cdata in anc:
                 if level == socket.IPPROTO_IP and len(cdata) >= 12:
                     local = socket.inet_ntoa(cdata[8:12])  # in_pktinfo.ipi_addr: the header's destination
+                    self.local_for[peer[0]] = local
             self.ike.datagram_received(data, (local, IKE_PORT), peer, now)
             self._pump(now)
 
@@ -130,7 +133,8 @@ class IpsecTransport:
                 self.counters["esp_errors"] += 1
                 continue
             if buf[0] == 0 and buf[1] == 0 and buf[2] == 0 and buf[3] == 0:
-                self.ike.datagram_received(bytes(view[4:n]), (self.local_ip, NATT_PORT), peer, now)
+                local = self.local_for.get(peer[0], self.local_ip)
+                self.ike.datagram_received(bytes(view[4:n]), (local, NATT_PORT), peer, now)
                 self._pump(now)
                 continue
             self._esp_in(bytes(view[:n]), peer, True, now)
@@ -196,6 +200,9 @@ class IpsecTransport:
                 self.s4500.sendto(pkt, ike_peer)
             elif self.raw is not None:
                 self.raw.sendto(pkt, (ike_peer[0], 0))
+            else:
+                self.counters["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                return
             self.counters["esp_out"] += 1
         except (EspError, OSError):
             self.counters["esp_errors"] += 1
@@ -257,6 +264,7 @@ class IpsecTransport:
         self.sas_of[e.peer] = self.sas_of.get(e.peer, 0) + 1
         first = e.peer not in self.outbound
         self.outbound[e.peer] = (out, e.encap)  # the newest SA carries outbound traffic (RFC 2409 rekeying)
+        self.spares.setdefault(e.peer, []).append((out, e.encap))
         self.log.info("ESP SA %s with %s:%d in 0x%08x out 0x%08x%s%s", e.transform, e.peer[0], e.peer[1],
                       e.spi_in, e.spi_out, " UDP-encapsulated" if e.encap else "",
                       " (rekey)" if e.rekey_of else "")
@@ -268,23 +276,32 @@ class IpsecTransport:
         if rec is None:
             return
         left = self.sas_of.get(e.peer, 1) - 1
+        live = [o for o in self.spares.get(e.peer, []) if o[0].spi != e.spi_out]
+        self.spares[e.peer] = live
         out = self.outbound.get(e.peer)
         if out is not None and out[0].spi == e.spi_out:
-            # Fall back to another live SA of this peer, if any (a rekeyed pair).
-            del self.outbound[e.peer]
+            # The SA we sent on is gone (a peer may delete the newer pair first): fall back to the newest
+            # live one rather than stop sending.
+            if live:
+                self.outbound[e.peer] = live[-1]
+            else:
+                del self.outbound[e.peer]
         if left <= 0:
-            self.sas_of.pop(e.peer, None)
-            self.outbound.pop(e.peer, None)
+            self._forget(e.peer)
             self.on_event("peer-down", e.peer, now, e.reason)
         else:
             self.sas_of[e.peer] = left
 
+    def _forget(self, peer):
+        self.outbound.pop(peer, None)
+        self.spares.pop(peer, None)
+        self.sas_of.pop(peer, None)
+        self.natted.pop(peer, None)  # its keepalive chain stops at the next tick
+
     def _drop_peer(self, peer, now, reason):
         for k in [k for k, r in self.inbound.items() if r.peer == peer]:
             del self.inbound[k]
-        self.outbound.pop(peer, None)
-        self.sas_of.pop(peer, None)
-        self.natted.pop(peer, None)
+        self._forget(peer)
         self.on_event("peer-down", peer, now, reason)
 
     def _keepalive(self, peer, now):
@@ -393,8 +410,10 @@ def _ike_config(section, role, **extra):
 
 
 def responder_config(section, config):
-    cfg = _ike_config(section, "responder", local_ip=section.listen)
-    return cfg
+    # With a wildcard listen address IKE must hash and name the address each datagram really arrived on
+    # (learned per datagram): 0.0.0.0 in NAT-D would make every client think the server is behind NAT.
+    local = None if section.listen in ("0.0.0.0", "") else section.listen
+    return _ike_config(section, "responder", local_ip=local)
 
 
 def source_address(server_ip):

@@ -90,12 +90,13 @@ class Server:
     # -- set-up ------------------------------------------------------------------------------------------
 
     def _load_users(self, config):
-        self.users = dict((u.username, u) for u in config.users)
+        self.users = dict((u.username, u) for u in config.users if getattr(u, "enabled", True))
 
     @staticmethod
     def _make_pool(section, config):
         # Users' static addresses are never handed out dynamically, even when they sit inside the pool.
-        reserved = [section.local_ip] + [u.ip for u in config.users if getattr(u, "ip", None)]
+        reserved = [section.local_ip] + [u.ip for u in config.users if getattr(u, "ip", None)
+                                         and getattr(u, "enabled", True)]
         return IpPool(section.pool_start, section.pool_end, reserved=reserved)
 
     def _tunnel_config(self):
@@ -166,8 +167,9 @@ class Server:
                 return
             proto, q = datapath.ppp_protocol(buf, p, end)
             if proto == PPP_IP:
-                # Only the address this session was given may appear as the source (no spoofing through us).
-                if sess.ip_key is None or buf[q + 12:q + 16] != sess.ip_key:
+                # Only the address this session was given may appear as the source (no spoofing through us),
+                # and only IPv4: the TUN takes the version from the packet itself.
+                if sess.ip_key is None or end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != sess.ip_key:
                     sess.spoofed += 1
                     self.counters["spoofed"] += 1
                     return
@@ -272,6 +274,12 @@ class Server:
             return sess.ip
         u = self.users.get(username)
         static = getattr(u, "ip", None) if u is not None else None
+        if static:
+            # A user who redials before the old session timed out gets the address back at once.
+            old = self.by_ip.get(socket.inet_aton(static))
+            if old is not None and old is not sess and old.username == username:
+                self.log.info("user %s reconnected: closing the older session at %s", username, static)
+                self._drop_session(old, self.loop_now(), notify_l2tp=True)
         try:
             sess.ip = self.pool.allocate(static)
         except PoolExhausted as e:
@@ -319,6 +327,12 @@ class Server:
 
     def _ip_up(self, sess, ev, now):
         ip = ev.peer_ip
+        if not ip:
+            self.log.warning("PPP for %s came up without an address for the client: closing it", sess.username)
+            if sess.link is not None:
+                sess.link.close(now, "no address was agreed")
+                self._pump_link(sess, now)
+            return
         key = socket.inet_aton(ip)
         old = self.by_ip.get(key)
         if old is not None and old is not sess:
@@ -363,8 +377,10 @@ class Server:
         self._load_users(config)
         self.pool.reserved = self._make_pool(section, config).reserved
         old = self.srv
-        for opt in ("listen", "port", "ifname", "local_ip", "pool_start", "pool_end", "ipsec"):
-            if getattr(old, opt) != getattr(section, opt):
+        for opt in ("listen", "port", "ifname", "local_ip", "pool_start", "pool_end", "ipsec", "psk", "cert",
+                    "key", "ca", "ike", "esp", "legacy", "dpd_delay", "dpd_timeout", "lifetime", "ike_lifetime",
+                    "tunnel_secret", "hello_interval"):
+            if getattr(old, opt, None) != getattr(section, opt, None):
                 self.log.warning("option %s changed: restart the server for it to take effect", opt)
         for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
             setattr(old, opt, getattr(section, opt))

@@ -9,14 +9,16 @@ def bind_udp(address, port, fallback_ephemeral=False):
     With fallback_ephemeral, a port already in use gives an ephemeral port instead: RFC 3193 lets an L2TP
     client use any source port, which is what NetworkManager-l2tp does when 1701 is taken.
     """
+    # No SO_REUSEADDR: with it a second daemon binding the same UDP port succeeds and silently takes the
+    # traffic; without it, it fails at start with EADDRINUSE.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((address, port))
-    except OSError:
+    except OSError as e:
         if not fallback_ephemeral:
             s.close()
-            raise
+            hint = " (another sluice, strongSwan or libreswan on this port?)" if e.errno == 98 else ""
+            raise RuntimeError("cannot listen on UDP %s:%d: %s%s" % (address, port, e.strerror, hint))
         s.bind((address, 0))
     s.setblocking(False)
     return s

@@ -169,3 +169,23 @@ def test_certificate_name_mismatch_is_refused_in_plain_words():
         assert st["state"] != "up"
         assert "other.example.org" in st["last_error"] or "name" in st["last_error"]
         assert lab.tracebacks() == []
+
+
+def test_wildcard_listen_does_not_pretend_to_be_behind_nat():
+    # Review finding: with listen '0.0.0.0' the server hashed 0.0.0.0 into NAT-D, so every client thought
+    # the server was behind NAT and fell back to UDP 4500 (Windows refuses that without a registry change).
+    with netns.Lab() as lab:
+        auth = "    option psk '%s'\n" % PSK
+        srv = lab.ns("srv")
+        cli = lab.ns("cli")
+        lab.link(cli, "192.0.2.2/24", srv, "192.0.2.1/24")
+        sconf = lab.write("server.conf", (SERVER % {"auth": auth}).replace("'192.0.2.1'", "'0.0.0.0'"))
+        cconf = lab.write("client.conf", CLIENT % {"auth": auth})
+        lab.start(srv, ["server", "--config", sconf, "--name", "srv"], "server.log")
+        lab.wait_for("server", lambda: "error" not in lab.status("srv"), 10)
+        lab.start(cli, ["client", "--config", cconf, "--name", "cli"], "client.log")
+        lab.wait_for("tunnel", lambda: netns.session_up(lab, "cli"), 40)
+        sas = lab.status("srv")["transport"]["sas"]
+        assert sas and not any(sa["encap"] for sa in sas)
+        assert not any("behind NAT" in lab.log(p) for p in lab.procs)
+        assert lab.tracebacks() == []

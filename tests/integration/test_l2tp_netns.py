@@ -161,3 +161,17 @@ def test_sighup_adds_a_user_without_dropping_sessions(lab):
     assert lab.status("srv")["sessions"] == 2
     assert netns.session_up(lab, "cli")
     assert "configuration reloaded" in lab.log(server)
+
+
+def test_client_started_before_the_wan_is_up_connects_once_it_is(lab):
+    # User report #9 (clients.md): an OpenWrt client started at boot before the WAN never came up.
+    srv, cli = lab.ns("srv"), lab.ns("cli")
+    sconf = lab.write("server.conf", netns.SERVER_CONF.format(auth="mschapv2"))
+    cconf = lab.write("client.conf", netns.CLIENT_CONF.format(user="alice", password="correct horse battery"))
+    client = lab.start(cli, ["client", "--config", cconf, "--name", "cli"], "client.log")
+    st = lab.wait_for("the client reports the unreachable server",
+                      lambda: (lambda s: s if s.get("last_error") else None)(lab.status("cli")), 15)
+    assert client.poll() is None and "cannot reach" in st["last_error"]
+    lab.link(srv, "192.0.2.1/24", cli, "192.0.2.2/24")  # the WAN comes up
+    lab.start(srv, ["server", "--config", sconf, "--name", "srv"], "server.log")
+    lab.wait_for("the redial succeeds", lambda: netns.session_up(lab, "cli"), 30)

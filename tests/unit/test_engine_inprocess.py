@@ -4,6 +4,7 @@ No root needed, so this runs everywhere; tests/integration does the same with na
 """
 
 import io
+import struct
 
 import pytest
 from scapy.layers.inet import ICMP, IP
@@ -164,3 +165,36 @@ def test_client_deletes_ipsec_sas_only_after_stopccn_is_acknowledged(pair):
     assert active is False  # the server's acknowledgement closed the tunnel
     assert when - t0 < 1.0  # long before the bounded wait would have given up
     assert not pair.server.sessions
+
+
+def test_disabled_user_cannot_log_in():
+    conf = CONF.replace("    option username 'alice'\n    option password 'Secr3t-password-horse'\n",
+                        "    option username 'alice'\n    option password 'Secr3t-password-horse'\n"
+                        "    option enabled '0'\n", 1)
+    q = Pair()
+    try:
+        q.server._load_users(loads(conf % {"auth": "mschapv2", "password": "Secr3t-password-horse"}, name="t"))
+        assert q.run(lambda: q.client.last_error is not None and q.client.state != "connecting", limit=600)
+        assert q.client.state != "up" and q.server.counters["auth_failures"] >= 1
+    finally:
+        q.close()
+
+
+def test_server_drops_ipv6_in_an_ipv4_ppp_frame(pair):
+    # An IPv6 packet whose bytes 12-15 equal the client's IPv4 address must not pass the source check.
+    assert pair.run(lambda: pair.client.state == "up")
+    sess = next(iter(pair.server.sessions.values()))
+    v6 = bytearray(40)
+    v6[0] = 0x60
+    v6[12:16] = sess.ip_key
+    frame = struct.pack("!HHH", 2, sess.tid, sess.sid) + b"\xff\x03\x00\x21" + bytes(v6)
+    pair.server._l2tp_in(frame, 0, len(frame), sess.peer, monotonic())
+    assert pair.stun.kernel_pending() == []
+    assert pair.server.counters["spoofed"] == 1
+
+
+def test_failed_renegotiation_keeps_a_working_session(pair):
+    assert pair.run(lambda: pair.client.state == "up")
+    pair.client._ipsec_event("failed", ("127.0.0.1", 500), monotonic(), "no answer to Quick Mode")
+    assert pair.client.state == "up" and pair.client.tunnel is not None
+    assert "renegotiation" in pair.client.last_error

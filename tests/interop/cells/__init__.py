@@ -5,7 +5,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import reference, sluice, sluice_guest, sluice_ipsec
+from . import afalg, reference, sluice, sluice_guest, sluice_ipsec
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -47,6 +47,7 @@ CELLS = [
     Cell("sluice-lns-pap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="pap", measure=False),
     Cell("sluice-guest-lac-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice", auth="mschapv2"),
     Cell("sluice-guest-lns-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice", auth="mschapv2"),
+    Cell("sluice-afalg", "strongswan", afalg.cell_afalg, "sluice"),
     Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
          stack="strongswan"),
     Cell("sluice-lns-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lns_ipsec, "sluice-ipsec",
