@@ -72,7 +72,10 @@ class Client:
         self.link_timer = TimerSlot(loop, self._link_timer)
         self.redial_timer = TimerSlot(loop, self._redial_due)
         self.lingering = None  # a tunnel we closed, kept until the server acknowledges StopCCN
-        self.linger_until = 0.0
+        self.linger_link = None  # its PPP link, until the server acknowledges LCP Terminate
+        self.linger_enc = None
+        self.linger_reason = ""
+        self.linger_until = self.linger_ppp_until = 0.0
         self.linger_timer = TimerSlot(loop, self._linger_step)
         self.delete_sas_after_linger = False
         self.buf = bytearray(BUF_SIZE)
@@ -204,10 +207,15 @@ class Client:
                 tunnel.datagram_received(bytes(buf[start:n]), now)
                 self._pump_tunnel(now)
             return
-        if tunnel is None:
-            return
         try:
             tid, sid, p, end = datapath.parse_data(buf, n, start)
+            lt = self.lingering
+            if lt is not None and self.linger_link is not None and tid == lt.local_tunnel_id:
+                self.linger_link.frame_received(bytes(buf[p:end]), now)  # its LCP Terminate-Ack
+                self._linger_step(now)
+                return
+            if tunnel is None:
+                return
             if sid != self.sid or tid != tunnel.local_tunnel_id:
                 self.counters["unknown_session"] += 1
                 return
@@ -383,19 +391,20 @@ class Client:
     def _teardown(self, now, notify_peer, reason):
         t = self.tunnel
         if notify_peer and t is not None:
-            if self.link is not None:
-                self.link.close(now, reason)
-                self._pump_link(now)
-            try:
-                t.close(now, STOPCCN_SHUTDOWN, reason[:64])
-            except Exception:
-                pass
-            for data in t.datagrams_to_send():
-                self.transport.send(self.l2tp_peer, (data,))
-            # Keep it until StopCCN is acknowledged: with IPsec, deleting the SAs first would make the
-            # server's acknowledgements (and its LCP Terminate-Ack) cross the wire in the clear.
+            # Close the way pppd and xl2tpd do: LCP Terminate first, StopCCN once it is acknowledged, and the
+            # IPsec SAs only after that (bounded). Deleting the SAs first makes a kernel peer's answers (its
+            # LCP Terminate-Ack, the ZLB for our StopCCN) cross the wire in the clear.
+            link = self.link
             self.lingering = t
+            self.linger_link = link
+            self.linger_enc = self.enc
+            self.linger_reason = reason
             self.linger_until = now + LINGER
+            if link is not None:
+                self.linger_ppp_until = now + LINGER / 2
+                link.close(now, reason)
+            else:
+                self._linger_stop_l2tp(now)
             self.linger_timer.arm(now)
         self.link = None
         self.tunnel = None
@@ -410,22 +419,46 @@ class Client:
         self.installed = []
         self.local_ip = self.peer_ip = None
 
+    def _linger_stop_l2tp(self, now):
+        self.linger_link = None
+        try:
+            self.lingering.close(now, STOPCCN_SHUTDOWN, self.linger_reason[:64])
+        except Exception:  # pragma: no cover - a machine must not stop the client from closing
+            pass
+
     def _linger_step(self, now):
         t = self.lingering
         if t is None:
             return
+        link = self.linger_link
+        if link is not None:
+            d = link.get_timer()
+            if d is not None and d <= now:
+                link.handle_timer(now)
+            for frame in link.frames_to_send():
+                self.transport.send(self.l2tp_peer, (self.linger_enc.next_header(), frame))
+            down = False
+            while True:
+                ev = link.next_event()
+                if ev is None:
+                    break
+                down = down or isinstance(ev, pppev.LinkDown)
+            if down or now >= self.linger_ppp_until:
+                self._linger_stop_l2tp(now)
         d = t.get_timer()
         if d is not None and d <= now:
             t.handle_timer(now)
         for data in t.datagrams_to_send():
             self.transport.send(self.l2tp_peer, (data,))
         while t.next_event() is not None:
-            pass  # its TunnelDown was already acted on when we closed it
+            pass  # the session was already torn down on our side
         if t.is_active() and now < self.linger_until:
-            d = t.get_timer()
-            self.linger_timer.arm(self.linger_until if d is None else min(d, self.linger_until))
+            nxt = [self.linger_until, t.get_timer()]
+            if self.linger_link is not None:
+                nxt += [self.linger_ppp_until, self.linger_link.get_timer()]
+            self.linger_timer.arm(min(x for x in nxt if x is not None))
             return
-        self.lingering = None
+        self.lingering = self.linger_link = self.linger_enc = None
         if self.delete_sas_after_linger:
             self.delete_sas_after_linger = False
             self.transport.shutdown(now)
