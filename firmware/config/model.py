@@ -120,6 +120,7 @@ class ClientConfig(_Model):
         "legacy", "cert", "key", "ca", "ike", "esp", "server_name", "defaultroute", "routes", "ifname", "mtu",
         "peerdns", "redial", "redial_delay", "hello_interval", "tunnel_secret", "allow_weak_psk",
         "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay", "dpd_timeout", "metric",
+        "route_lan", "route_src", "route_table", "killswitch", "lan_network",
     )
     _secret = ("password", "tunnel_secret", "psk")
 
@@ -228,6 +229,12 @@ CLIENT_OPTIONS.update({
     "redial": (V.parse_bool, True),
     "redial_delay": (_dur(1, 86400), 10),
     "metric": (_int(0, 65535), None),
+    # LAN through the tunnel on a router (sluice.hal.platform.lanroute, run by the netifd hook).
+    "route_lan": (V.parse_bool, False),
+    "route_src": ((LIST, V.parse_cidr), []),
+    "route_table": (_int(1, 252), 1701),
+    "killswitch": (V.parse_bool, False),
+    "lan_network": (V.parse_text, "lan"),
 })
 
 USER_OPTIONS = {
@@ -374,7 +381,9 @@ def _check_ipsec(r, obj):
         if obj.key and not obj.cert:
             r.error("key", obj.key, "needs option cert (the certificate for this private key)")
     if not obj.psk and not obj.cert and _ok(obj.psk, obj.cert):
-        r.section_error("ipsec is '1' and there is no option psk or cert: set option psk to a pre-shared key "
+        # A disabled section (the package's shipped default) is only told what it will need.
+        report = r.section_warn if getattr(obj, "enabled", True) is False else r.section_error
+        report("ipsec is '1' and there is no option psk or cert: set option psk to a pre-shared key "
                         "(`sluice genpsk` makes a strong one) or option cert and key, or set ipsec '0' for plain "
                         "L2TP")
     if obj.psk and obj.psk is not _BAD:

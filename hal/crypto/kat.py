@@ -166,6 +166,27 @@ def _roundtrip(t):
     return t.open(bytes(bad)) is None
 
 
+def _whole_packet_matches_pure(b, name, key, akey):
+    from sluice.hal.crypto.pure import backend as pure
+
+    fixed_iv = bytes(range(0xA0, 0xB0))
+    ref = pure.esp_transform(name, key, akey, b"", None)
+    if not (ref.encrypt(_h(_RFC3602[0][1]), _RFC3602[0][2]) == _h(_RFC3602[0][3])
+            and ref.mac(b"Hi There") == _h([x for x in _ESP_CBC if x[0] == name][0][2])):
+        return False  # the reference itself must pass the vectors first
+    hdr = bytes((0, 0, 0x10, 0x01, 0, 0, 0, 1))
+    pt = bytes(range(32))
+    iv = fixed_iv[:ref.iv_len]
+    ct = ref.encrypt(iv, pt)
+    expected = hdr + iv + ct + ref.mac(hdr + iv + ct)
+    t = b.esp_transform(name, key, akey, b"", lambda n: fixed_iv[:n])
+    if t.seal(hdr, pt) != expected or t.open(expected) != pt:
+        return False
+    bad = bytearray(expected)
+    bad[-1] ^= 1
+    return t.open(bytes(bad)) is None
+
+
 def kat_esp_cbc_hmac(b):
     key, iv, pt, ct = _RFC3602[0]
     ran = 0
@@ -174,6 +195,12 @@ def kat_esp_cbc_hmac(b):
             continue
         ran += 1
         t = b.esp_transform(name, _h(key), akey, b"", _Rng())
+        if not hasattr(t, "encrypt"):
+            # A kernel AEAD (authenc) takes whole packets only: hold it to the packet that the pure
+            # implementations build, which the same vectors check component by component.
+            if not _whole_packet_matches_pure(b, name, _h(key), akey):
+                return False
+            continue
         if t.encrypt(_h(iv), pt) != _h(ct) or t.decrypt(_h(iv), _h(ct)) != pt:
             return False
         if t.mac(b"Hi There") != _h(icv) or not _roundtrip(t):

@@ -1,0 +1,217 @@
+// Headless LuCI harness. STAND-INS (not LuCI's code): E, _, L, view, form, rpc, poll, uci, network.
+// They implement only what Sluice's views use, with LuCI's names and call shapes; form renders one
+// input per option with LuCI's `cbid.<config>.<section>.<option>` naming so the test can read the DOM.
+// REAL: the view / protocol file named by ?src=, loaded the way LuCI's L.require does (its 'require x'
+// lines become local variables), and run through load() -> render() -> poll once.
+'use strict';
+
+var H = { rpc: [], polls: [], patterns: [], protocols: {}, depends: [] };
+var FIX = { uci: {}, rpc: {} };
+
+function _(s) { return s; }
+
+function E(tag, attrs, children) {
+	var el = document.createElement(tag);
+	if (Array.isArray(attrs) || typeof attrs === 'string' || attrs instanceof Node) { children = attrs; attrs = {}; }
+	Object.keys(attrs || {}).forEach(function(k) {
+		var v = attrs[k];
+		if (typeof v === 'function') el.addEventListener(k, v);
+		else if (v !== null && v !== undefined) el.setAttribute(k, v);
+	});
+	(function add(c) {
+		if (c === null || c === undefined || c === '') return;
+		if (Array.isArray(c)) c.forEach(add);
+		else if (c instanceof Node) el.appendChild(c);
+		else el.appendChild(document.createTextNode(String(c)));
+	})(children);
+	return el;
+}
+
+var L = {
+	resolveDefault: function(p, d) { return Promise.resolve(p).catch(function() { return d; }); }
+};
+
+var view = {
+	extend: function(proto) {
+		function View() {}
+		View.prototype = proto;
+		return View;
+	}
+};
+
+var uci = {
+	load: function(conf) { return Promise.resolve(conf); },
+	sections: function(conf, type) {
+		var c = FIX.uci[conf] || {};
+		return Object.keys(c).filter(function(sid) { return !type || c[sid]['.type'] === type; })
+			.map(function(sid) { return Object.assign({ '.name': sid }, c[sid]); });
+	},
+	get: function(conf, sid, opt) { var c = FIX.uci[conf] || {}; return c[sid] ? c[sid][opt] : undefined; }
+};
+
+var rpc = {
+	declare: function(d) {
+		return function() {
+			var args = Array.prototype.slice.call(arguments), params = {};
+			(d.params || []).forEach(function(p, i) { params[p] = args[i]; });
+			var key = d.object + '.' + d.method;
+			H.rpc.push({ call: key, params: params });
+			var r = FIX.rpc[key];
+			if (r === undefined || r === 'reject') return Promise.reject(new Error('rpc ' + key + ' not available'));
+			return Promise.resolve(r);
+		};
+	}
+};
+
+var poll = { add: function(fn, interval) { H.polls.push({ fn: fn, interval: interval }); } };
+
+function AbstractValue(name, title, description) { this.option = name; this.title = title; this.description = description; }
+AbstractValue.prototype.depends = function(k, v) { H.depends.push([this.option, k, v]); };
+AbstractValue.prototype.cfgvalue = function(conf, sid) {
+	var v = uci.get(conf, sid, this.option);
+	return (v === undefined) ? this.default : v;
+};
+AbstractValue.prototype.widget = function(conf, sid) {
+	var v = this.cfgvalue(conf, sid);
+	return E('input', { 'type': this.password ? 'password' : 'text', 'name': this.cbid(conf, sid),
+		'value': v === undefined ? '' : v, 'placeholder': this.placeholder, 'data-datatype': this.datatype });
+};
+AbstractValue.prototype.cbid = function(conf, sid) { return 'cbid.' + conf + '.' + sid + '.' + this.option; };
+
+function Value() { AbstractValue.apply(this, arguments); }
+Value.prototype = Object.create(AbstractValue.prototype);
+function Flag() { AbstractValue.apply(this, arguments); }
+Flag.prototype = Object.create(AbstractValue.prototype);
+Flag.prototype.widget = function(conf, sid) {
+	var a = { 'type': 'checkbox', 'name': this.cbid(conf, sid), 'value': '1' };
+	if (this.cfgvalue(conf, sid) === '1') a.checked = 'checked';
+	return E('input', a);
+};
+function DynamicList() { AbstractValue.apply(this, arguments); }
+DynamicList.prototype = Object.create(AbstractValue.prototype);
+DynamicList.prototype.widget = function(conf, sid) {
+	var v = this.cfgvalue(conf, sid) || [], name = this.cbid(conf, sid);
+	if (!Array.isArray(v)) v = [ v ];
+	return E('ul', { 'class': 'dynlist', 'data-name': name }, v.map(function(x) { return E('li', { 'data-value': x }, x); }));
+};
+
+// LuCI renders option descriptions as HTML
+function descr(html) { var d = E('span', { 'class': 'cbi-value-description' }); d.innerHTML = html; return d; }
+
+function TypedSection(map, type, title) { this.map = map; this.sectiontype = type; this.title = title; this.children = []; }
+TypedSection.prototype.option = function(cls, name, title, desc) {
+	var o = new cls(name, title, desc); this.children.push(o); return o;
+};
+TypedSection.prototype.taboption = function(tab, cls, name, title, desc) {
+	var o = this.option(cls, name, title, desc); o.tab = tab; return o;
+};
+TypedSection.prototype.tab = function() {};
+TypedSection.prototype.sids = function() { return uci.sections(this.map.config, this.sectiontype).map(function(s) { return s['.name']; }); };
+TypedSection.prototype.render = function() {
+	var self = this, conf = this.map.config;
+	return E('fieldset', { 'class': 'cbi-section', 'data-section-type': this.sectiontype }, [
+		E('legend', {}, this.title),
+		this.sids().map(function(sid) {
+			return E('div', { 'class': 'cbi-section-node', 'id': 'cbi-' + conf + '-' + sid }, [
+				self.anonymous ? '' : E('h4', {}, sid),
+				self.children.map(function(o) {
+					return E('div', { 'class': 'cbi-value', 'data-tab': o.tab }, [
+						E('label', { 'class': 'cbi-value-title' }, o.title), o.widget(conf, sid),
+						o.description ? descr(o.description) : '' ]);
+				}) ]);
+		}) ]);
+};
+function TableSection() { TypedSection.apply(this, arguments); }
+TableSection.prototype = Object.create(TypedSection.prototype);
+TableSection.prototype.render = function() {
+	var self = this, conf = this.map.config;
+	return E('fieldset', { 'class': 'cbi-section', 'data-section-type': this.sectiontype }, [
+		E('legend', {}, this.title),
+		E('table', { 'class': 'table cbi-section-table' }, [
+			E('tr', { 'class': 'tr table-titles' }, self.children.map(function(o) { return E('th', {}, o.title); }))
+		].concat(this.sids().map(function(sid) {
+			return E('tr', { 'class': 'tr cbi-section-table-row', 'id': 'cbi-' + conf + '-' + sid },
+				self.children.map(function(o) { return E('td', {}, o.widget(conf, sid)); }));
+		}))),
+		this.addremove ? E('button', { 'class': 'cbi-button-add' }, _('Add')) : '' ]);
+};
+
+function Map(config, title, description) { this.config = config; this.title = title; this.description = description; this.sections = []; }
+Map.prototype.section = function(cls, type, title) { var s = new cls(this, type, title); this.sections.push(s); return s; };
+Map.prototype.render = function() {
+	return Promise.resolve(E('div', { 'class': 'cbi-map', 'id': 'cbi-' + this.config }, [
+		E('h2', {}, this.title), E('div', { 'class': 'cbi-map-descr' }, this.description),
+		this.sections.map(function(s) { return s.render(); }) ]));
+};
+
+var form = { Map: Map, TypedSection: TypedSection, TableSection: TableSection, NamedSection: TypedSection,
+	Value: Value, Flag: Flag, DynamicList: DynamicList, ListValue: Value };
+
+var network = {
+	registerPatternVirtual: function(re) { H.patterns.push(re); },
+	registerProtocol: function(name, proto) { H.protocols[name] = proto; return proto; },
+	getIfnameOf: function(x) { return x; }
+};
+
+var MODULES = { view: view, form: form, rpc: rpc, poll: poll, uci: uci, network: network };
+
+function loadModule(src) {
+	return fetch(src).then(function(r) {
+		if (!r.ok) throw new Error('cannot fetch ' + src);
+		return r.text();
+	}).then(function(text) {
+		// LuCI's L.require: each 'require a.b [as c]' line binds the module to a local variable
+		var names = [], values = [], re = /^'require ([\w.]+)(?: as (\w+))?';$/mg, m;
+		while ((m = re.exec(text)) !== null) {
+			if (!(m[1] in MODULES)) throw new Error('harness has no stand-in for ' + m[1]);
+			names.push(m[2] || m[1].split('.').pop()); values.push(MODULES[m[1]]);
+		}
+		return Function.apply(null, names.concat([ text ])).apply(null, values);
+	});
+}
+
+function finish(result) {
+	document.getElementById('harness-result').textContent = JSON.stringify(result);
+	document.title = 'harness-done';
+}
+
+function runProtocol(proto) {
+	var name = Object.keys(H.protocols)[0], p = H.protocols[name];
+	var ctx = Object.create(p); ctx.sid = FIX.sid || 'vpn'; ctx._ubus = function() { return null; };
+	var m = new Map('network', p.getI18n(), '');
+	var s = m.section(TypedSection, 'interface', _('Interface') + ' ' + ctx.sid);
+	s.sids = function() { return [ ctx.sid ]; };
+	p.renderFormOptions(s);
+	return m.render().then(function(node) {
+		document.getElementById('view').appendChild(node);
+		return { name: name, i18n: p.getI18n(), ifname: p.getIfname.call(ctx), pkg: p.getOpkgPackage(),
+			floating: p.isFloating(), virtual: p.isVirtual(), devices: p.getDevices(),
+			patterns: H.patterns.map(String), matches: H.patterns.map(function(re) { return re.test(p.getIfname.call(ctx)); }) };
+	});
+}
+
+function run() {
+	var q = new URLSearchParams(location.search);
+	return fetch(q.get('fixture')).then(function(r) { return r.json(); }).then(function(fix) {
+		FIX = fix;
+		return loadModule(q.get('src'));
+	}).then(function(mod) {
+		if (q.get('kind') === 'protocol') return runProtocol(mod);
+		var v = new mod();
+		return Promise.resolve(v.load()).then(function(data) { return v.render(data); }).then(function(node) {
+			document.getElementById('view').appendChild(node);
+			var before = H.rpc.length;
+			if (FIX.rpc_after_poll) FIX.rpc = FIX.rpc_after_poll;  // the second answer, seen only by the poller
+			return Promise.all(H.polls.map(function(p) { return p.fn(); })).then(function() {
+				return { polled_rpc: H.rpc.slice(before) };
+			});
+		});
+	}).then(function(extra) {
+		finish(Object.assign({ ok: true, rpc: H.rpc, polls: H.polls.map(function(p) { return p.interval; }),
+			depends: H.depends }, extra));
+	}).catch(function(e) {
+		finish({ ok: false, error: String(e && e.stack || e) });
+	});
+}
+
+run();

@@ -1,0 +1,70 @@
+"""The connect/disconnect hook (/lib/netifd/sluice-script) under dash with the netifd stand-ins: the
+environment of the CLI contract (docs/design.md) must become one proto_send_update with address, DNS, routes.
+The LAN-routing helper is replaced by a recorder (SLUICE_LANROUTE) here; it is tested in test_lanroute.py."""
+
+from shellrun import run_sh
+
+BASE = {
+    "NETIFD_PROTO_SH": "%(stubs)s/netifd-proto.sh",
+    "SLUICE_LANROUTE": "lanroute-rec",
+    "INTERFACE": "vpn",
+    "TUNDEV": "sluice-vpn",
+}
+TOOLS = {"lanroute-rec": 'printf "lanroute\\t%s\\t%s\\t%s\\t%s\\n" "$@" >> "$CALLS"\n',
+         "logger": 'printf "logger\\t%s\\n" "$*" >> "$CALLS"\n'}
+
+
+def env(**kw):
+    from shellrun import STUBS
+    e = dict(BASE, **kw)
+    e["NETIFD_PROTO_SH"] = e["NETIFD_PROTO_SH"] % {"stubs": STUBS}
+    return e
+
+
+def test_connect(tmp_path):
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=env(
+        reason="connect", INTERNAL_IP4_ADDRESS="10.77.0.23", INTERNAL_IP4_PEER="10.77.0.1",
+        INTERNAL_IP4_DNS="10.77.0.1 192.0.2.53", INTERNAL_IP4_MTU="1400",
+        ROUTES="10.77.0.0/24 198.51.100.0/24 192.0.2.9"))
+    assert r.returncode == 0, r.stderr
+    assert calls == [
+        ("proto_init_update", "sluice-vpn", "1"),
+        ("proto_add_ipv4_address", "10.77.0.23", "32", "", "10.77.0.1"),
+        ("proto_add_dns_server", "10.77.0.1"),
+        ("proto_add_dns_server", "192.0.2.53"),
+        ("proto_add_ipv4_route", "10.77.0.0", "24"),
+        ("proto_add_ipv4_route", "198.51.100.0", "24"),
+        ("proto_add_ipv4_route", "192.0.2.9", "32"),
+        ("proto_send_update", "vpn"),
+        ("lanroute", "/etc/config/network", "vpn", "sluice-vpn", "up"),
+    ]
+
+
+def test_connect_minimal(tmp_path):
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS,
+                      env=env(reason="connect", INTERNAL_IP4_ADDRESS="10.77.0.23"))
+    assert r.returncode == 0, r.stderr
+    assert calls[:3] == [("proto_init_update", "sluice-vpn", "1"), ("proto_add_ipv4_address", "10.77.0.23", "32"),
+                         ("proto_send_update", "vpn")]
+
+
+def test_disconnect(tmp_path):
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=env(reason="disconnect"))
+    assert r.returncode == 0, r.stderr
+    assert calls == [("lanroute", "/etc/config/network", "vpn", "sluice-vpn", "down"),
+                     ("proto_init_update", "sluice-vpn", "0"), ("proto_send_update", "vpn")]
+
+
+def test_connect_without_address_is_refused(tmp_path):
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=env(reason="connect"))
+    assert r.returncode == 1
+    assert [c[0] for c in calls] == ["logger"]
+
+
+def test_unknown_reason_and_missing_interface(tmp_path):
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=env(reason="reconnect"))
+    assert r.returncode == 1 and [c[0] for c in calls] == ["logger"]
+    e = env(reason="connect", INTERNAL_IP4_ADDRESS="10.77.0.23")
+    del e["INTERFACE"]
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=e)
+    assert r.returncode == 1 and "proto_send_update" not in [c[0] for c in calls]
