@@ -163,7 +163,9 @@ class GcmTransform:
         mv = memoryview(packet)
         if self._key is None:
             try:
-                return self._aead.decrypt(self._salt + mv[8:16], mv[16:], mv[:8])
+                if _AEAD_TAKES_VIEWS:
+                    return self._aead.decrypt(self._salt + mv[8:16], mv[16:], mv[:8])
+                return self._aead.decrypt(self._salt + bytes(mv[8:16]), bytes(mv[16:]), bytes(mv[:8]))
             except InvalidTag:
                 return None
         end = len(mv) - self.icv_len
@@ -174,6 +176,19 @@ class GcmTransform:
             return out + d.finalize()
         except InvalidTag:
             return None
+
+
+def _aead_takes_views():
+    """cryptography before 39 (Debian 12 ships 38) wants bytes, not memoryviews, in AESGCM.decrypt."""
+    a = AESGCM(bytes(16))
+    ct = a.encrypt(bytes(12), b"x", b"")
+    try:
+        return a.decrypt(memoryview(bytes(12)), memoryview(ct), memoryview(b"")) == b"x"
+    except TypeError:
+        return False
+
+
+_AEAD_TAKES_VIEWS = _aead_takes_views()
 
 
 def esp_transform(name, enc_key, auth_key=b"", salt=b"", rng=None):

@@ -35,5 +35,14 @@ def cell_afalg(bed):
         o = (ossl.get("speed_us") or {}).get(key)
         parts.append("%s afalg %.1f us%s" % (key, a, (" / openssl %.1f us (ratio %.2f)" % (o, a / o)) if o else ""))
     chosen = [r["backend"] for r in rows.values() if r.get("chosen")]
-    return result(None, None, "AF_ALG KATs pass (%d vectors); auto picks %s; %s" % (
-        len(af["kats"]), ",".join(chosen) or "none", "; ".join(parts)))
+    others = []
+    for name in ("openssl", "pure"):
+        r = rows.get(name) or {}
+        if r.get("unavailable"):
+            others.append("%s unavailable (%s)" % (name, r["unavailable"]))
+        elif not r.get("kat_ok"):
+            bad = [(k["name"], k["detail"]) for k in r.get("kats", []) if k["result"] != "pass"]
+            others.append("%s KAT FAIL %r" % (name, bad))
+    return result(None, None, "AF_ALG KATs pass (%d vectors); auto picks %s; %s%s" % (
+        len(af["kats"]), ",".join(chosen) or "none", "; ".join(parts),
+        ("; " + "; ".join(others)) if others else ""))
