@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -92,23 +91,12 @@ def rss_kb(pid):
 
 def status(lab, name, timeout=2.0):
     """`sluice status` over the daemon's unix socket directly: polling through the CLI costs a process."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+    from sluice.engine.control import request
+
     try:
-        s.connect(os.path.join(lab.rundir, name + ".sock"))
-        s.sendall(b'{"cmd": "status"}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        reply = json.loads(data)
-        return reply.get("status") or {}
+        return request(name, {"cmd": "status"}, timeout, directory=lab.rundir).get("status") or {}
     except (OSError, ValueError, AttributeError):
         return {}
-    finally:
-        s.close()
 
 
 def wait(what, pred, timeout, interval=0.01):

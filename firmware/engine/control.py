@@ -17,8 +17,8 @@ def rundir():
     return os.environ.get("SLUICE_RUNDIR", DEFAULT_RUNDIR)
 
 
-def socket_path(name):
-    return os.path.join(rundir(), name + ".sock")
+def socket_path(name, directory=None):
+    return os.path.join(directory or rundir(), name + ".sock")
 
 
 class ControlServer:
@@ -90,12 +90,13 @@ def _alive(path):
         s.close()
 
 
-def request(name, req, timeout=3.0):
-    """Send one request to the daemon NAME and return its reply dict (raises OSError if it is not running)."""
+def request(name, req, timeout=3.0, directory=None):
+    """Send one request to the daemon NAME and return its reply dict (raises OSError if it is not running,
+    ValueError if it answered nothing sensible). `directory` overrides the run directory (tests, labs)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
-        s.connect(socket_path(name))
+        s.connect(socket_path(name, directory))
         s.sendall(json.dumps(req).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

@@ -87,8 +87,9 @@ def test_lan_through_nat_over_ipsec_two_clients_no_cleartext_and_dpd():
     with netns.Lab() as lab:
         t = build(lab)
         pcap = os.path.join(lab.tmp, "wan.pcap")
-        cap = subprocess.Popen(["ip", "netns", "exec", t["srv"], "tcpdump", "-i", t["wan_srv"], "-U", "--immediate-mode", "-n",
-                                "-w", pcap], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cap = subprocess.Popen(["ip", "netns", "exec", t["srv"], "tcpdump", "-i", t["wan_srv"], "-U",
+                                "--immediate-mode", "-n", "-w", pcap],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lab.procs.append(cap)
         time.sleep(0.5)
         server = lab.start(t["srv"], ["server", "--config", t["sconf"], "--name", "srv"], "server.log")

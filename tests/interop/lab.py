@@ -26,7 +26,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -338,24 +337,13 @@ class Lab:
 
     def sluice_status(self, name, timeout=2.0):
         """The daemon's status over its control socket (docs/design.md), or {'error': ...}."""
-        path = os.path.join(self.rundir, name + ".sock")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
+        from sluice.engine.control import request
+
         try:
-            s.connect(path)
-            s.sendall(b'{"cmd": "status"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            reply = json.loads(data.decode())
+            reply = request(name, {"cmd": "status"}, timeout, directory=self.rundir)
             return reply.get("status", reply) if isinstance(reply, dict) else {"error": repr(reply)}
         except (OSError, ValueError) as e:
             return {"error": str(e)}
-        finally:
-            s.close()
 
     @staticmethod
     def log_of(p, tail=60):

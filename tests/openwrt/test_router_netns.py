@@ -102,8 +102,8 @@ def test_lan_through_tunnel_and_kill_switch():
         # Tunnel down, kill switch on: the LAN is not let out to the WAN in the clear, as a capture on the
         # router's WAN shows while the LAN host keeps trying.
         pcap = os.path.join(lab.tmp, "wan.pcap")
-        cap = subprocess.Popen(["ip", "netns", "exec", rtr, "tcpdump", "-i", rtr_wan, "-U", "--immediate-mode", "-n", "-w", pcap],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cap = subprocess.Popen(["ip", "netns", "exec", rtr, "tcpdump", "-i", rtr_wan, "-U", "--immediate-mode",
+                                "-n", "-w", pcap], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lab.procs.append(cap)
         time.sleep(0.5)
         assert not ping(lab, lan, "192.0.2.1")
