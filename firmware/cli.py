@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_CONFIG = 2
@@ -32,10 +33,19 @@ def _pick(sections, wanted, kind, path):
         path, kind, ", ".join(repr(s.name) for s in enabled))])
 
 
-def _make_log(args, name):
-    from sluice.engine.log import Log, DEBUG, INFO
+def _make_log(args, name, config=None):
+    from sluice.engine.log import Log, DEBUG, INFO, WARNING, ERROR
 
-    return Log("sluice-" + name, DEBUG if args.verbose else INFO, use_syslog=args.syslog)
+    levels = {"debug": DEBUG, "info": INFO, "notice": INFO, "warning": WARNING, "error": ERROR}
+    level = levels.get(getattr(getattr(config, "globals", None), "log_level", "info"), INFO)
+    return Log("sluice-" + name, DEBUG if args.verbose else level, use_syslog=args.syslog)
+
+
+def _apply_globals(config):
+    """`config globals`: the run directory for control sockets (the environment still wins, for tests)."""
+    g = getattr(config, "globals", None)
+    if g is not None and g.rundir and "SLUICE_RUNDIR" not in os.environ:
+        os.environ["SLUICE_RUNDIR"] = g.rundir
 
 
 def cmd_server(args):
@@ -45,7 +55,8 @@ def cmd_server(args):
     config = _load(args.config)
     section = _pick(config.servers, args.section, "server", args.config)
     name = args.name or section.name or "server"
-    log = _make_log(args, name)
+    log = _make_log(args, name, config)
+    _apply_globals(config)
     d = Daemon(name, "server", log, lambda: _load(args.config),
                lambda c: _pick(c.servers, section.name, "server", args.config),
                lambda c, s, loop: Server(c, s, loop, log))
@@ -59,7 +70,8 @@ def cmd_client(args):
     config = _load(args.config)
     section = _pick(config.clients, args.section, "client", args.config)
     name = args.name or section.name or "client"
-    log = _make_log(args, name)
+    log = _make_log(args, name, config)
+    _apply_globals(config)
     d = Daemon(name, "client", log, lambda: _load(args.config),
                lambda c: _pick(c.clients, section.name, "client", args.config),
                lambda c, s, loop: Client(c, s, loop, log, hook=args.hook,

@@ -114,10 +114,11 @@ class Client:
             self.transport = None
             self.ipsec_up = False
         if c.ipsec:
-            from sluice.engine.ipsec import IpsecTransport, initiator_config
+            from sluice.engine.ipsec import IpsecTransport, crypto_choice, initiator_config
 
             transport = IpsecTransport(self.loop, self.log, initiator_config(c, addr[0]), "0.0.0.0",
-                                       self._l2tp_in, self._ipsec_event, self.rng)
+                                       self._l2tp_in, self._ipsec_event, self.rng,
+                                       backend=crypto_choice(self.config))
         else:
             sock = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
             try:
@@ -176,7 +177,7 @@ class Client:
         while tid == 0:
             tid = int.from_bytes(self.rng(2), "big")
         self.tunnel = Tunnel(LAC, tid, self.rng, TunnelConfig(
-            host_name=socket.gethostname() or "sluice",
+            host_name=c.hostname or socket.gethostname() or "sluice",
             secret=(getattr(c, "tunnel_secret", None) or None),
             hello_interval=getattr(c, "hello_interval", 60),
         ))

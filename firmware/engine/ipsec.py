@@ -48,7 +48,7 @@ class IpsecTransport:
         if ike_table is None:
             from sluice.ike.table import IkeTable
 
-            ike_table = IkeTable(ike_config, rng, backend)
+            ike_table = IkeTable(ike_config, rng, None if isinstance(backend, str) else backend)
         self.ike = ike_table
         self.role = getattr(ike_config, "role", "responder")
         self.target = getattr(ike_config, "target", None)  # initiator: the server's (address, 500)
@@ -71,7 +71,21 @@ class IpsecTransport:
         from sluice.hal.crypto import select
         from sluice.hal.net.udp import bind_udp
 
-        if self.backend is None:
+        if isinstance(self.backend, str) and self.backend != "auto":
+            # `option crypto` in globals names one backend: it still has to pass its known answers.
+            from sluice.hal import crypto
+            from sluice.hal.crypto import kat
+
+            mod = crypto.load(self.backend)
+            reason = mod.available()
+            if reason is not None or not kat.ok(kat.run(mod)):
+                raise RuntimeError("crypto backend %r cannot be used here: %s" % (
+                    self.backend, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
+            crypto.set_default(self.backend)
+            self.backend = None
+            self.log.info("ESP crypto backend: %s (set by option crypto)", mod.__name__.rsplit(".", 1)[-1])
+        elif self.backend in (None, "auto"):
+            self.backend = None
             # Every backend proves itself on its known answers, then the fastest here carries ESP.
             chosen = select.choose()
             if chosen is None:
@@ -377,6 +391,12 @@ def _proposals(values, default, kind, legacy):
     if values:
         return P.ProposalSet.parse(",".join(values), kind)
     return default(legacy)
+
+
+def crypto_choice(config):
+    """`option crypto` of `config globals`: 'auto' (measure at start) or one backend's name."""
+    g = getattr(config, "globals", None)
+    return getattr(g, "crypto", None) or "auto"
 
 
 def _read(path):

@@ -102,7 +102,7 @@ class Server:
     def _tunnel_config(self):
         srv = self.srv
         return TunnelConfig(
-            host_name=socket.gethostname() or "sluice",
+            host_name=srv.hostname or socket.gethostname() or "sluice",
             secret=(srv.tunnel_secret or None),
             hello_interval=srv.hello_interval,
         )
@@ -132,10 +132,10 @@ class Server:
         srv = self.srv
         if not srv.ipsec:
             return PlainUdp(bind_udp(srv.listen, srv.port), self._l2tp_in)
-        from sluice.engine.ipsec import IpsecTransport, responder_config
+        from sluice.engine.ipsec import IpsecTransport, crypto_choice, responder_config
 
         return IpsecTransport(self.loop, self.log, responder_config(srv, self.config), srv.listen,
-                              self._l2tp_in, self._ipsec_event, self.rng)
+                              self._l2tp_in, self._ipsec_event, self.rng, backend=crypto_choice(self.config))
 
     def _ipsec_event(self, kind, ike_peer, now, reason=None):
         """The IPsec layer lost every SA of a peer: its L2TP tunnels cannot be reached any more."""
