@@ -152,18 +152,17 @@ class Fsm:
                 self.stats["discarded"] += 1
                 return
             self._rx = (ident, reply_code, reply)
-            first_contact = (self.stats["rcvd_cr"] == 1 and self.state == _RS and self.stats["sent_cr"] == 1
-                             and self.req_ident is not None and now - self.req_sent_at >= FIRST_CONTACT_GAP)
-            self._run(RCR_P if good else RCR_M, now)
-            if first_contact and self.state in (_RS, _AS) and self.req_ident is not None:
-                # The peer's first request, well after ours, shows it has only now come up: ours most likely
-                # went out before it listened (over L2TP our request crosses ICCN while the peer's pppd is
-                # still starting). Repeat it now, same identifier (RFC 1661 5.1 allows that), rather than
-                # after the 3 s restart timer. Requests that merely crossed (within FIRST_CONTACT_GAP) are
-                # left alone: a duplicate reaching a peer already Opened would make it renegotiate.
+            if (self.stats["rcvd_cr"] == 1 and self.state == _RS and self.stats["sent_cr"] == 1
+                    and self.req_ident is not None and now - self.req_sent_at >= FIRST_CONTACT_GAP):
+                # The peer's first request, later than a crossing would take, while ours is unanswered: ours
+                # probably went out before the peer listened (over L2TP it crosses ICCN while the peer's pppd
+                # is still starting), and the 3 s restart timer made set-up slow. Repeat it now, same
+                # identifier (RFC 1661 5.1 allows that), and BEFORE our Configure-Ack: the peer cannot be
+                # Opened until that Ack arrives, so a duplicate never makes it renegotiate.
                 self.deadline = now + self.restart_timer
                 self.stats["sent_cr"] += 1
                 self.send(CONF_REQ, self.req_ident, self.req_data)
+            self._run(RCR_P if good else RCR_M, now)
         elif code in (CONF_ACK, CONF_NAK, CONF_REJ):
             if ident != self.req_ident or self.state in (INITIAL, STARTING):
                 self.stats["discarded"] += 1  # RFC 1661 5.2: not an answer to our last request
@@ -282,7 +281,7 @@ class Fsm:
 
 
 _MAX_REJECTED = 1000
-FIRST_CONTACT_GAP = 0.3  # seconds: longer than requests crossing on any sane link take to arrive
+FIRST_CONTACT_GAP = 0.05  # seconds: requests that cross on a LAN arrive sooner than a starting pppd answers
 
 
 def _p16(v):
