@@ -138,6 +138,8 @@ class Client:
                 self.l2tp_peer = (ike_peer[0], ike_peer[1], 1701)
                 self.log.info("IPsec SA up with %s:%d", ike_peer[0], ike_peer[1])
                 self.loop.call_at(now + L2TP_AFTER_SA, self.dial)
+        elif kind == "peer-moved":
+            self.l2tp_peer = (reason[0], reason[1], self.l2tp_peer[2] if self.l2tp_peer else 1701)
         elif kind == "peer-down":
             self.ipsec_up = False
             if self.tunnel is not None or self.state == "connecting":

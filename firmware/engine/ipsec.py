@@ -174,8 +174,8 @@ class IpsecTransport:
             self.counters["unknown_spi"] += 1
             return
         peer = rec.peer
-        # The SA is bound to its peer: ESP for it from elsewhere is dropped before any crypto.
-        if outer[0] != peer[0] or (encap and outer[1] != peer[1]) or encap != rec.encap:
+        # The SA is bound to its peer's address: ESP for it from elsewhere is dropped before any crypto.
+        if outer[0] != peer[0] or encap != rec.encap:
             self.counters["unknown_spi"] += 1
             return
         try:
@@ -184,6 +184,12 @@ class IpsecTransport:
             self.counters["esp_errors"] += 1
             return
         self.counters["esp_in"] += 1
+        if encap and outer[1] != peer[1]:
+            # Authenticated ESP from a new port of the same address: the NAT re-mapped the client (RFC 3948
+            # lets us follow it). Move the IKE SA, our SAs and the L2TP tunnels to the new mapping.
+            if self.ike.follow_peer(peer, outer):
+                self._pump(now)
+            peer = rec.peer
         if now - rec.last_rx > 1.0:  # DPD only needs to know the peer is alive, not every packet
             rec.last_rx = now
             self.ike.traffic_seen(peer, now)
@@ -257,6 +263,8 @@ class IpsecTransport:
                     self.loop.call_at(now + KEEPALIVE_INTERVAL, lambda t, p=e.peer: self._keepalive(p, t))
             elif isinstance(e, ev.IkeSaDown):
                 self.log.info("IKE SA with %s:%d down: %s", e.peer[0], e.peer[1], e.reason)
+            elif isinstance(e, ev.PeerMoved):
+                self._peer_moved(e.old, e.new, now)
             elif isinstance(e, ev.PeerDead):
                 self.log.warning("peer %s:%d is dead (no answer to DPD)", e.peer[0], e.peer[1])
                 self._drop_peer(e.peer, now, "the peer stopped answering (DPD)")
@@ -305,6 +313,16 @@ class IpsecTransport:
             self.on_event("peer-down", e.peer, now, e.reason)
         else:
             self.sas_of[e.peer] = left
+
+    def _peer_moved(self, old, new, now):
+        self.log.info("peer %s:%d moved to %s:%d (NAT mapping changed)", old[0], old[1], new[0], new[1])
+        for rec in self.inbound.values():
+            if rec.peer == old:
+                rec.peer = new
+        for table in (self.outbound, self.spares, self.sas_of, self.natted):
+            if old in table:
+                table[new] = table.pop(old)
+        self.on_event("peer-moved", old, now, new)
 
     def _forget(self, peer):
         self.outbound.pop(peer, None)

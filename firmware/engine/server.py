@@ -138,7 +138,17 @@ class Server:
                               self._l2tp_in, self._ipsec_event, self.rng, backend=crypto_choice(self.config))
 
     def _ipsec_event(self, kind, ike_peer, now, reason=None):
-        """The IPsec layer lost every SA of a peer: its L2TP tunnels cannot be reached any more."""
+        """The IPsec layer lost every SA of a peer (its L2TP tunnels cannot be reached any more), or the
+        peer's NAT mapping moved (`reason` is then the new (ip, port): the tunnels follow it)."""
+        if kind == "peer-moved":
+            new = reason
+            for t in self.table.tunnels():
+                if isinstance(t.peer, tuple) and t.peer[:2] == ike_peer:
+                    t.peer = (new[0], new[1], t.peer[2])
+                    for sess in self.sessions.values():
+                        if sess.tunnel is t:
+                            sess.peer = t.peer
+            return
         if kind == "peer-down":
             for t in self.table.tunnels():
                 if isinstance(t.peer, tuple) and t.peer[:2] == ike_peer:

@@ -89,6 +89,19 @@ class PeerDead:
         return "PeerDead(%r)" % (self.peer,)
 
 
+class PeerMoved:
+    """The peer's NAT mapping changed (RFC 3947 4, RFC 3948): its SAs now live at `new`."""
+
+    __slots__ = ("old", "new")
+
+    def __init__(self, old, new):
+        self.old = old  # (ip, port) the SAs were keyed by
+        self.new = new  # (ip, port) an authenticated message just came from
+
+    def __repr__(self):
+        return "PeerMoved(%r -> %r)" % (self.old, self.new)
+
+
 class NegotiationFailed:
     """Phase 1 or Quick Mode could not complete; `reason` says what happened and what to change."""
 

@@ -55,7 +55,7 @@ ours is counted as `internal_error`, which the tests require to stay 0).
 from sluice.ike import constants as C
 from sluice.ike import informational as info
 from sluice.ike.dpd import DEAD, PROBE, Dpd
-from sluice.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, NegotiationFailed, PeerDead
+from sluice.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, NegotiationFailed, PeerDead, PeerMoved
 from sluice.ike.fragments import FragmentReassembler
 from sluice.ike.ikesa import MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
@@ -371,6 +371,16 @@ class IkeTable:
         for ch in self._children.values():
             if ch.peer == old and ch.ike is sa:
                 ch.peer = peer
+        if old != peer:
+            self.emit(PeerMoved(old, peer))  # the engine re-keys its ESP SAs and L2TP tunnels
+
+    def follow_peer(self, old, new):
+        """Authenticated ESP came from a new NAT mapping of `old` (RFC 3948 allows following it): move there."""
+        for sa in self._all_sas():
+            if sa.peer == old and sa.established:
+                self._move_peer(sa, new)
+                return True
+        return False
 
     def _main_mode_1(self, data, h, local, peer, now):
         old = self._resp_index.get((h.icookie, peer))
