@@ -125,8 +125,11 @@ IKE_PROPOSALS = "aes256-sha1-modp2048,aes128-sha1-modp2048,aes256-sha256-modp204
 ESP_PROPOSALS = "aes256-sha1,aes128-sha1!"
 
 
-def strongswan_l2tp(server_ip=None):
-    """strongSwan IKEv1 transport mode for UDP 1701, PSK. server_ip=None: the server (responder) side."""
+def strongswan_l2tp(server_ip=None, ike=IKE_PROPOSALS, esp=ESP_PROPOSALS, extra=()):
+    """strongSwan IKEv1 transport mode for UDP 1701, PSK. server_ip=None: the server (responder) side.
+
+    ike/esp: ipsec.conf proposal lists (a trailing `!` makes them strict: exactly this list is offered or
+    accepted); extra: more `key=value` lines for the conn (e.g. keyingtries)."""
     common = [
         "config setup",
         "    uniqueids=no",
@@ -136,8 +139,9 @@ def strongswan_l2tp(server_ip=None):
         "    keyexchange=ikev1",
         "    type=transport",
         "    authby=secret",
-        "    ike=" + IKE_PROPOSALS,
-        "    esp=" + ESP_PROPOSALS,
+        "    ike=" + ike,
+        "    esp=" + esp,
+    ] + ["    " + l for l in extra] + [
         "    dpddelay=30",
         "    dpdtimeout=120",
         "    dpdaction=clear",
@@ -192,8 +196,10 @@ def _sluice_ipsec(ipsec):
     return ["    option ipsec '1'", "    option psk '%s'" % PSK]
 
 
-def sluice_server(listen, auth="mschapv2", ipsec=False):
-    """A Sluice LNS config (UCI syntax, README.md / docs/design.md), one user; plain L2TP unless ipsec."""
+def sluice_server(listen, auth="mschapv2", ipsec=False, extra=()):
+    """A Sluice LNS config (UCI syntax, README.md / docs/design.md), one user; plain L2TP unless ipsec.
+
+    extra: more option lines for the server section (e.g. "option legacy '1'")."""
     return "\n".join([
         "config server 'main'",
         "    option listen '%s'" % listen,
@@ -202,7 +208,7 @@ def sluice_server(listen, auth="mschapv2", ipsec=False):
         "    option pool_end '%s'" % POOL_END,
         "    list dns '%s'" % POOL_LOCAL,
         "    list auth '%s'" % auth,
-    ] + _sluice_ipsec(ipsec) + [
+    ] + _sluice_ipsec(ipsec) + ["    " + l for l in extra] + [
         "    option ifname 'sls0'",
         "",
         "config user",

@@ -5,7 +5,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import afalg, reference, sluice, sluice_guest, sluice_ipsec
+from . import afalg, behind_nat, client_profiles, reference, sluice, sluice_certs, sluice_guest, sluice_ipsec
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -52,6 +52,24 @@ CELLS = [
          stack="strongswan"),
     Cell("sluice-lns-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lns_ipsec, "sluice-ipsec",
          stack="strongswan"),
+    # Real clients' proposal lists (shared/docs/clients.md) from strongSwan+xl2tpd+pppd to the Sluice server.
+    Cell("client-profile-windows", "strongswan", client_profiles.cell_client_profile, "sluice-ipsec",
+         profile="windows"),
+    Cell("client-profile-apple", "strongswan", client_profiles.cell_client_profile, "sluice-ipsec",
+         profile="apple"),
+    Cell("client-profile-android", "strongswan", client_profiles.cell_client_profile, "sluice-ipsec",
+         profile="android", legacy=True),
+    Cell("client-profile-android-nolegacy", "strongswan", client_profiles.cell_client_profile_refused,
+         "sluice-ipsec", profile="android"),
+    Cell("client-profile-networkmanager", "strongswan", client_profiles.cell_client_profile, "sluice-ipsec",
+         profile="networkmanager"),
+    Cell("client-profile-windows-nat", "strongswan", behind_nat.cell_clients_behind_nat, "sluice-ipsec",
+         profile="windows", count=1),
+    Cell("two-clients-behind-nat", "strongswan", behind_nat.cell_clients_behind_nat, "sluice-ipsec",
+         profile="windows", count=2),
+    Cell("sluice-lac-ipsec-certs-strongswan", "strongswan", sluice_certs.cell_sluice_lac_certs, "sluice-ipsec"),
+    Cell("sluice-lac-ipsec-certs-strongswan-sendcert", "strongswan", sluice_certs.cell_sluice_lac_certs,
+         "sluice-ipsec", sendcert="always"),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
     Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
          server="libreswan", client="strongswan"),
