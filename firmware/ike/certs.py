@@ -10,7 +10,8 @@ v1.5 signature of HASH_I / HASH_R (no DigestInfo, as racoon, Windows and strongS
    with validity at the wall-clock time the engine supplies (`IkeConfig.utc_now`; this module never reads a
    clock) (HAL `verify_chain`);
 2. verifies SIG over the HASH it computed itself (HAL `rsa_verify`);
-3. checks that the ID belongs to the certificate: a DN ID must equal the subject, an address or FQDN ID
+3. checks that the ID belongs to the certificate: a DN ID must name the subject (compared by value, as
+   RFC 5280 7.1 compares names, not by bytes), an address or FQDN ID
    must be one of its subjectAltNames (RFC 4945 3.1);
 4. on the client (initiator) only, like Windows' "verify the name and usage attributes of the server's
    certificate": the certificate must carry `server_name` (subjectAltName DNS/IP, or the CN when there is no
@@ -87,6 +88,60 @@ def subject_der(cert_der):
         raise CertError("certificate without a subject")
     _, a, b = fields[4]                    # serial, signature, issuer, validity, subject
     return bytes(cert_der[a:b])
+
+
+# ASN.1 string types a DirectoryString or an attribute value may use (X.680): their tags and how to decode.
+_UTF8, _PRINTABLE, _T61, _IA5, _UNIVERSAL, _BMP = 0x0C, 0x13, 0x14, 0x16, 0x1C, 0x1E
+
+
+def _text(tag, raw):
+    """The Unicode text of a string-typed attribute value, or None for other types."""
+    if tag in (_UTF8, _PRINTABLE, _IA5):
+        return raw.decode()
+    if tag == _T61:
+        return "".join(chr(b) for b in raw)             # read as Latin-1, as most implementations do
+    if tag in (_BMP, _UNIVERSAL):
+        w = 2 if tag == _BMP else 4
+        return "".join(chr(int.from_bytes(raw[i:i + w], "big")) for i in range(0, len(raw) - w + 1, w))
+    return None
+
+
+def _rdns(name_der):
+    """A DER Name as a list of RDNs, each a sorted list of (OID DER, value) with string values compared as
+    RFC 5280 7.1 asks: any string type, case and runs of white space ignored."""
+    _, i, end = _tlv(name_der, 0)
+    out = []
+    while i < end:
+        _, j, rdn_end = _tlv(name_der, i)          # SET OF AttributeTypeAndValue
+        atvs = []
+        while j < rdn_end:
+            _, k, atv_end = _tlv(name_der, j)      # SEQUENCE { type, value }
+            _, ts, te = _tlv(name_der, k)          # the attribute type's OID
+            vtag, vs, ve = _tlv(name_der, te)
+            raw = bytes(name_der[vs:ve])
+            try:
+                text = _text(vtag, raw)
+            except (UnicodeError, ValueError):
+                text = None
+            value = " ".join(text.lower().split()) if text is not None else (vtag, raw)
+            atvs.append((bytes(name_der[ts:te]), value))
+            j = atv_end
+        atvs.sort(key=repr)
+        out.append(atvs)
+        i = rdn_end
+    return out
+
+
+def same_name(a_der, b_der):
+    """Whether two DER distinguished names name the same entity: peers encode the DN they are told as text
+    with other string types than the certificate's subject (strongSwan: PrintableString where
+    `cryptography` and Windows' CA use UTF8String), so bytes alone would refuse them."""
+    if a_der == b_der:
+        return True
+    try:
+        return _rdns(a_der) == _rdns(b_der)
+    except CertError:
+        return False
 
 
 def _ext(cert, oid):
@@ -175,7 +230,7 @@ class CertAuth:
                             % ("R" if peer_is_server else "I"))
         names = _san_names(leaf)
         if idp.id_type == C.ID_DER_ASN1_DN:
-            if idp.data != subject_der(cert_ders[0]):
+            if not same_name(bytes(idp.data), subject_der(cert_ders[0])):
                 raise CertError("the peer's ID (a DN) is not the subject of its certificate")
         elif idp.id_type in (C.ID_IPV4_ADDR, C.ID_IPV6_ADDR):
             if address_text(idp.data).lower() not in names:

@@ -5,7 +5,7 @@ Theory of operation
     Initiator                                   Responder
     HDR, SA [VIDs]                      -->                                      MM_INIT -> MM_SA
                                         <--    HDR, SA [VIDs]
-    HDR, KE, Ni [NAT-D, NAT-D]          -->                                      MM_SA -> MM_KE
+    HDR, KE, Ni [CR] [NAT-D, NAT-D]     -->                                      MM_SA -> MM_KE
                                         <--    HDR, KE, Nr [NAT-D, NAT-D] [CR]
     HDR*, IDii, [CERT,] HASH_I|SIG_I [N(INITIAL-CONTACT)]   -->  (from port 4500 if a NAT was seen)
                                         <--    HDR*, IDir, [CERT,] HASH_R|SIG_R  MM_AUTH -> ESTABLISHED
@@ -213,6 +213,9 @@ class MainModeInitiator(_MainMode):
         self.gxi = self.dh.generate(t.rng)
         self.ni = t.rng(NONCE_LEN)
         out = [KePayload(self.gxi), NoncePayload(self.ni)]
+        if sa.auth != C.AUTH_PSK and t.certs is not None:
+            # Responders that send their certificate only when asked (strongSwan's default) need this.
+            out.append(CertRequestPayload(C.CERT_X509_SIG, t.certs.ca_request()))
         self.local = self._local(local)
         if not sa.local_ip:
             sa.local_ip = self.local[0]   # for our ID and the Quick Mode selectors

@@ -37,8 +37,16 @@ from sluice.ike.proposals import ProposalSet
 from sluice.ike import events as ev
 role, ike, esp, limit, ours, theirs = sys.argv[1:7]
 limit = float(limit)
-cfg = IkeConfig(role=role, psk=os.environ["PSK"].encode(), ike=ProposalSet.parse(ike, "ike"),
-                esp=ProposalSet.parse(esp, "esp"), local_ip=ours, dpd_delay=0)
+certs = {}
+if os.environ.get("CERT"):
+    import datetime
+    for k in ("cert", "key", "ca"):
+        with open(os.environ[k.upper()], "rb") as f:
+            certs[k] = f.read()
+    certs["server_name"] = os.environ["SERVER_NAME"]
+    certs["utc_now"] = lambda: datetime.datetime.now(datetime.timezone.utc)
+cfg = IkeConfig(role=role, psk=None if certs else os.environ["PSK"].encode(), ike=ProposalSet.parse(ike, "ike"),
+                esp=ProposalSet.parse(esp, "esp"), local_ip=ours, dpd_delay=0, **certs)
 t = IkeTable(cfg, os.urandom)
 socks = {}
 for port in (500, 4500):
@@ -81,7 +89,7 @@ print(json.dumps({"type": "stats", "stats": t.stats}), flush=True)
 
 STRONGSWAN_CONF = """
 charon {
-    load = random nonce aes sha1 sha2 md5 hmac gmp openssl gcm pem pkcs1 x509 pubkey kdf kernel-netlink socket-default vici
+    load = random nonce aes sha1 sha2 md5 hmac gmp openssl gcm pem pkcs1 pkcs8 x509 pubkey kdf kernel-netlink socket-default vici
     port = 500
     port_nat_t = 4500
     install_routes = no
@@ -315,3 +323,112 @@ def test_strongswan_behind_nat_to_our_responder():
         if "unable to add SAD entry" not in log:
             assert evs[1]["type"] == "ChildSaUp" and evs[1]["encap"]
             _check_keys(lab, evs[1], we_initiated=False)
+
+
+SWANCTL_CERTS_CONF = """
+connections {
+    l2tp {
+        version = 1
+        local_addrs = %(theirs)s
+        remote_addrs = %(ours)s
+        proposals = aes256-sha256-modp2048
+        encap = no
+        local {
+            auth = pubkey
+            certs = server.pem
+            id = "%(server_dn)s"
+        }
+        remote {
+            auth = pubkey
+            cacerts = ca.pem
+        }
+        children {
+            l2tp {
+                mode = transport
+                local_ts = dynamic[udp/1701]
+                remote_ts = dynamic[udp/1701]
+                esp_proposals = aes128-sha1
+            }
+        }
+    }
+}
+"""
+
+
+def _pki(lab, server_ip):
+    """CA, server (SAN DNS + IP, EKU serverAuth) and client certificates, made with `cryptography`, which
+    encodes O and CN as UTF8String; strongSwan encodes an `id` DN written as text with PrintableString."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sluice Test"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(subject, key, issuer, ikey, ca=False, san=(), eku=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+        if eku:
+            b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        return b.sign(ikey, hashes.SHA256())
+
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+    ca = issue(name("Sluice Test CA"), keys[0], name("Sluice Test CA"), keys[0], ca=True)
+    srv = issue(name("vpn.example.net"), keys[1], ca.subject, keys[0],
+                san=[x509.DNSName("vpn.example.net"), x509.IPAddress(ipaddress.ip_address(server_ip))],
+                eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    cli = issue(name("router-7"), keys[2], ca.subject, keys[0], eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM).decode()
+    key = lambda k: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    return {n: lab.write(n, t) for n, t in (("ca.pem", pem(ca)), ("server.pem", pem(srv)), ("server.key", key(keys[1])),
+                                             ("client.pem", pem(cli)), ("client.key", key(keys[2])))}
+
+
+def test_our_initiator_with_certificates_dials_strongswan(pair):
+    """Main Mode with RSA signatures against charon at its defaults: it sends its certificate only when asked
+    (send_cert = ifasked), so our message 3 must carry a CERTREQ; and its ID is the DN typed as text, which
+    charon encodes with other ASN.1 string types than the certificate's subject (RFC 5280 7.1: DNs compare by
+    value, not by bytes)."""
+    lab, ours, theirs = pair
+    paths = _pki(lab, THEIRS)
+    conf = lab.write("strongswan.conf", STRONGSWAN_CONF % {"tmp": lab.tmp})
+    # swanctl reads keys and certificates from its own tree (SWANCTL_DIR), not from paths in swanctl.conf.
+    sdir = os.path.join(lab.tmp, "swanctl")
+    for sub, name in (("x509", "server.pem"), ("x509ca", "ca.pem"), ("private", "server.key")):
+        os.makedirs(os.path.join(sdir, sub), exist_ok=True)
+        shutil.copy(paths[name], os.path.join(sdir, sub, name))
+    swan = os.path.join(sdir, "swanctl.conf")
+    with open(swan, "w") as f:
+        f.write(SWANCTL_CERTS_CONF % {"ours": OURS, "theirs": THEIRS, "server_dn": "O=Sluice Test, CN=vpn.example.net"})
+    env = dict(os.environ, STRONGSWAN_CONF=conf, SWANCTL_DIR=sdir)
+    log = open(os.path.join(lab.tmp, "charon.out"), "w")
+    p = subprocess.Popen(["ip", "netns", "exec", theirs, CHARON], stdout=log, stderr=subprocess.STDOUT, env=env)
+    lab.procs.append(p)
+    uri = "unix://%s/charon.vici" % lab.tmp
+    lab.wait_for("charon's vici socket", lambda: os.path.exists(os.path.join(lab.tmp, "charon.vici")), 15)
+    netns.sh("swanctl", "--load-all", "--file", swan, "--uri", uri, env=env)
+    path = lab.write("driver.py", DRIVER)
+    denv = dict(lab.env(), CERT=paths["client.pem"], KEY=paths["client.key"], CA=paths["ca.pem"],
+                SERVER_NAME="vpn.example.net")
+    drv = subprocess.Popen(["ip", "netns", "exec", ours, sys.executable, path, "initiator", "aes256-sha256-modp2048",
+                            "aes128-sha1", "20", OURS, THEIRS],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=denv, cwd=netns.ROOT)
+    evs, out = _events(drv)
+    log = _charon_keys(lab)[1]
+    assert re.search(r"parsed ID_PROT request 0 \[ KE No CERTREQ", log), log
+    assert "sending end entity cert" in log, log
+    names = [e["type"] for e in evs]
+    assert names[:2] == ["IkeSaUp", "ChildSaUp"], out + _log(lab)
+    assert "authentication of 'O=Sluice Test, CN=router-7' with RSA" in log and "successful" in log, log
+    assert evs[-1]["stats"]["internal_error"] == 0 and evs[-1]["stats"]["malformed"] == 0

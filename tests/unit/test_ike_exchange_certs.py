@@ -172,3 +172,25 @@ def test_big_messages_go_out_in_fragments(pki):
     frags = [x for x in p.log if x[3][16] == C.PT_FRAGMENT]
     assert {x[0] for x in frags} == {"c>s", "s>c"} and all(len(x[3]) <= 576 for x in frags)
     assert p.server._frags.stats["complete"] >= 1 and p.client._frags.stats["complete"] >= 1
+
+
+def _dn(*attrs):
+    """DER of a Name encoded by `cryptography` (an independent encoder), attrs = (oid, value, ASN.1 type)."""
+    from cryptography.x509.name import _ASN1Type
+    return x509.Name([x509.NameAttribute(o, v, getattr(_ASN1Type, t)) for o, v, t in attrs]).public_bytes()
+
+
+def test_dn_ids_compare_by_value_not_encoding():
+    """RFC 5280 7.1: the same DN in PrintableString (how strongSwan encodes an ID typed as text) and in
+    UTF8String (the certificate's subject) is the same name; case and white space runs do not matter."""
+    from sluice.ike.certs import same_name
+    O, CN = NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME
+    cert = _dn((O, "Sluice Test", "UTF8String"), (CN, "vpn.example.net", "UTF8String"))
+    assert same_name(_dn((O, "Sluice Test", "PrintableString"), (CN, "vpn.example.net", "PrintableString")), cert)
+    assert same_name(_dn((O, "sluice  TEST", "PrintableString"), (CN, "VPN.example.net", "IA5String")), cert)
+    assert same_name(_dn((O, "Sluice Test", "BMPString"), (CN, "vpn.example.net", "UTF8String")), cert)
+    assert not same_name(_dn((O, "Sluice Test", "UTF8String"), (CN, "vpn.example.org", "UTF8String")), cert)
+    assert not same_name(_dn((CN, "vpn.example.net", "UTF8String"), (O, "Sluice Test", "UTF8String")), cert)
+    assert not same_name(_dn((O, "Sluice Test", "UTF8String")), cert)
+    assert not same_name(b"\x30\x05\x31", cert)            # truncated: not a name, not a crash
+
