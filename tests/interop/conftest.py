@@ -48,7 +48,7 @@ def testbeds(lab_ok):
 def run_cell(cell, testbeds, record_property):
     bed = testbeds(cell.testbed)
     r = cell.run(bed)
-    for k in ("setup_s", "mbps", "detail"):
+    for k in ("setup_s", "mbps", "rss_mb", "detail"):
         record_property(k, r.get(k))
     print("%s: set-up %s s, %s Mbit/s, %s (logs: %s)" % (cell.name, r.get("setup_s"), r.get("mbps"),
                                                           r.get("detail"), bed.lab.logdir))

@@ -1,4 +1,4 @@
-"""Run the interop cells and print a table: cell, result, set-up time, throughput.
+"""Run the interop cells and print a table: cell, result, set-up time, throughput, memory.
 
     python -m tests.interop.matrix [--cells GLOB[,GLOB...]] [--group reference|sluice] [--json FILE] [--list]
 
@@ -33,15 +33,21 @@ def _fmt(v, spec):
     return "-" if v is None else spec % v
 
 
+def _fmt_rss(rss):
+    """Per guest, the summed RSS of the processes a cell measured (the detail names them): 'g2 18.5 g1 18.9'."""
+    return " ".join("%s %.1f" % (g, sum(p.values())) for g, p in rss.items()) if rss else "-"
+
+
 def table(rows):
-    head = ("cell", "result", "set-up s", "Mbit/s", "detail")
+    head = ("cell", "result", "set-up s", "Mbit/s", "RSS MB", "detail")
+    n = len(head) - 1  # the detail column is not padded
     lines = [[r["cell"], r["result"], _fmt(r.get("setup_s"), "%.2f"), _fmt(r.get("mbps"), "%.1f"),
-              r.get("detail", "")] for r in rows]
-    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) if lines else len(head[i]) for i in range(4)]
-    out = ["  ".join(h.ljust(widths[i]) if i < 4 else h for i, h in enumerate(head)),
-           "  ".join("-" * widths[i] if i < 4 else "------" for i in range(5))]
+              _fmt_rss(r.get("rss_mb")), r.get("detail", "")] for r in rows]
+    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) if lines else len(head[i]) for i in range(n)]
+    out = ["  ".join(h.ljust(widths[i]) if i < n else h for i, h in enumerate(head)),
+           "  ".join("-" * widths[i] if i < n else "------" for i in range(n + 1))]
     for l in lines:
-        out.append("  ".join(v.ljust(widths[i]) if i < 4 else v for i, v in enumerate(l)))
+        out.append("  ".join(v.ljust(widths[i]) if i < n else v for i, v in enumerate(l)))
     return "\n".join(out)
 
 

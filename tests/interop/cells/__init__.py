@@ -47,6 +47,9 @@ CELLS = [
     Cell("sluice-lns-pap", "strongswan", sluice.cell_sluice_lns, "sluice", auth="pap", measure=False),
     Cell("sluice-guest-lac-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice", auth="mschapv2"),
     Cell("sluice-guest-lns-mschapv2", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice", auth="mschapv2"),
+    # Beside ref-l2tp-ipsec-strongswan: the same server, cipher and transfer, Sluice in the same emulated CPU.
+    Cell("sluice-guest-lac-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice-ipsec", ipsec=True),
+    Cell("sluice-guest-lns-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice-ipsec", ipsec=True),
     Cell("sluice-afalg", "strongswan", afalg.cell_afalg, "sluice"),
     Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
          stack="strongswan"),

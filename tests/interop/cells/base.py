@@ -2,7 +2,7 @@
 
 A cell is a function `cell(bed) -> dict` that sets up one scenario on an already booted testbed, measures
 it, and leaves the guests as it found them (its daemons stopped, in a `finally`). It returns
-{'setup_s': float|None, 'mbps': float|None, 'detail': str} and raises CellFailure (an AssertionError, so
+{'setup_s': float|None, 'mbps': float|None, 'detail': str, 'rss_mb': {guest: {process: MB}}|None} and raises CellFailure (an AssertionError, so
 pytest reports it as a failure) with the relevant log tails when the scenario does not work. The same
 functions serve pytest (test_*.py) and the matrix (matrix.py).
 """
@@ -174,6 +174,8 @@ class IpsecStack:
     def __init__(self, flavour):
         self.flavour = flavour
         self.log = "/var/log/charon.log" if flavour == "strongswan" else "/var/log/pluto.log"
+        # User-space daemons whose memory counts against the stack (strongSwan's starter only supervises charon).
+        self.daemons = ("charon", "starter") if flavour == "strongswan" else ("pluto",)
 
     def files(self, guest, server_ip=None):
         """The stack's config on `guest`: server side when server_ip is None, else a client dialing server_ip."""
@@ -259,5 +261,24 @@ def iperf_guest_client(lab, client_guest, target_ip, reverse=False):
         lab.stop(srv, 2)
 
 
-def result(setup_s=None, mbps=None, detail=""):
-    return {"setup_s": setup_s, "mbps": mbps, "detail": detail}
+def rss_mb(guest, *specs, optional=()):
+    """{label: MB} of VmRSS in the guest (labctl rss: a process name sums every process of that name, LABEL=PID
+    is one process), for figures taken with the session up. User space only: the kernel's XFRM and l2tp_ppp
+    state, which the reference stack relies on and Sluice does not, is in nobody's RSS."""
+    got = guest.labctl("rss", *specs).get("rss_kb", {})
+    missing = [s.partition("=")[0] for s in specs if s.partition("=")[0] not in got and s not in optional]
+    check(not missing, "%s: no process for %s (RSS)" % (guest.name, ", ".join(missing)))
+    return {k: got[k] / 1024.0 for k in got}
+
+
+def fmt_rss(rss):
+    """'RSS g2 charon 10.7 + xl2tpd 0.9 = 11.6 MB; g1 ...' for a cell's detail line."""
+    parts = []
+    for g, procs in rss.items():
+        each = " + ".join("%s %.1f" % kv for kv in procs.items())
+        parts.append("%s %s%s MB" % (g, each, " = %.1f" % sum(procs.values()) if len(procs) > 1 else ""))
+    return "RSS " + "; ".join(parts)
+
+
+def result(setup_s=None, mbps=None, detail="", rss_mb=None):
+    return {"setup_s": setup_s, "mbps": mbps, "detail": detail, "rss_mb": rss_mb}

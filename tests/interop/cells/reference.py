@@ -14,7 +14,7 @@ import time
 
 from .. import peers
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, start_strongswan, stop_strongswan,
-                   IpsecStack, guest_logs, iperf_guest_to_guest, result, STRONGSWAN_LOGGING)
+                   IpsecStack, guest_logs, iperf_guest_to_guest, result, rss_mb, fmt_rss, STRONGSWAN_LOGGING)
 
 # What pppd's debug log shows in the LCP ConfAck that settles the authentication protocol (pppd 2.4.9,
 # lcp.c print_string of CI_AUTHTYPE): how a cell checks which method was really used.
@@ -49,8 +49,10 @@ def dial_xl2tpd(lac_guest, timeout=30):
     return lac_guest.labctl("xl2tpd-dial", "lab", "ppp0", timeout, timeout=timeout + 15)
 
 
-def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None):
-    """xl2tpd LNS on `lns`, xl2tpd LAC on `lac` dialing it; returns (setup_s, mbps, detail)."""
+def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None, daemons=None):
+    """xl2tpd LNS on `lns`, xl2tpd LAC on `lac` dialing it; returns (setup_s, mbps, detail, rss_mb).
+
+    With measure, also each end's RSS with the session up: xl2tpd, pppd and daemons[guest] (its IPsec stack)."""
     install(lns, peers.xl2tpd_lns(auth))
     install(lac, peers.xl2tpd_lac(lns.ip, auth))
     try:
@@ -71,19 +73,21 @@ def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None):
         # Kernel data path (no `ipsec saref`): pppd runs the pppol2tp plugin, not a pty.
         mode = "kernel" if "pppol2tp" in lns.sh("cat /proc/$(cat /run/ppp0.pid)/cmdline | tr '\\0' ' '") else "user"
         detail = "%s -> %s, %s, %s mode" % (lac.name, lns.name, auth, mode)
-        mbps = None
+        mbps = rss = None
         if measure:
             mbps = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL)
             rx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True)
             detail += ", LAC tx %.1f / rx %.1f Mbit/s" % (mbps, rx)
-        return up["elapsed"], mbps, detail
+            rss = {g.name: rss_mb(g, *(daemons or {}).get(g, ()) + ("xl2tpd", "pppd"), optional=("starter",))
+                   for g in (lac, lns)}
+        return up["elapsed"], mbps, detail, rss
     finally:
         stop_xl2tpd(lac, lns)
 
 
 def cell_ref_l2tp(bed, auth="mschapv2", measure=True):
-    setup, mbps, detail = run_ref_l2tp(bed.g1, bed.g2, auth, measure)
-    return result(setup, mbps, "xl2tpd+pppd " + detail)
+    setup, mbps, detail, rss = run_ref_l2tp(bed.g1, bed.g2, auth, measure)
+    return result(setup, mbps, "xl2tpd+pppd " + detail + ("; " + fmt_rss(rss) if rss else ""), rss)
 
 
 def _ipsec_up_strongswan(initiator, responder_logs):
@@ -102,6 +106,22 @@ def _esp_counters(guest):
         by += int(m.group(1))
         pk += int(m.group(2))
     return pk, by
+
+
+def esp_transform(guest):
+    """The ESP transform in the guest's XFRM states, named as strongSwan's esp= and Sluice's log name it
+    ('aes256-sha1', 'aes128gcm16'), read from the kernel (algorithm, key length): what was negotiated."""
+    names = set()
+    for sa in guest.sh("ip xfrm state").split("src ")[1:]:
+        enc = re.search(r"\benc cbc\((aes|des3_ede)\) 0x([0-9a-f]+)", sa)
+        auth = re.search(r"\bauth-trunc hmac\((\w+)\) ", sa)
+        aead = re.search(r"\baead rfc4106\(gcm\(aes\)\) 0x([0-9a-f]+) (\d+)", sa)
+        if aead:  # the key carries the 4-byte salt
+            names.add("aes%dgcm%d" % (len(aead.group(1)) * 4 - 32, int(aead.group(2)) // 8))
+        elif enc and auth:
+            cipher = "3des" if enc.group(1) == "des3_ede" else "aes%d" % (len(enc.group(2)) * 4)
+            names.add("%s-%s" % (cipher, auth.group(1)))
+    return ",".join(sorted(names)) or None
 
 
 def cell_ref_ipsec_strongswan(bed):
@@ -154,7 +174,9 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
             server, states))
         before = _esp_counters(srv)
         try:
-            l2tp, mbps, detail = run_ref_l2tp(srv, cli, auth, measure=True, on_up=cap.stop)
+            l2tp, mbps, detail, rss = run_ref_l2tp(srv, cli, auth, measure=True, on_up=cap.stop,
+                                                   daemons={cli: c_stack.daemons, srv: s_stack.daemons})
+            transform = esp_transform(srv)
         finally:
             cap.stop()
         wire = dissect(cap.path)
@@ -170,8 +192,8 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
             time.sleep(0.3)
         check(not s_stack.has_sa(srv, cli.ip), "%s kept the SA 15 s after %s went down" % (server, client))
         version = srv.sh("ipsec --version 2>/dev/null | head -1").strip()
-        return result(ike + l2tp, mbps, "%s -> %s (%s): IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %d packets" % (
-            client, server, version[:40], ike, l2tp, detail, after[0] - before[0]))
+        return result(ike + l2tp, mbps, "%s -> %s (%s): IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %s, %d packets; %s" % (
+            client, server, version[:40], ike, l2tp, detail, transform, after[0] - before[0], fmt_rss(rss)), rss)
     finally:
         c_stack.stop(cli)
         s_stack.stop(srv)

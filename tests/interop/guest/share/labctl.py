@@ -8,6 +8,7 @@ figures, and answers one JSON object on its last output line. Debian 12's python
     labctl.py xl2tpd-dial LAC IFACE TIMEOUT       "c LAC" to xl2tpd's control pipe, then wait-iface
     labctl.py timed TIMEOUT CMD...                run CMD, report status, seconds and output tail
     labctl.py spawn-wait IFACE TIMEOUT LOG CMD... start CMD detached (output to LOG), wait-iface IFACE
+    labctl.py rss NAME|LABEL=PID...               VmRSS in kB: summed over processes named NAME, or of PID
 """
 
 import hashlib
@@ -141,6 +142,36 @@ def spawn_wait(iface, timeout, log, cmd):
         time.sleep(0.05)
 
 
+def rss(specs):
+    """VmRSS (kB) per spec: a process name sums every process of that name (/proc/PID/comm), LABEL=PID is one
+    process. Names with no process are left out, so optional daemons (strongSwan's starter) need no flag."""
+    def vmrss(pid):
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
+    comms = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                comms.setdefault(f.read().strip(), []).append(pid)
+        except OSError:
+            pass
+    out = {}
+    for spec in specs:
+        label, _, pid = spec.partition("=")
+        kbs = [vmrss(p) for p in ([pid] if pid else comms.get(label, []))]
+        kbs = [k for k in kbs if k is not None]
+        if kbs:
+            out[label] = sum(kbs)
+    return {"ok": bool(out), "rss_kb": out}
+
+
 def main(argv):
     if not argv:
         return answer({"ok": False, "error": __doc__})
@@ -153,6 +184,8 @@ def main(argv):
         return answer(xl2tpd_dial(args[0], args[1], float(args[2])))
     if cmd == "spawn-wait":
         return answer(spawn_wait(args[0], float(args[1]), args[2], args[3:]))
+    if cmd == "rss":
+        return answer(rss(args))
     if cmd == "timed":
         return answer(timed(float(args[0]), args[1:]))
     return answer({"ok": False, "error": "unknown command %r" % cmd})
