@@ -68,8 +68,31 @@ class IpsecTransport:
     # -- sockets -------------------------------------------------------------------------------------------
 
     def attach(self, loop):
-        from sluice.hal.crypto import select
         from sluice.hal.net.udp import bind_udp
+
+        # Bound first: a peer's first IKE packet waits in the socket while the backends prove themselves
+        # (seconds on a slow CPU) instead of meeting a closed port and a retransmit.
+        client = self.role == "initiator"
+        self.s500 = bind_udp(self.local_ip, IKE_PORT, fallback_ephemeral=client)
+        self.s4500 = bind_udp(self.local_ip, NATT_PORT, fallback_ephemeral=client)
+        try:
+            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
+            self.raw.setblocking(False)
+        except OSError as e:
+            # Without CAP_NET_RAW only UDP-encapsulated ESP works; say so once.
+            self.log.warning("no raw ESP socket (%s): only NAT-T (UDP 4500) peers can connect", e.strerror)
+            self.raw = None
+        if self.local_ip in ("0.0.0.0", ""):
+            # NAT-D hashes our address as the peer sees it: learn it per datagram (IP_PKTINFO).
+            self.s500.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_PKTINFO", 8), 1)
+        loop.add_reader(self.s500, self._on_500)
+        loop.add_reader(self.s4500, self._on_4500)
+        if self.raw is not None:
+            loop.add_reader(self.raw, self._on_raw)
+        self._pick_backend()
+
+    def _pick_backend(self):
+        from sluice.hal.crypto import select
 
         if isinstance(self.backend, str) and self.backend != "auto":
             # `option crypto` in globals names one backend: it still has to pass its known answers.
@@ -91,24 +114,6 @@ class IpsecTransport:
             if chosen is None:
                 raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
             self.log.info("ESP crypto backend: %s (`sluice crypto` shows the measurements)", chosen)
-
-        client = self.role == "initiator"
-        self.s500 = bind_udp(self.local_ip, IKE_PORT, fallback_ephemeral=client)
-        self.s4500 = bind_udp(self.local_ip, NATT_PORT, fallback_ephemeral=client)
-        try:
-            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
-            self.raw.setblocking(False)
-        except OSError as e:
-            # Without CAP_NET_RAW only UDP-encapsulated ESP works; say so once.
-            self.log.warning("no raw ESP socket (%s): only NAT-T (UDP 4500) peers can connect", e.strerror)
-            self.raw = None
-        if self.local_ip in ("0.0.0.0", ""):
-            # NAT-D hashes our address as the peer sees it: learn it per datagram (IP_PKTINFO).
-            self.s500.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_PKTINFO", 8), 1)
-        loop.add_reader(self.s500, self._on_500)
-        loop.add_reader(self.s4500, self._on_4500)
-        if self.raw is not None:
-            loop.add_reader(self.raw, self._on_raw)
 
     def initiate(self, now):
         self.ike.initiate(self.target, now)
