@@ -3,8 +3,8 @@
 Both directions: Sluice client -> <stack>+xl2tpd+pppd server, <stack>+xl2tpd+pppd client -> Sluice server.
 Each cell checks transport-mode ESP in the guest kernel with growing counters, no plaintext L2TP on the wire
 (tshark), the peer's SA removed soon after Sluice stops, and everything the plain cells check. The same
-checks pass against the reference stacks themselves (ref-l2tp-ipsec-* in test_lab_smoke.py).
-These fail until the engine accepts option ipsec '1' (they run and report; see cells/sluice_ipsec.py).
+checks pass against the reference stacks themselves (ref-l2tp-ipsec-* in test_lab_smoke.py). This file runs
+every cell of the group 'sluice-ipsec' (client profiles, NAT, certificates, Sluice in a guest included).
 """
 
 import pytest

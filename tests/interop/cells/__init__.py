@@ -53,6 +53,10 @@ CELLS = [
     Cell("sluice-afalg", "strongswan", afalg.cell_afalg, "sluice"),
     Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
          stack="strongswan"),
+    Cell("sluice-lac-ipsec-strongswan-chap", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
+         stack="strongswan", auth="chap", measure=False),
+    Cell("sluice-lac-ipsec-strongswan-pap", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
+         stack="strongswan", auth="pap", measure=False),
     Cell("sluice-lns-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lns_ipsec, "sluice-ipsec",
          stack="strongswan"),
     # Real clients' proposal lists (shared/docs/clients.md) from strongSwan+xl2tpd+pppd to the Sluice server.
