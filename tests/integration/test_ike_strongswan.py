@@ -163,10 +163,15 @@ def pair():
 
 
 def _charon(lab, ns, ike, esp, ours=OURS, theirs=THEIRS):
-    conf = lab.write("strongswan.conf", STRONGSWAN_CONF % {"tmp": lab.tmp})
     swan = lab.write("swanctl.conf", SWANCTL_CONF % {"ours": ours, "theirs": theirs, "ike": ike, "esp": esp,
                                                       "psk": PSK})
-    env = dict(os.environ, STRONGSWAN_CONF=conf)
+    return _start_charon(lab, ns, swan)
+
+
+def _start_charon(lab, ns, swan, **env_extra):
+    """charon in namespace ns with swanctl.conf `swan` loaded; returns (vici uri, env for swanctl)."""
+    conf = lab.write("strongswan.conf", STRONGSWAN_CONF % {"tmp": lab.tmp})
+    env = dict(os.environ, STRONGSWAN_CONF=conf, **env_extra)
     log = open(os.path.join(lab.tmp, "charon.out"), "w")
     p = subprocess.Popen(["ip", "netns", "exec", ns, CHARON], stdout=log, stderr=subprocess.STDOUT, env=env)
     lab.procs.append(p)
@@ -176,9 +181,10 @@ def _charon(lab, ns, ike, esp, ours=OURS, theirs=THEIRS):
     return uri, env
 
 
-def _driver(lab, ns, role, ike, esp, limit=20, ours=OURS, theirs=THEIRS):
+def _driver(lab, ns, role, ike, esp, limit=20, ours=OURS, theirs=THEIRS, **env_extra):
+    """DRIVER in namespace ns; env_extra CERT, KEY, CA, SERVER_NAME (paths) switch it from the PSK to them."""
     path = lab.write("driver.py", DRIVER)
-    env = dict(lab.env(), PSK=PSK)
+    env = dict(lab.env(), PSK=PSK, **env_extra)
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, path, role, ike, esp, str(limit), ours,
                              theirs],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -402,7 +408,6 @@ def test_our_initiator_with_certificates_dials_strongswan(pair):
     value, not by bytes)."""
     lab, ours, theirs = pair
     paths = _pki(lab, THEIRS)
-    conf = lab.write("strongswan.conf", STRONGSWAN_CONF % {"tmp": lab.tmp})
     # swanctl reads keys and certificates from its own tree (SWANCTL_DIR), not from paths in swanctl.conf.
     sdir = os.path.join(lab.tmp, "swanctl")
     for sub, name in (("x509", "server.pem"), ("x509ca", "ca.pem"), ("private", "server.key")):
@@ -411,19 +416,9 @@ def test_our_initiator_with_certificates_dials_strongswan(pair):
     swan = os.path.join(sdir, "swanctl.conf")
     with open(swan, "w") as f:
         f.write(SWANCTL_CERTS_CONF % {"ours": OURS, "theirs": THEIRS, "server_dn": "O=Sluice Test, CN=vpn.example.net"})
-    env = dict(os.environ, STRONGSWAN_CONF=conf, SWANCTL_DIR=sdir)
-    log = open(os.path.join(lab.tmp, "charon.out"), "w")
-    p = subprocess.Popen(["ip", "netns", "exec", theirs, CHARON], stdout=log, stderr=subprocess.STDOUT, env=env)
-    lab.procs.append(p)
-    uri = "unix://%s/charon.vici" % lab.tmp
-    lab.wait_for("charon's vici socket", lambda: os.path.exists(os.path.join(lab.tmp, "charon.vici")), 15)
-    netns.sh("swanctl", "--load-all", "--file", swan, "--uri", uri, env=env)
-    path = lab.write("driver.py", DRIVER)
-    denv = dict(lab.env(), CERT=paths["client.pem"], KEY=paths["client.key"], CA=paths["ca.pem"],
-                SERVER_NAME="vpn.example.net")
-    drv = subprocess.Popen(["ip", "netns", "exec", ours, sys.executable, path, "initiator", "aes256-sha256-modp2048",
-                            "aes128-sha1", "20", OURS, THEIRS],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=denv, cwd=netns.ROOT)
+    _start_charon(lab, theirs, swan, SWANCTL_DIR=sdir)
+    drv = _driver(lab, ours, "initiator", "aes256-sha256-modp2048", "aes128-sha1", CERT=paths["client.pem"],
+                  KEY=paths["client.key"], CA=paths["ca.pem"], SERVER_NAME="vpn.example.net")
     evs, out = _events(drv)
     log = _charon_keys(lab)[1]
     assert re.search(r"parsed ID_PROT request 0 \[ KE No CERTREQ", log), log

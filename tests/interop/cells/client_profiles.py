@@ -23,10 +23,9 @@ from .. import lab as lab_mod
 from .. import peers
 from . import capture
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, IpsecStack, guest_logs,
-                   save_guest_logs, iperf_guest_client, result)
-from .reference import AUTH_IN_LCP, _auth_used, _esp_counters, dial_xl2tpd
+                   save_guest_logs, result)
 from .sluice import _wait_status, _server_sessions, _sluice_failure
-from .sluice_ipsec import _check_wire, _guest_for, CAPTURE_FILTER, SNAPLEN, UP_TIMEOUT, TEARDOWN_TIMEOUT
+from .sluice_ipsec import _check_wire, _guest_for, lns_session_checks, CAPTURE_FILTER, SNAPLEN
 
 # The profiles, from shared/docs/clients.md (each list in the client's order of preference).
 PROFILES = {
@@ -147,26 +146,7 @@ def cell_client_profile(bed, profile="windows", legacy=False, auth="mschapv2"):
               "(%s)\n%s" % (got_ike, profile, ", ".join(ike), status[-1500:]))
         check(got_esp in [_esp_name(p) for p in esp], "strongSwan negotiated ESP %r, not one the %s profile offered "
               "(%s)\n%s" % (got_esp, profile, ", ".join(esp), status[-1500:]))
-        up = dial_xl2tpd(lac, UP_TIMEOUT)
-        if not up.get("ok"):
-            raise _sluice_failure(lab, proc, "the xl2tpd LAC got no ppp0 over IPsec: %s" % up.get("error"), lac)
-        check(up["local"] == peers.POOL_START and up["peer"] == peers.POOL_LOCAL, "the LAC got %r" % up)
-        used, acks = _auth_used(lac.read("/var/log/pppd.log"), auth)
-        check(used, "the LAC's pppd did not settle on %s (%s): %r" % (auth, AUTH_IN_LCP[auth], acks))
-        check(len(_server_sessions(lab.sluice_status("lns"))) == 1, "Sluice does not list the session: %r" % (
-            lab.sluice_status("lns"),))
-        lac.sh("ping -c 3 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
-        wire = _check_wire(cap.stop(), lac, "set-up")
-        before = _esp_counters(lac)
-        tx = iperf_guest_client(lab, lac, peers.POOL_LOCAL)
-        rx = iperf_guest_client(lab, lac, peers.POOL_LOCAL, reverse=True)
-        after = _esp_counters(lac)
-        check(after[1] - before[1] > 1000000, "ESP counters hardly moved (%r -> %r)" % (before, after))
-        cap = capture.Capture(lab, tag + "-teardown", CAPTURE_FILTER, SNAPLEN).start()
-        stop_xl2tpd(lac)
-        st = _wait_status(lab, proc, "lns", lambda s: not _server_sessions(s), TEARDOWN_TIMEOUT)
-        check(st is not None, "Sluice still lists the session %.0f s after xl2tpd stopped" % TEARDOWN_TIMEOUT)
-        _check_wire(cap.stop(), lac, "teardown")
+        up, wire, tx, rx = lns_session_checks(lab, lac, proc, cap, tag, auth)
         note = ("; the guest's strongSwan refused %s (dropped from the offer)" % ", ".join(dropped)) if dropped else ""
         return result(ike_s + up["elapsed"], tx, "%s profile (%d IKE / %d ESP offered%s) -> Sluice LNS%s: "
                       "negotiated %s + %s, IKE %.2f s + L2TP/PPP %.2f s, tx %.1f / rx %.1f Mbit/s%s%s" % (

@@ -23,10 +23,9 @@ from .. import lab as lab_mod
 from .. import peers
 from . import capture
 from .base import (check, install, start_xl2tpd, stop_xl2tpd, start_strongswan, stop_strongswan,
-                   save_guest_logs, guest_logs, iperf_host_client, result, STRONGSWAN_LOGGING)
-from .reference import AUTH_IN_LCP, _auth_used, _esp_counters
+                   save_guest_logs, guest_logs, result, STRONGSWAN_LOGGING)
 from .sluice import _wait_status, _client_session, _sluice_failure
-from .sluice_ipsec import _check_wire, CAPTURE_FILTER, SNAPLEN, UP_TIMEOUT, TEARDOWN_TIMEOUT
+from .sluice_ipsec import lac_session_checks, CAPTURE_FILTER, SNAPLEN, UP_TIMEOUT
 
 SERVER_NAME = "vpn.example.net"
 CA_CN = "Sluice Lab CA"
@@ -161,28 +160,7 @@ def cell_sluice_lac_certs(bed, auth="mschapv2", sendcert=None):
         # charon (IKEv1 pubkey authenticator): "authentication of 'O=..., CN=...' with RSA... successful".
         m = re.search(r"authentication of '([^']*CN=%s)' with (RSA\S*) successful" % re.escape(CLIENT_CN), clog)
         check(m, "strongSwan's log shows no successful RSA authentication of %s:\n%s" % (CLIENT_CN, clog[-1500:]))
-        states = lns.sh("ip xfrm state")
-        check("mode transport" in states and "proto esp" in states, "no transport-mode ESP state:\n%s" % states)
-        g = lns.labctl("wait-iface", "ppp0", 5)
-        check(g.get("ok") and g["peer"] == sess["ip"] == peers.POOL_START, "LNS ppp0 %r vs Sluice %r" % (g, sess))
-        used, acks = _auth_used(lns.read("/var/log/pppd.log"), auth)
-        check(used, "the LNS did not settle on %s (%s): %r" % (auth, AUTH_IN_LCP[auth], acks))
-        lab.ns_run("ping", "-c", "3", "-i", "0.3", "-W", "3", peers.POOL_LOCAL, timeout=20)
-        wire = _check_wire(cap.stop(), lns, "set-up")
-        before = _esp_counters(lns)
-        up = iperf_host_client(lab, lns, peers.POOL_LOCAL)
-        down = iperf_host_client(lab, lns, peers.POOL_LOCAL, reverse=True)
-        after = _esp_counters(lns)
-        check(after[1] - before[1] > 1000000, "ESP counters hardly moved (%r -> %r)" % (before, after))
-        cap = capture.Capture(lab, tag + "-teardown", CAPTURE_FILTER, SNAPLEN).start()
-        lab.stop(proc, 10)
-        deadline = time.monotonic() + TEARDOWN_TIMEOUT
-        while lab_mod.HOST_IP in lns.ssh("ip xfrm state", check=False).stdout and time.monotonic() < deadline:
-            time.sleep(0.3)
-        check(lab_mod.HOST_IP not in lns.ssh("ip xfrm state", check=False).stdout,
-              "strongSwan still holds the SA %.0f s after Sluice stopped" % TEARDOWN_TIMEOUT)
-        time.sleep(1.0)
-        _check_wire(cap.stop(), lns, "teardown")
+        wire, up, down, _ = lac_session_checks(lab, lns, proc, sess, cap, tag, "strongswan", auth)
         return result(setup, up, "Sluice LAC (X.509, server_name %s, EKU serverAuth) -> strongSwan rsasig "
                       "(leftsendcert %s)+xl2tpd+pppd %s (authenticated '%s' with %s), %s, up %.1f / down %.1f "
                       "Mbit/s%s" % (SERVER_NAME, sendcert or "ifasked", lns.name, m.group(1), m.group(2), auth, up, down,
