@@ -125,6 +125,10 @@ class ServerEndpoint:
         self.q.add(A.Host("addr_add", ifname, srv.local_ip, None))
         self.q.add(A.Host("link_up", ifname, srv.mtu))
         self.q.add(A.Host("forwarding"))
+        where = ("IKE on %s:500/4500, L2TP only inside IPsec" % srv.listen if self.ipsec is not None
+                 else "L2TP on %s:%d" % (srv.listen, srv.port))
+        self.q.log("info", "server up: %s, TUN %s %s, pool %s-%s, auth %s", where, ifname, srv.local_ip,
+                   srv.pool_start, srv.pool_end, ",".join(srv.auth))
 
     def actions(self):
         return self.q.drain()

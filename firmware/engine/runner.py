@@ -271,14 +271,14 @@ def choose_crypto(choice, log):
         if reason is not None or not kat.ok(kat.run(mod)):
             raise RuntimeError("crypto backend %r cannot be used here: %s" % (
                 choice, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
-        log.info("crypto backend: %s (set by option crypto)", choice)
+        log.info("crypto backend: %s for IKE and ESP (set by option crypto)", choice)
         return mod
     from sluice.hal.crypto import select
 
     chosen = select.choose()
     if chosen is None:
         raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
-    log.info("crypto backend: %s (`sluice crypto` shows the measurements)", chosen)
+    log.info("crypto backend: %s for IKE and ESP (`sluice crypto` shows the measurements)", chosen)
     return crypto.load(chosen)
 
 
