@@ -10,11 +10,17 @@ would otherwise leave us waiting while the server has moved on (the server repea
 repeated Response, as pppd does). Results are read from ``result``: None while running, ('ok', username) or
 ('fail', reason).
 
+External verdicts (``config.external_auth``, server side): a user ``get_password`` does not know is put in
+``ask`` (a VerifyCredentials with our challenge and the peer's response, for the link to hand out); the
+server stops retransmitting its challenge and waits at most ``auth_wait`` seconds for ``backend_verdict``
+(for MS-CHAPv2 a success carries the "S=..." authenticator response the backend computed, e.g. RADIUS's
+MS-CHAP2-Success). A repeated Response meanwhile is ignored; the verdict answers it.
+
 Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packets out via ``send``.
 """
 
 from sluice.hal.crypto import digest
-from sluice.ppp import mschapv2
+from sluice.ppp import events, mschapv2
 from sluice.ppp.framing import PppError, ct_equal
 
 CHALLENGE = 1
@@ -70,6 +76,8 @@ class ChapServer:
         self.tries = 0
         self.verdict = None  # (code, ident, message) sent, repeated on a duplicate Response
         self.username = None
+        self.ask = None  # a VerifyCredentials the link hands to its owner
+        self.awaiting = None  # the Response's ident while an external verdict is pending
 
     def start(self, now):
         self._challenge(now)
@@ -85,11 +93,41 @@ class ChapServer:
     def timeout(self, now):
         if self.deadline is None or now < self.deadline:
             return
+        if self.awaiting is not None:
+            self.deadline = None
+            self._verdict(False, None, None)
+            self.result = ("fail", "no verdict for user %s from the authentication backend in %d s" % (
+                self.username, self.config.auth_wait))
+            return
         if self.tries >= self.config.max_configure:
             self.deadline = None
             self.result = ("fail", "the peer did not answer %d CHAP challenges" % self.tries)
             return
         self._challenge(now)
+
+    def backend_verdict(self, now, ok, reason=None, authenticator_response=None, message=None):
+        """The owner's verdict on the credentials in `ask` (PppLink.auth_result)."""
+        self.deadline = None
+        if ok and self.algorithm == MSCHAPV2 and not _is_auth_response(authenticator_response):
+            ok = False
+            reason = "the backend accepted MS-CHAPv2 but sent no authenticator response (MS-CHAP2-Success)"
+        self._verdict(ok, authenticator_response, message)
+        self.result = ("ok", self.username) if ok else (
+            "fail", "authentication failed for user %s (%s)" % (self.username, reason or "rejected"))
+
+    def _verdict(self, ok, authenticator_response, message):
+        ident = self.awaiting
+        self.awaiting = None
+        if self.algorithm == MD5:
+            msg = b"Access granted" if ok else b"Authentication failure"
+        elif ok:
+            msg = mschapv2.success_message("S=" + authenticator_response[2:].upper())
+        elif message is not None and _is_failure_text(message):
+            msg = message  # the backend's own "E=... R=... C=... V=3" (e.g. MS-CHAP-Error: 648 password expired)
+        else:
+            msg = mschapv2.failure_message(self.challenge)
+        self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
+        self.send(*self.verdict)
 
     def packet(self, code, ident, data, now):
         if code != RESPONSE:
@@ -99,11 +137,25 @@ class ChapServer:
         if self.verdict is not None:
             self.send(*self.verdict)  # RFC 1994 4.2: our Success/Failure was lost
             return
+        if self.awaiting is not None:
+            return  # the backend is deciding; its verdict answers this copy too
         value, name = parse_challenge(data)
         username = _decode_name(name)
         password = self.config.get_password(username) if self.config.get_password else None
         if password is None and self.algorithm == MSCHAPV2 and "\\" in username:
             password = self.config.get_password(username[username.rfind("\\") + 1:])
+        if password is None and self.config.external_auth:
+            if self.algorithm == MD5:
+                if len(value) != 16:
+                    raise PppError("CHAP-MD5 Response Value is %d octets, not 16" % len(value))
+            else:
+                mschapv2.parse_response_value(value)  # length check before it leaves the link
+            self.username = username
+            self.awaiting = ident
+            self.ask = events.VerifyCredentials("chap" if self.algorithm == MD5 else "mschapv2", username,
+                                                ident=ident, challenge=self.challenge, response=value)
+            self.deadline = now + self.config.auth_wait
+            return
         self.username = username
         self.deadline = None
         if self.algorithm == MD5:
@@ -127,6 +179,24 @@ class ChapServer:
         else:
             why = "unknown user" if password is None else "wrong password"
             self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+
+
+def _is_auth_response(text):
+    if not isinstance(text, str) or len(text) != 42 or text[:2] != "S=":
+        return False
+    for ch in text[2:]:
+        if ch not in "0123456789ABCDEFabcdef":
+            return False
+    return True
+
+
+def _is_failure_text(message):
+    if len(message) > 200 or message[:2] != b"E=":
+        return False
+    for b in message:
+        if not 32 <= b < 127:
+            return False
+    return True
 
 
 class ChapClient:
