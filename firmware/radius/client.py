@@ -75,7 +75,7 @@ class RadiusFailed:
 
 class _Pending:
     __slots__ = ("handle", "code", "attrs", "server_index", "tried", "ident", "authenticator", "data",
-                 "sends", "deadline", "servers_tried")
+                 "sends", "deadline", "servers_tried", "refused")
 
     def __init__(self, handle, code, attrs):
         self.handle = handle
@@ -89,6 +89,7 @@ class _Pending:
         self.sends = 0
         self.deadline = None
         self.servers_tried = []
+        self.refused = None  # (server name, why) of the last reply that failed verification
 
 
 class RadiusClient:
@@ -202,8 +203,10 @@ class RadiusClient:
             self.stats["wrong_code"] += 1
             return
         require = p.code == P.ACCESS_REQUEST or self.require_ma_accounting
-        if P.verify_reply(data, p.authenticator, server.secret, require) is not None:
+        why = P.verify_reply(data, p.authenticator, server.secret, require)
+        if why is not None:
             self.stats["bad_authenticator"] += 1
+            p.refused = (server.name, why)
             return
         del self._pending[handle]
         del self._by_ident[(server_key, pkt.ident)]
@@ -252,7 +255,14 @@ class RadiusClient:
         del self._pending[p.handle]
         self.stats["failed"] += 1
         names = ", ".join(self.servers[i].name for i in p.servers_tried) or "none"
-        if p.servers_tried:
+        if p.refused is not None:
+            # Not unreachable: something answered, and we refused it. Say which and why.
+            why = "%s: every reply was refused (last from %s: %s); tried %s" % (
+                self.kind, p.refused[0], p.refused[1], names)
+            if "Message-Authenticator" in p.refused[1]:
+                why += ("; the server must send Message-Authenticator in Access replies (FreeRADIUS before 3.2.5: "
+                        "add 'update reply { Message-Authenticator := 0x00 }' to post-auth)")
+        elif p.servers_tried:
             why = "%s unreachable: no reply from %s after %d tries each, %.0f s apart" % (
                 self.kind, names, self.retries + 1, self.timeout)
         else:
