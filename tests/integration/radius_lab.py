@@ -26,11 +26,10 @@ def freeradius_binary():
     return None
 
 
-def udp_socket_in(ns, address, port=0):
-    """A non-blocking UDP socket bound to (address, port) inside network namespace `ns`.
+def in_netns(ns, fn):
+    """fn() run with this thread inside network namespace `ns` (sockets it makes stay there).
 
-    setns(2) moves only the calling thread; the socket keeps the namespace it was made in, and the thread
-    goes back to its own namespace before returning."""
+    setns(2) moves only the calling thread, which goes back to its own namespace before this returns."""
     libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open("/run/netns/%s" % ns, os.O_RDONLY)
@@ -38,16 +37,23 @@ def udp_socket_in(ns, address, port=0):
         if libc.setns(target, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns into %s failed" % ns)
         try:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((address, port))
-            s.setblocking(False)
+            return fn()
         finally:
             if libc.setns(own, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns back failed")
     finally:
         os.close(own)
         os.close(target)
-    return s
+
+
+def udp_socket_in(ns, address, port=0):
+    """A non-blocking UDP socket bound to (address, port) inside network namespace `ns`."""
+    def make():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((address, port))
+        s.setblocking(False)
+        return s
+    return in_netns(ns, make)
 
 
 def pump(machines, until, now_fn=time.monotonic, stop=None):
