@@ -158,3 +158,56 @@ def accounting_attrs(status, session_id, username, nas, framed_ip=None, session_
     if status == P.ACCT_STOP and terminate_cause is not None:
         out.append(P.attr_int(P.ACCT_TERMINATE_CAUSE, terminate_cause))
     return out + list(nas)
+
+
+class RadiusLogins:
+    """Glue for the server endpoint: VerifyCredentials from PppLinks in, (key, AccessVerdict) out.
+
+    ``ask(key, cred, now)`` sends the Access-Request on the RadiusClient `client` (whose events this drains:
+    the endpoint reads verdicts here, not from the client); `key` is whatever the endpoint uses for the link.
+    ``verdicts()`` returns the (key, AccessVerdict) pairs reached since the last call: a reply, an
+    unreachable or refused RADIUS, or credentials RADIUS cannot carry; every ask gets exactly one unless
+    ``forget(key)`` came first (the link went away)."""
+
+    def __init__(self, client, nas_identifier=None, nas_ip=None):
+        self.client = client
+        self.nas_identifier = nas_identifier
+        self.nas_ip = nas_ip
+        self._asked = {}  # request handle -> (key, method)
+        self._done = []
+
+    def ask(self, key, cred, now, nas_port=None, calling_station=None):
+        try:
+            nas = nas_attrs(self.nas_identifier, self.nas_ip, nas_port, calling_station)
+            attrs = access_request_attrs(cred, nas)
+        except ValueError as e:
+            v = AccessVerdict()
+            v.reason = "cannot ask RADIUS: %s" % e
+            self._done.append((key, v))
+            return
+        self._asked[self.client.request(P.ACCESS_REQUEST, attrs, now)] = (key, cred.method)
+
+    def forget(self, key):
+        for h, (k, _) in list(self._asked.items()):
+            if k == key:
+                del self._asked[h]
+                self.client.cancel(h)
+
+    def verdicts(self):
+        for _ in range(10000):
+            e = self.client.next_event()
+            if e is None:
+                break
+            asked = self._asked.pop(e.handle, None)
+            if asked is None:
+                continue
+            key, method = asked
+            if hasattr(e, "packet"):
+                v = access_verdict(e.packet, method)
+            else:
+                v = AccessVerdict()
+                v.reason = e.reason
+            self._done.append((key, v))
+        out = self._done
+        self._done = []
+        return out

@@ -245,7 +245,14 @@ class RadiusClient:
             server = self.servers[i]
             self._by_ident[(server.key, ident)] = p.handle
             p.authenticator = self.rng(16) if p.code == P.ACCESS_REQUEST else None
-            p.data = P.encode_request(p.code, ident, p.attrs, server.secret, p.authenticator)
+            try:
+                p.data = P.encode_request(p.code, ident, p.attrs, server.secret, p.authenticator)
+            except ValueError as e:  # e.g. a peer's 200-octet PAP password: RADIUS cannot carry it
+                del self._by_ident[(server.key, ident)]
+                del self._pending[p.handle]
+                self.stats["failed"] += 1
+                self._events.append(RadiusFailed(p.handle, "%s: the request cannot be encoded: %s" % (self.kind, e)))
+                return
             if p.authenticator is None:
                 p.authenticator = p.data[4:20]
             p.sends = 1

@@ -211,3 +211,35 @@ def test_dae_open_table_is_bounded():
         d.datagram_received(P.encode_request(P.DISCONNECT_REQUEST, i, [P.attr_str(P.USER_NAME, "u")], SECRET),
                             ("192.0.2.1", 1), 0.0)
     assert len(_events(d)) == 3 and d.stats["table_full"] == 2
+
+
+def test_unencodable_request_fails_cleanly():
+    # A PPP peer may send a 255-octet PAP password; RADIUS carries at most 128 (RFC 2865 5.2).
+    c = _client()
+    h = c.request(P.ACCESS_REQUEST, [(P.USER_NAME, b"alice"), (P.USER_PASSWORD, b"p" * 200)], 0.0)
+    ev = _events(c)
+    assert len(ev) == 1 and isinstance(ev[0], RadiusFailed) and ev[0].handle == h
+    assert ev[0].reason == "RADIUS: the request cannot be encoded: User-Password longer than 128 octets"
+    assert c.pending() == 0 and c.datagrams_to_send() == [] and c.get_timer() is None
+
+
+def test_radius_logins_glue():
+    from sluice.ppp.events import VerifyCredentials
+    from sluice.radius.auth import RadiusLogins
+    c = _client(servers=(S1,), timeout=1.0, retries=0)
+    logins = RadiusLogins(c, nas_identifier="gw1")
+    logins.ask("link-1", VerifyCredentials("pap", "alice", password=b"pw"), 0.0)
+    logins.ask("link-2", VerifyCredentials("pap", "bob", password=b"x" * 200), 0.0)
+    logins.ask("link-3", VerifyCredentials("pap", "carol", password=b"pw"), 0.0)
+    logins.ask("link-4", VerifyCredentials("pap", "dave", password=b"pw"), 0.0)
+    logins.forget("link-4")
+    out = c.datagrams_to_send()
+    assert len(out) == 3  # link-4 was sent before it was forgotten; its reply will be unmatched
+    c.datagram_received(_answer(out[0][1], attrs=[P.attr_ip(P.FRAMED_IP_ADDRESS, "198.51.100.5")]), S1, 0.5)
+    c.handle_timer(1.0)  # carol's request: no reply, no other server
+    got = dict(logins.verdicts())
+    assert sorted(got) == ["link-1", "link-2", "link-3"]
+    assert got["link-1"].ok and got["link-1"].address == "198.51.100.5"
+    assert not got["link-2"].ok and "User-Password longer than 128" in got["link-2"].reason
+    assert not got["link-3"].ok and got["link-3"].reason.startswith("RADIUS unreachable")
+    assert logins.verdicts() == []

@@ -122,7 +122,7 @@ def _ppp_login(lab, method, username, password):
     server = PppLink("server", scfg, os.urandom)
     client = PppLink("client", PppConfig(auth=(method,), username=username, password=password), os.urandom)
     rc, sock = _client(lab)
-    nas = auth.nas_attrs("sluice-test", NAS1, 1)
+    logins = auth.RadiusLogins(rc, "sluice-test", NAS1)
     events = {"client": [], "server": []}
     verdicts = []
     now = time.monotonic
@@ -147,15 +147,10 @@ def _ppp_login(lab, method, username, password):
                     break
                 events[who].append(e)
                 if isinstance(e, VerifyCredentials):
-                    rc.request(P.ACCESS_REQUEST, auth.access_request_attrs(e, nas), now())
+                    logins.ask("the-link", e, now(), nas_port=1)
         radius_lab.pump([(rc, sock)], now() + 0.05)
-        e = rc.next_event()
-        if e is not None:
-            if isinstance(e, RadiusReply):
-                v = auth.access_verdict(e.packet, method)
-            else:
-                v = auth.AccessVerdict()
-                v.reason = e.reason
+        for key, v in logins.verdicts():
+            assert key == "the-link"
             verdicts.append(v)
             server.auth_result(now(), **v.auth_result_kwargs())
         for link in (client, server):
