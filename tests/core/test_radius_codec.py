@@ -23,6 +23,11 @@ RFC2865_REQUEST = unhex("""01 00 00 38 0f 40 3f 94 73 97 80 57 bd 83 d5 cb 98 f4
 RFC2865_ACCEPT = unhex("""02 00 00 26 86 fe 22 0e 76 24 ba 2a 10 05 f6 bf 9b 55 e0 b2
     06 06 00 00 00 01 0f 06 00 00 00 00 0e 06 c0 a8 01 03""")
 
+# RFC 2865 7.2: "Framed User Authenticating with CHAP", user flopsy on NAS port 20 (the RFC gives no password).
+RFC2865_CHAP_REQUEST = unhex("""01 01 00 47 2a ee 86 f0 8d 0d 55 96 9c a5 97 8e
+    0d 33 67 a2 01 08 66 6c 6f 70 73 79 03 13 16 e9 75 57 c3 16 18 58 95 f2 93 ff 63 44 07 72 75 04
+    06 c0 a8 01 10 05 06 00 00 00 14 06 06 00 00 00 02 07 06 00 00 00 01""")
+
 # RFC 2759 9.2: MS-CHAPv2 worked example.
 MS_USER = "User"
 MS_PASSWORD = "clientPass"
@@ -56,6 +61,22 @@ def test_rfc2865_access_accept_response_authenticator():
     rebuilt = P.encode_reply(P.ACCESS_ACCEPT, 0, RFC2865_REQ_AUTH, P.decode(RFC2865_ACCEPT).attrs, RFC2865_SECRET,
                              False)
     assert rebuilt == RFC2865_ACCEPT
+
+
+def test_rfc2865_chap_request_layout():
+    # RFC 2865 5.3: CHAP-Password is the CHAP Identifier (22 here) and the 16-octet response; with no
+    # CHAP-Challenge the Request Authenticator is the challenge. Our attribute builder gives the same layout.
+    pkt = P.decode(RFC2865_CHAP_REQUEST)
+    assert pkt.ident == 1 and pkt.get(P.USER_NAME) == b"flopsy"
+    chap_pw = pkt.get(P.CHAP_PASSWORD)
+    assert len(chap_pw) == 17 and chap_pw[0] == 22
+    assert pkt.get_int(P.NAS_PORT) == 20 and pkt.get_int(P.SERVICE_TYPE) == P.SERVICE_FRAMED
+    assert pkt.get_int(P.FRAMED_PROTOCOL) == P.FRAMED_PPP and pkt.get(P.CHAP_CHALLENGE) is None
+    cred = VerifyCredentials("chap", "flopsy", ident=22, challenge=pkt.authenticator, response=chap_pw[1:])
+    ours = auth.access_request_attrs(cred, [])
+    assert ours[1] == (P.CHAP_PASSWORD, chap_pw)
+    again = P.encode_request(P.ACCESS_REQUEST, 1, pkt.attrs, b"any", pkt.authenticator, False)
+    assert again == RFC2865_CHAP_REQUEST
 
 
 def test_long_password_hiding_roundtrip():
