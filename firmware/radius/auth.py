@@ -60,10 +60,11 @@ def access_request_attrs(cred, nas):
 class AccessVerdict:
     """What an Access reply means for the session."""
 
-    __slots__ = ("ok", "reason", "authenticator_response", "message", "address", "session_timeout",
+    __slots__ = ("question", "ok", "reason", "authenticator_response", "message", "address", "session_timeout",
                  "idle_timeout", "interim_interval", "class_", "reply_message")
 
-    def __init__(self):
+    def __init__(self, question=None):
+        self.question = question  # the VerifyCredentials this answers (PppLink.auth_result checks it)
         self.ok = False  # Access-Accept (and, for MS-CHAPv2, an MS-CHAP2-Success came with it)
         self.reason = None  # plain words when not ok, for PppLink.auth_result and the log
         self.authenticator_response = None  # MS-CHAPv2: "S=<40 hex>" from MS-CHAP2-Success
@@ -77,7 +78,7 @@ class AccessVerdict:
 
     def auth_result_kwargs(self):
         """Keyword arguments for PppLink.auth_result(now, **kwargs)."""
-        return {"ok": self.ok, "reason": self.reason, "authenticator_response": self.authenticator_response,
+        return {"question": self.question, "ok": self.ok, "reason": self.reason, "authenticator_response": self.authenticator_response,
                 "message": self.message, "address": self.address}
 
     def __repr__(self):
@@ -85,9 +86,9 @@ class AccessVerdict:
             self.ok, self.reason, self.address, self.session_timeout)
 
 
-def access_verdict(pkt, method):
-    """An AccessVerdict for a verified reply `pkt` to an Access-Request made for `method`."""
-    v = AccessVerdict()
+def access_verdict(pkt, method, question=None):
+    """An AccessVerdict for a verified reply `pkt` to an Access-Request made for `method` (for `question`)."""
+    v = AccessVerdict(question)
     msgs = pkt.get_all(P.REPLY_MESSAGE)
     if msgs:
         v.reply_message = P.printable(b" ".join(msgs), 200)
@@ -173,7 +174,7 @@ class RadiusLogins:
         self.client = client
         self.nas_identifier = nas_identifier
         self.nas_ip = nas_ip
-        self._asked = {}  # request handle -> (key, method)
+        self._asked = {}  # request handle -> (key, VerifyCredentials)
         self._done = []
 
     def ask(self, key, cred, now, nas_port=None, calling_station=None):
@@ -181,11 +182,11 @@ class RadiusLogins:
             nas = nas_attrs(self.nas_identifier, self.nas_ip, nas_port, calling_station)
             attrs = access_request_attrs(cred, nas)
         except ValueError as e:
-            v = AccessVerdict()
+            v = AccessVerdict(cred)
             v.reason = "cannot ask RADIUS: %s" % e
             self._done.append((key, v))
             return
-        self._asked[self.client.request(P.ACCESS_REQUEST, attrs, now)] = (key, cred.method)
+        self._asked[self.client.request(P.ACCESS_REQUEST, attrs, now)] = (key, cred)
 
     def forget(self, key):
         for h, (k, _) in list(self._asked.items()):
@@ -201,11 +202,11 @@ class RadiusLogins:
             asked = self._asked.pop(e.handle, None)
             if asked is None:
                 continue
-            key, method = asked
+            key, cred = asked
             if hasattr(e, "packet"):
-                v = access_verdict(e.packet, method)
+                v = access_verdict(e.packet, cred.method, cred)
             else:
-                v = AccessVerdict()
+                v = AccessVerdict(cred)
                 v.reason = e.reason
             self._done.append((key, v))
         out = self._done

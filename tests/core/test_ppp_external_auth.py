@@ -50,7 +50,7 @@ def _login(auth, username="rita", password="remote pw", delay=7.0, extra=None):
     kw = backend(asks[0])
     if extra:
         kw.update(extra)
-    assert p.server.auth_result(p.now, **kw)
+    assert p.server.auth_result(p.now, asks[0], **kw)
     p.run(p.now + 10)
     return p, asks[0]
 
@@ -114,7 +114,7 @@ def test_no_verdict_in_time_fails_the_login_clearly():
         assert p.first("server", "AuthFailed").reason == ("no verdict for user rita from the authentication "
                                                           "backend in 10 s")
         assert p.kinds("client") == ["AuthFailed", "LinkDown"], (auth, p.events["client"])
-        assert not p.server.auth_result(p.now, True)  # too late: refused, nothing happens
+        assert not p.server.auth_result(p.now, _asks(p)[0], True)  # too late: refused, nothing happens
         assert p.now < 20
 
 
@@ -128,8 +128,26 @@ def test_backend_address_is_used_for_ipcp():
 
 def test_auth_result_without_a_question_is_refused():
     p = Pair(server_cfg=server_config(external_auth=True))
-    assert not p.server.auth_result(0.0, True)
+    assert not p.server.auth_result(0.0, None, True)
     p.open()
     p.run(10)
-    assert not p.server.auth_result(p.now, True)  # alice was local; nothing was asked
+    assert not p.server.auth_result(p.now, VerifyCredentials("pap", "alice"), True)  # alice was local
     assert p.kinds("server") == ["Authenticated", "IpUp"]
+
+
+def test_a_verdict_only_settles_the_question_it_answers():
+    # rita asks; before the verdict comes, another question's answer (another link, or credentials sent
+    # before LCP renegotiated) is refused and changes nothing; then rita's own verdict settles it.
+    p = Pair(client_cfg=client_config(auth=("chap",), username="rita", password="remote pw"),
+             server_cfg=server_config(auth=("chap",), external_auth=True, auth_wait=10.0))
+    p.open()
+    p.run(1.0)
+    ask = _asks(p)[0]
+    stale = VerifyCredentials("chap", "rita", ident=ask.ident, challenge=ask.challenge, response=ask.response)
+    assert not p.server.auth_result(p.now, stale, True)
+    p.run(2.0)
+    assert p.kinds("server") == ["VerifyCredentials"]
+    assert p.server.auth_result(p.now, ask, **backend(ask))
+    assert not p.server.auth_result(p.now, ask, True)  # answered once only
+    p.run(10)
+    assert p.kinds("server") == ["VerifyCredentials", "Authenticated", "IpUp"]

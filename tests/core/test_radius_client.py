@@ -242,4 +242,6 @@ def test_radius_logins_glue():
     assert got["link-1"].ok and got["link-1"].address == "198.51.100.5"
     assert not got["link-2"].ok and "User-Password longer than 128" in got["link-2"].reason
     assert not got["link-3"].ok and got["link-3"].reason.startswith("RADIUS unreachable")
+    assert got["link-1"].question.username == "alice" and got["link-3"].question.username == "carol"
+    assert got["link-1"].auth_result_kwargs()["question"] is got["link-1"].question
     assert logins.verdicts() == []
