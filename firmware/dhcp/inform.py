@@ -6,7 +6,7 @@ UDP 68 to 67, broadcast, through the link, and applies the static routes of the 
 Microsoft twin of RFC 3442's option 121), which is how "use default gateway on remote network" turned off
 still reaches the networks behind the server. xl2tpd + pppd never answer it.
 
-``answer_inform(ip_packet, server_ip, routes, dns, domain)`` takes the IPv4 packet the PPP link delivered
+``answer_inform(ip_packet, server_ip, routes, dns, domain, client_ip=...)`` takes the IPv4 packet the PPP link delivered
 and returns the IPv4 packet to send back on the same link, or None when it is not a well-formed DHCPINFORM
 (so the data path can hand every UDP/67 packet here and forward or drop the rest as it would). The reply is
 a DHCPACK (RFC 2131 4.3.5: no yiaddr, no lease time) from server_ip:67 to ciaddr:68 (or the packet's source
@@ -234,11 +234,13 @@ def is_dhcp_request(pkt):
     return len(pkt) >= u + 8 and pkt[u + 2] == 0 and pkt[u + 3] == SERVER_PORT
 
 
-def answer_inform(ip_packet, server_ip, routes, dns, domain, mask="255.255.255.255"):
+def answer_inform(ip_packet, server_ip, routes, dns, domain, mask="255.255.255.255", client_ip=None):
     """The IPv4 packet answering a DHCPINFORM in `ip_packet`, or None if it is not one.
 
     server_ip: our address on the PPP link (server identifier and the routes' gateway); routes: list of
-    'a.b.c.d/n'; dns: list of 'a.b.c.d'; domain: str or None."""
+    'a.b.c.d/n'; dns: list of 'a.b.c.d'; domain: str or None; client_ip: when given, the address IPCP gave
+    this link: an INFORM claiming another one (ciaddr or source) is not answered, so a reply never goes
+    anywhere but back to the client that asked."""
     try:
         inf = parse_inform(ip_packet)
     except DhcpError:
@@ -246,5 +248,7 @@ def answer_inform(ip_packet, server_ip, routes, dns, domain, mask="255.255.255.2
     dst = inf.ciaddr if inf.ciaddr != b"\x00\x00\x00\x00" else inf.src
     if dst == b"\x00\x00\x00\x00":
         return None  # RFC 2131 4.3.5: nowhere to send it
+    if client_ip is not None and dst != ip_to_bytes(client_ip):
+        return None
     payload = build_ack(inf, server_ip, routes, dns, domain, mask)
     return ipv4_udp(ip_to_bytes(server_ip), dst, SERVER_PORT, CLIENT_PORT, payload)

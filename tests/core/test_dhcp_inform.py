@@ -97,3 +97,11 @@ def test_everything_else_is_not_answered():
     harness.raises(D.DhcpError, D.parse_options, b"\x06\x08\x01\x02")
     harness.raises(D.DhcpError, D.parse_options, b"\x06\x00")
     assert D.is_dhcp_request(good) and not D.is_dhcp_request(_inform(dport=53))
+
+
+def test_only_the_links_own_address_is_answered():
+    # The server passes the address IPCP gave this link: an INFORM claiming another is not answered.
+    assert D.answer_inform(_inform(), "192.0.2.1", [], [], None, client_ip="192.0.2.10") is not None
+    assert D.answer_inform(_inform(), "192.0.2.1", [], [], None, client_ip="192.0.2.11") is None
+    spoof = _inform(ciaddr=b"\xcb\x00\x71\x05")  # ciaddr 203.0.113.5, elsewhere on the server's side
+    assert D.answer_inform(spoof, "192.0.2.1", [], [], None, client_ip="192.0.2.10") is None
