@@ -32,6 +32,7 @@ from sluice.ppp.link import PppLink
 from sluice.radius import auth, packet as P
 from sluice.radius.client import RadiusClient, RadiusFailed, RadiusReply, RadiusServer
 from sluice.radius.dae import DaeListener, identify
+from sluice.radius.sessions import RadiusSessions
 
 ok, why = netns.can_use_netns()
 if ok and radius_lab.freeradius_binary() is None:
@@ -73,7 +74,9 @@ chapuser Cleartext-Password := "chap-secret-1"
 
 msuser  Cleartext-Password := "ms-secret-1"
         Framed-IP-Address = 198.51.100.79,
-        Session-Timeout = 900
+        Session-Timeout = 900,
+        Acct-Interim-Interval = 120,
+        Class = "sluice-class-1"
 """
 
 
@@ -364,3 +367,26 @@ def test_radclient_disconnect_and_coa_to_our_dae_listener(radlab):
     assert rc != 0 and "Received" not in out, out
     assert len(seen) == n and dae.stats["bad_authenticator"] >= 1
     sock.close()
+
+
+def test_session_accounting_after_a_radius_login(radlab):
+    # msuser logs in over MS-CHAPv2; the session table accounts it with the Class FreeRADIUS gave.
+    events, verdicts = _ppp_login(radlab, "mschapv2", "msuser", "ms-secret-1")
+    v = verdicts[0]
+    assert v.ok and v.interim_interval == 120 and v.class_ == [b"sluice-class-1"]
+    rc, sock = _client(radlab, servers=[(RAD, 1813)], kind="RADIUS accounting")
+    table = RadiusSessions(rc, auth.nas_attrs("sluice-test", NAS1), os.urandom)
+    t0 = time.monotonic()
+    sid = table.start("link-1", "msuser", events["server"][-1].peer_ip, t0, v)
+    assert table.get_timer() is not None
+    radius_lab.pump([(rc, sock)], t0 + 5, stop=lambda: rc.pending() == 0)
+    table.stop("link-1", t0 + 42, (123456, 654321, 100, 200), P.TERM_ADMIN_RESET)
+    radius_lab.pump([(rc, sock)], t0 + 5, stop=lambda: rc.pending() == 0)
+    assert rc.pending() == 0 and table.messages() == []
+    sock.close()
+    recs = [r for r in radlab.fr.detail_records() if r.get("Acct-Session-Id") == sid]
+    assert [r["Acct-Status-Type"] for r in recs] == ["Start", "Stop"], recs
+    for r in recs:
+        assert r["Class"] in ("sluice-class-1", "0x736c756963652d636c6173732d31")
+        assert r["Framed-IP-Address"] == "198.51.100.79" and r["Acct-Authentic"] == "RADIUS"
+    assert recs[1]["Acct-Output-Octets"] == "654321" and recs[1]["Acct-Terminate-Cause"] == "Admin-Reset"
