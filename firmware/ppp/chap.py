@@ -14,7 +14,8 @@ External verdicts (``config.external_auth``, server side): a user ``get_password
 ``ask`` (a VerifyCredentials with our challenge and the peer's response, for the link to hand out); the
 server stops retransmitting its challenge and waits at most ``auth_wait`` seconds for ``backend_verdict``
 (for MS-CHAPv2 a success carries the "S=..." authenticator response the backend computed, e.g. RADIUS's
-MS-CHAP2-Success). A repeated Response meanwhile is ignored; the verdict answers it.
+MS-CHAP2-Success; a failure may carry the backend's MS-CHAPv2 error code, e.g. 648 password expired). A
+repeated Response meanwhile is ignored; the verdict answers it.
 
 Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packets out via ``send``.
 """
@@ -122,10 +123,10 @@ class ChapServer:
             msg = b"Access granted" if ok else b"Authentication failure"
         elif ok:
             msg = mschapv2.success_message("S=" + authenticator_response[2:].upper())
-        elif message is not None and _is_failure_text(message):
-            msg = message  # the backend's own "E=... R=... C=... V=3" (e.g. MS-CHAP-Error: 648 password expired)
         else:
-            msg = mschapv2.failure_message(self.challenge)
+            # The backend's error code (RADIUS MS-CHAP-Error "E=648 ...", password expired) in our own Failure
+            # text: R=0 and our challenge, since this link offers no retry.
+            msg = mschapv2.failure_message(self.challenge, _failure_code(message))
         self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
         self.send(*self.verdict)
 
@@ -190,13 +191,14 @@ def _is_auth_response(text):
     return True
 
 
-def _is_failure_text(message):
-    if len(message) > 200 or message[:2] != b"E=":
-        return False
-    for b in message:
-        if not 32 <= b < 127:
-            return False
-    return True
+def _failure_code(message):
+    """The E= error code of an MS-CHAPv2 failure text (RFC 2759 6) if it is a plain 3-digit number, else 691."""
+    if message is None or len(message) < 5 or message[:2] != b"E=":
+        return 691
+    code = bytes(message[2:5])
+    if (len(message) > 5 and message[5] != 0x20) or not all(0x30 <= b <= 0x39 for b in code):
+        return 691
+    return int(code)
 
 
 class ChapClient:

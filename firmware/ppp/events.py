@@ -66,7 +66,8 @@ class LinkDown:
 
 class VerifyCredentials:
     """Server with external_auth: a user not in the local table sent credentials; the owner checks them (e.g.
-    over RADIUS) and answers with PppLink.auth_result(). Nothing here is secret-free: never log it whole."""
+    over RADIUS) and answers with PppLink.auth_result(now, this_event, ok, ...). It holds the peer's PAP
+    password or CHAP response: never log its fields (its repr shows only the method and the user)."""
 
     __slots__ = ("method", "username", "password", "ident", "challenge", "response")
 

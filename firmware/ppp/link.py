@@ -120,7 +120,7 @@ class PppLink:
         """The verdict on `question`, the VerifyCredentials this link emitted (server, external_auth).
         `reason`: plain words for the AuthFailed event when not ok; `authenticator_response`: MS-CHAPv2's
         "S=<40 hex>" (required for an MS-CHAPv2 success); `message`: an MS-CHAPv2 failure text
-        "E=... R=... C=... V=3 ..." to pass on; `address`: the peer's IPv4 address ('a.b.c.d') instead of asking
+        "E=... R=... C=... V=3 ..." whose error code (E=) goes to the peer; `address`: the peer's IPv4 address ('a.b.c.d') instead of asking
         assign_address. Returns False, changing nothing, when `question` is not the one awaited: late, for
         another link, or asked before LCP renegotiated (a verdict on old credentials never settles new ones)."""
         a = self.auth
