@@ -49,9 +49,9 @@ def identify(pkt):
 
 
 class _Open:
-    __slots__ = ("peer", "ident", "authenticator", "code", "secret", "deadline", "reply")
+    __slots__ = ("peer", "ident", "authenticator", "code", "secret", "deadline", "reply", "proxy_state")
 
-    def __init__(self, peer, ident, authenticator, code, secret, deadline):
+    def __init__(self, peer, ident, authenticator, code, secret, deadline, proxy_state):
         self.peer = peer
         self.ident = ident
         self.authenticator = authenticator
@@ -59,6 +59,7 @@ class _Open:
         self.secret = secret
         self.deadline = deadline
         self.reply = None
+        self.proxy_state = proxy_state  # RFC 2865 5.33 / RFC 5176 3.1: copied unchanged, in order, to the reply
 
 
 class DaeListener:
@@ -117,7 +118,8 @@ class DaeListener:
             return
         ref = self._next_ref
         self._next_ref += 1
-        self._open[ref] = _Open(peer, pkt.ident, pkt.authenticator, pkt.code, secret, now + self.answer_time)
+        self._open[ref] = _Open(peer, pkt.ident, pkt.authenticator, pkt.code, secret, now + self.answer_time,
+                                pkt.get_all(P.PROXY_STATE))
         self._seen[key] = ref
         self.stats["accepted"] += 1
         self._events.append(DaeRequest(ref, kind, pkt, peer))
@@ -131,7 +133,7 @@ class DaeListener:
             code = P.DISCONNECT_ACK if ok else P.DISCONNECT_NAK
         else:
             code = P.COA_ACK if ok else P.COA_NAK
-        out = list(attrs)
+        out = list(attrs) + [(P.PROXY_STATE, v) for v in o.proxy_state]
         if not ok and error_cause is not None:
             out.append(P.attr_int(P.ERROR_CAUSE, error_cause))
         o.reply = P.encode_reply(code, o.ident, o.authenticator, out, o.secret)

@@ -181,6 +181,12 @@ def test_coa_nak_with_error_cause_and_unanswered_expiry():
     d.answer(ev.ref, False, P.ERR_SESSION_NOT_FOUND, 0.0)
     rep = P.decode(d.datagrams_to_send()[0][1])
     assert rep.code == P.COA_NAK and rep.get_int(P.ERROR_CAUSE) == 503
+    # Proxy-State comes back unchanged and in order (RFC 5176 3.1).
+    raw3 = P.encode_request(P.COA_REQUEST, 8, [P.attr_str(P.USER_NAME, "x"), (P.PROXY_STATE, b"p1"),
+                                               (P.PROXY_STATE, b"p2")], SECRET)
+    d.datagram_received(raw3, peer, 0.0)
+    d.answer(_events(d)[0].ref, True, None, 0.0)
+    assert P.decode(d.datagrams_to_send()[0][1]).get_all(P.PROXY_STATE) == [b"p1", b"p2"]
     raw2 = P.encode_request(P.DISCONNECT_REQUEST, 7, [P.attr_str(P.USER_NAME, "x")], SECRET)
     d.datagram_received(raw2, peer, 0.0)
     _events(d)
