@@ -43,6 +43,7 @@ OPT_END = 255
 SERVER_PORT = 67
 CLIENT_PORT = 68
 _BOOTP_FIXED = 236  # op .. file (RFC 2131 2, figure 1)
+BOOTP_MIN_LEN = 300  # RFC 1542 2.1: the minimum BOOTP message; shorter ones are padded
 
 
 class DhcpError(ValueError):
@@ -211,7 +212,10 @@ def build_ack(inform, server_ip, routes, dns, domain, mask="255.255.255.255"):
         opts += _option(OPT_CLASSLESS_ROUTES, r)
         opts += _option(OPT_MS_CLASSLESS_ROUTES, r)
     opts.append(OPT_END)
-    return bytes(bootp) + bytes(opts)
+    out = bytes(bootp) + bytes(opts)
+    if len(out) < BOOTP_MIN_LEN:
+        out += b"\x00" * (BOOTP_MIN_LEN - len(out))  # Pad options, as ISC dhcpd does for old clients
+    return out
 
 
 def ipv4_udp(src, dst, sport, dport, payload, ttl=64):

@@ -61,6 +61,7 @@ def test_inform_gets_an_ack_with_routes_dns_domain():
     routes = b"\x18\xc6\x33\x64\xc0\x00\x02\x01\x19\xcb\x00\x71\x00\xc0\x00\x02\x01"
     assert opts[121] == routes and opts[249] == routes
     assert 3 not in opts and 51 not in opts  # no router (default route), no lease time
+    assert len(b) >= 300  # RFC 1542 2.1 minimum BOOTP size
 
 
 def test_ack_goes_to_the_source_when_ciaddr_is_zero():
