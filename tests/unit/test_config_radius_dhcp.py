@@ -58,3 +58,10 @@ def test_short_radius_secret_is_warned_without_showing_it():
     c = server_with("    list radius_auth '192.0.2.1'\n    option radius_secret 'short'\n")
     w = [x for x in c.warnings if "radius_secret" in x]
     assert len(w) == 1 and "'short'" not in w[0] and "16" in w[0]
+
+
+def test_radius_secret_is_kept_out_of_parse_errors_and_reprs():
+    from sluice.config.uci import Section
+    assert "radius_secret" in Section.SECRET_OPTIONS
+    s = Section("server", "main", {"radius_secret": "a-long-shared-secret-1"})
+    assert "a-long-shared" not in repr(s)
