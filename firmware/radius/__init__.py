@@ -15,5 +15,7 @@ Modules:
   client   RadiusClient: requests with identifiers per server, retransmission, failover over several
            servers, a clear "unreachable" outcome; bounded pending table.
   dae      DaeListener: Disconnect-Request / CoA-Request (RFC 5176) checked and answered with ACK/NAK.
-  auth     building Access-Requests from PPP's credential checks and reading the verdicts.
+  auth     building Access-Requests from PPP's credential checks and reading the verdicts (RadiusLogins
+           joins server PppLinks to a RadiusClient); accounting attributes.
+  sessions RadiusSessions: Accounting Start/Interim/Stop, Session-Timeout and Idle-Timeout, DAE lookups.
 """
