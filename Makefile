@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MPY_DIR := tests/micropython
 NODE_STAMP := $(MPY_DIR)/node_modules/.installed
 # Debian packages the daemon, the demo and the tests use (installed when missing and we are root).
-APT_PACKAGES := python3 python3-venv iproute2 iputils-ping nftables tshark tcpdump procps xl2tpd ppp strongswan-charon strongswan-swanctl libstrongswan-standard-plugins chromium shellcheck dash iperf3 conntrack
+APT_PACKAGES := python3 python3-venv iproute2 iputils-ping nftables tshark tcpdump procps xl2tpd ppp strongswan-charon strongswan-swanctl libstrongswan-standard-plugins chromium shellcheck dash iperf3 conntrack freeradius freeradius-utils dhcpcd-base
 # The QEMU peer lab (make interop) needs these too.
 INTEROP_APT := mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client iperf3
 PYTEST_ARGS ?=

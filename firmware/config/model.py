@@ -33,7 +33,7 @@ from .uci import section_ref
 from .values import check_psk, genpsk  # noqa: F401  (public helpers of this module)
 
 HIDDEN = "<hidden>"
-SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret"))
+SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "radius_secret"))
 NETIFD_PROTO = "sluice"
 # Options netifd itself reads on any interface; accepted without a warning in `config interface` sections.
 NETIFD_OPTIONS = frozenset((
@@ -101,8 +101,9 @@ class ServerConfig(_Model):
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
         "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes",
+        "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
-    _secret = ("tunnel_secret", "psk")
+    _secret = ("tunnel_secret", "psk", "radius_secret")
 
 
 class UserConfig(_Model):
@@ -214,6 +215,15 @@ SERVER_OPTIONS.update({
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).
     "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
+    # Pushed to Windows/macOS clients in the DHCPACK to their DHCPINFORM (options 121/249, 15).
+    "client_routes": ((LIST, V.parse_cidr), []),
+    "domain": (V.parse_domain, None),
+    # RADIUS (RFC 2865/2866/5176): servers in failover order; one shared secret; DAE port 0 = off.
+    "radius_auth": ((LIST, V.parse_hostport(1812)), []),
+    "radius_acct": ((LIST, V.parse_hostport(1813)), []),
+    "radius_secret": (V.parse_secret, None),
+    "radius_nas_id": (V.parse_text, None),
+    "radius_dae_port": (_int(0, 65535), 0),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536
@@ -420,6 +430,20 @@ def _check_ppp(r, obj):
         r.error("mtu", str(obj.mtu), "must be at least 1280 when ipv6 is '1' (RFC 8200 5)")
 
 
+def _check_radius(r, s):
+    if not _ok(s.radius_auth, s.radius_acct, s.radius_secret, s.radius_dae_port):
+        return
+    if (s.radius_auth or s.radius_acct) and not s.radius_secret:
+        r.section_error("option radius_secret must be set when radius_auth or radius_acct is given (the secret "
+                        "shared with the RADIUS servers)")
+    if s.radius_secret and len(s.radius_secret) < 16:
+        r.warn("radius_secret", s.radius_secret, "is shorter than 16 characters; RFC 2865 3 asks for at least "
+               "16 and an attacker who sees one reply can try short secrets offline")
+    if s.radius_dae_port and not (s.radius_auth or s.radius_acct):
+        r.error("radius_dae_port", str(s.radius_dae_port), "needs radius_auth or radius_acct: only those servers "
+                "may send Disconnect-Request and CoA")
+
+
 def _read_server(chk, sec, index):
     r = _SectionReader(chk, sec, SERVER_OPTIONS)
     s = ServerConfig()
@@ -430,6 +454,7 @@ def _read_server(chk, sec, index):
         s.ifname = "sls%d" % index
     _check_ipsec(r, s)
     _check_ppp(r, s)
+    _check_radius(r, s)
     if _ok(s.pool_start, s.pool_end):
         lo, hi = V.ipv4_to_int(s.pool_start), V.ipv4_to_int(s.pool_end)
         size = hi - lo + 1

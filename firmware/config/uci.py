@@ -58,7 +58,7 @@ class Section:
     __slots__ = ("type", "name", "options", "line")
 
     # Options whose values never appear in a repr.
-    SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password"))
+    SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password", "radius_secret"))
 
     def __init__(self, type, name=None, options=None, line=0):
         self.type = type

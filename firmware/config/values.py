@@ -137,6 +137,33 @@ def parse_host(s):
     return s
 
 
+def parse_domain(s):
+    """A DNS domain name for clients (DHCP option 15): labels of letters, digits and hyphens."""
+    if all(c in _DIGITS or c == "." for c in s):
+        raise Invalid("must be a domain name like example.org, not an address")
+    try:
+        return parse_host(s)
+    except Invalid:
+        raise Invalid("must be a domain name like example.org (letters, digits, hyphens and dots)")
+
+
+def parse_hostport(default_port):
+    """`HOST[:PORT]` -> (host, port); HOST an IPv4 address or a host name."""
+    def parse(s):
+        host, colon, port = s.partition(":")
+        if colon:
+            if not _digits(port) or not 1 <= int(port) <= 65535:
+                raise Invalid("must be HOST or HOST:PORT with a port 1 to 65535")
+            port = int(port)
+        else:
+            port = default_port
+        try:
+            return (parse_host(host), port)
+        except Invalid:
+            raise Invalid("must be HOST or HOST:PORT, HOST an IPv4 address or a host name")
+    return parse
+
+
 _IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 
