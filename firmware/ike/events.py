@@ -113,3 +113,18 @@ class NegotiationFailed:
 
     def __repr__(self):
         return "NegotiationFailed(%r, %r)" % (self.peer, self.reason)
+
+
+class InternalError:
+    """A bug of ours (not a malformed packet) surfaced while handling input or a timer; the input was dropped,
+    the half-open negotiation it belonged to ended, and the table goes on. The engine logs it with its
+    traceback (CPython keeps it on `error.__traceback__`), rate-limited."""
+
+    __slots__ = ("peer", "error")
+
+    def __init__(self, peer, error):
+        self.peer = peer      # (ip, port) the input came from, or None (a timer)
+        self.error = error    # the exception object
+
+    def __repr__(self):
+        return "InternalError(%r, %s: %s)" % (self.peer, type(self.error).__name__, self.error)
