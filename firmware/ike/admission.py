@@ -77,7 +77,10 @@ class _Fifo:
             self.head = 0
 
     def _compact(self):
-        if self.head >= 64 and self.head * 2 >= len(self.items):
+        if self.head >= len(self.items):
+            self.items = []
+            self.head = 0
+        elif self.head >= 64 and self.head * 2 >= len(self.items):
             self.items = self.items[self.head:]
             self.head = 0
 

@@ -105,14 +105,15 @@ class PeerMoved:
 class NegotiationFailed:
     """Phase 1 or Quick Mode could not complete; `reason` says what happened and what to change."""
 
-    __slots__ = ("peer", "reason")
+    __slots__ = ("peer", "reason", "verified")
 
-    def __init__(self, peer, reason):
-        self.peer = peer      # (ip, port)
-        self.reason = reason  # plain words, never a secret
+    def __init__(self, peer, reason, verified=True):
+        self.peer = peer          # (ip, port)
+        self.reason = reason      # plain words, never a secret
+        self.verified = verified  # False: only a first message was seen, the source may be spoofed (log sparingly)
 
     def __repr__(self):
-        return "NegotiationFailed(%r, %r)" % (self.peer, self.reason)
+        return "NegotiationFailed(%r, %r%s)" % (self.peer, self.reason, "" if self.verified else ", unverified")
 
 
 class InternalError:

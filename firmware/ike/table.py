@@ -54,7 +54,7 @@ ours is counted as `internal_error`, which the tests require to stay 0).
 
 from sluice.ike import constants as C
 from sluice.ike import informational as info
-from sluice.ike.admission import ADMIT, VERIFIED, HalfOpenTable
+from sluice.ike.admission import ADMIT, UNVERIFIED, VERIFIED, HalfOpenTable
 from sluice.ike.dpd import DEAD, PROBE, Dpd
 from sluice.ike.events import (ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, InternalError, NegotiationFailed,
                                PeerDead, PeerMoved)
@@ -260,7 +260,7 @@ class IkeTable:
         self._fail_phase1(sa, reason)
 
     def _fail_phase1(self, sa, reason):
-        self.emit(NegotiationFailed(sa.peer, reason))
+        self.emit(NegotiationFailed(sa.peer, reason, sa.admit != UNVERIFIED))
         self._remove_sa(sa)
         for ch in self._children.values():
             if ch.rekeying and ch.peer[0] == sa.peer[0] and self._best_sa(ch.peer) is None:
@@ -453,7 +453,7 @@ class IkeTable:
         if len(self._told_aggressive) > 64:
             self._told_aggressive.pop(0)
         self.emit(NegotiationFailed(peer, "the client uses Aggressive Mode (on Android: the 'IPsec identifier' "
-                                          "field is filled in); leave it empty: only Main Mode is accepted"))
+                                          "field is filled in); leave it empty: only Main Mode is accepted", False))
 
     def _alive(self, sa, local, peer, now, fresh):
         """An authenticated, not replayed message arrived: note liveness; follow a NAT mapping change (RFC 3947

@@ -1,7 +1,7 @@
 """Issue 13: admission control for half-open Main Mode (items 2, 12), replay protection and peer moves (item 3),
 the counters (item 11) and internal errors kept apart from malformed input (issue 9), under a fixed clock.
 
-The flood figures (3,000 message 1s per second, 10,000 sources) are in tests/unit/test_ike_admission.py.
+The flood figures (3,000 message 1s per second, 10,000 sources) are in tests/unit/test_ike_flood.py.
 """
 
 try:
@@ -285,3 +285,16 @@ def test_esp_above_the_window_from_a_new_port_moves_the_peer():
     assert srv._children[spi].peer == (ike_pair.NAT_IP, 45000)
     assert [s.peer for s in srv._timed] == [(ike_pair.NAT_IP, 45000)]
     assert not srv.esp_from_new_port(spi, (ike_pair.NAT_IP, 45000), p.now)          # already there
+
+
+def test_refusals_of_unverified_sources_are_marked_for_the_log():
+    # Issue 13 item 14 lives in the engine's logger; the table says which failures may come from spoofed
+    # sources (a refused message 1, Aggressive Mode) so that the engine can fold them.
+    p = ike_pair.Pair(server_cfg=ike_pair.config("responder", ike="aes128-sha256-modp2048"))
+    p.connect()
+    se = p.events("server")
+    assert ike_pair.names(se) == ["NegotiationFailed"] and not se[0].verified and "unverified" in repr(se[0])
+    q = ike_pair.Pair(server_cfg=ike_pair.config("responder", psk=b"a different key entirely"))
+    q.connect()
+    se = q.events("server")
+    assert ike_pair.names(se) == ["NegotiationFailed"] and se[0].verified

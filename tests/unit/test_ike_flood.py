@@ -214,7 +214,7 @@ def test_many_clients_behind_one_address_all_get_in_first_time():
 
 
 def figures():
-    """The before/after figures of the report (python tests/unit/test_ike_admission.py)."""
+    """The before/after figures of the report (python tests/unit/test_ike_flood.py)."""
     for rate, addrs, start in ((3000, 64, 1.0), (20, 64, 15.0), (3000, 10000, 1.0)):
         took, s = time_to_get_in(rate, addrs, start=start, limit=60.0)
         print("flood %d/s from %d addresses: client in after %s s (attempts failed %d), flood bytes in %d out %d"
@@ -233,3 +233,65 @@ def figures():
 
 if __name__ == "__main__":
     figures()
+
+
+def _spray(server, count, source, now, first=1):
+    m1 = first_message()
+    for k in range(count):
+        server.datagram_received((k + first).to_bytes(8, "big") + m1[8:], SERVER, source(k), now)
+    return len(server.datagrams_to_send())
+
+
+def test_10000_sources_stay_within_the_bounds_and_leave_nothing_behind():
+    srv = IkeTable(ike_pair.config("responder"), harness.SeededRng(2), BE)
+    answered = _spray(srv, 10000, lambda k: flood_source(k, 10000), 0.0)
+    k = srv.counters()
+    assert answered == 10000 and k["half_open"] == 256 and k["evictions"] == 10000 - 256
+    sizes = srv.half_open.sizes()
+    assert sizes["half_open"] == 256 and sizes["addresses"] == 256 and sizes["fifo_entries"] <= 2 * 256 + 64 * 2
+    assert len(srv._sas) == 256 and len(srv._resp_index) == 256 and len(srv._timed) == 0
+    srv.handle_timer(45.0)
+    k = srv.counters()
+    assert k["half_open"] == 0 and k["half_open_expired"] == 256 and srv.get_timer() is None
+    assert srv._sas == {} and srv._resp_index == {} and srv.half_open.sizes()["fifo_entries"] == 0
+    assert srv.next_event() is None     # nothing to log per spoofed source
+
+
+def test_10000_messages_from_one_address_hold_16_slots_and_a_short_queue():
+    srv = IkeTable(ike_pair.config("responder", half_open_timeout=8.0), harness.SeededRng(2), BE)
+    answered = _spray(srv, 10000, lambda k: ("198.18.0.1", 500), 0.0)
+    k = srv.counters()
+    assert answered == 16 and k["half_open"] == 16 and k["waiting"] == 128
+    assert k["half_open_drops"] == 10000 - 16 - 128 and k["evictions"] == 0
+    # Another address is not affected.
+    assert _spray(srv, 1, lambda k: ("198.18.0.2", 500), 0.0, first=20000) == 1
+    # The waiting ones are answered as slots free up, within half_open_queue_wait (10 s).
+    srv.handle_timer(8.0)
+    assert len(srv.datagrams_to_send()) == 16 and srv.counters()["waiting"] == 112
+    srv.handle_timer(16.0)      # these expire too; the rest waited more than 10 s and are dropped
+    srv.handle_timer(24.0)
+    assert srv.counters()["waiting"] == 0 and srv.counters()["half_open"] == 0 and srv.get_timer() is None
+
+
+def test_cost_per_message_1_stays_flat_when_the_table_is_full():
+    """O(1) per packet: a message 1 into a full table (an eviction) costs about what one into an empty table
+    costs. Before: each one scanned every half-open SA (list comprehensions over 256) and get_timer() every SA."""
+    import time
+    srv = IkeTable(ike_pair.config("responder", half_open_total=4096, half_open_per_ip=4096), harness.SeededRng(2),
+                   BE)
+    m1 = first_message()
+
+    def batch(first, n):
+        t0 = time.perf_counter()
+        for k in range(n):
+            srv.datagram_received((k + first).to_bytes(8, "big") + m1[8:], SERVER, flood_source(k + first, 60000),
+                                  0.0)
+            srv.get_timer()
+        srv.datagrams_to_send()
+        return (time.perf_counter() - t0) / n
+
+    empty = batch(1, 200)
+    batch(201, 4096 - 200)
+    full = batch(10000, 200)
+    assert srv.counters()["evictions"] >= 200
+    assert full < 3 * empty + 0.0002, (empty, full)
