@@ -143,6 +143,8 @@ class IkeTable:
         self._resp_index = {}   # (icookie, peer) -> IkeSa (responder: to answer a repeated message 1)
         self._children = {}     # spi_in -> ChildSa
         self._timed = {}        # IkeSa -> True: the SAs whose timers are scanned (ours as initiator, established)
+        self._timed_dirty = True  # their earliest deadline (and the ESP SAs') must be recomputed
+        self._timed_deadline = None
         self.half_open = HalfOpenTable(cfg, rng)  # the responder's half-open SAs (sluice.ike.admission)
         self.errors = []        # the last internal errors (exception objects), newest last
         self._serial = 0        # creation counter of children
@@ -192,6 +194,18 @@ class IkeTable:
         d = self.half_open.deadline()
         if d is not None and (best is None or d < best):
             best = d
+        if self._timed_dirty:
+            # Only input for a known SA, an API call or a timer can bring a deadline of the established SAs
+            # forward; a flood of message 1s or of unknown cookies never makes us scan them again.
+            self._timed_dirty = False
+            self._timed_deadline = self._scan_deadline()
+        d = self._timed_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        return best
+
+    def _scan_deadline(self):
+        best = None
         for sa in self._timed:
             d = sa.deadline()
             if d is not None and (best is None or d < best):
@@ -260,11 +274,15 @@ class IkeTable:
         self._fail_phase1(sa, reason)
 
     def _fail_phase1(self, sa, reason):
-        self.emit(NegotiationFailed(sa.peer, reason, sa.admit != UNVERIFIED))
+        unverified = sa.admit == UNVERIFIED
+        self.emit(NegotiationFailed(sa.peer, reason, not unverified))
         self._remove_sa(sa)
+        if unverified:
+            return      # a refused message 1: nothing of ours waited for it (and a flood costs O(1) each)
         for ch in self._children.values():
             if ch.rekeying and ch.peer[0] == sa.peer[0] and self._best_sa(ch.peer) is None:
                 ch.rekeying = False   # its soft deadline (past) makes the next handle_timer try again
+                self._timed_dirty = True
 
     def _best_sa(self, peer):
         best = None
@@ -282,6 +300,7 @@ class IkeTable:
         sa.mm = MainModeInitiator(sa, self)
         self._init_pending[icookie] = sa
         self._timed[sa] = True
+        self._timed_dirty = True
         sa.mm.start(now)
         return sa
 
@@ -293,6 +312,7 @@ class IkeTable:
         raise ValueError("no cookie")
 
     def traffic_seen(self, peer_key, now):
+        self._timed_dirty = True
         for sa in self._timed:
             if sa.peer == peer_key and sa.dpd is not None:
                 sa.dpd.traffic(now)
@@ -302,6 +322,7 @@ class IkeTable:
 
         An initiator may also name its server as (ip, 500) after the float to 4500: one server, one address.
         """
+        self._timed_dirty = True
         match = [x for x in list(self._children.values()) + self._all_sas() if x.peer == peer]
         if not match and self.cfg.role == "initiator":
             peer = [x.peer for x in list(self._children.values()) + self._all_sas() if x.peer[0] == peer[0]]
@@ -315,6 +336,7 @@ class IkeTable:
 
     def rekey(self, peer, now):
         """Renegotiate the ESP SA of `peer` now (`sluice rekey`); False when there is nothing to renew yet."""
+        self._timed_dirty = True
         sa = self._best_sa(peer)
         old = self._live_child(peer, now)
         if sa is None or old is None or old.rekeying:
@@ -323,6 +345,7 @@ class IkeTable:
         return True
 
     def close(self, now):
+        self._timed_dirty = True
         peers = []
         for x in list(self._children.values()) + self._all_sas():
             if x.peer not in peers:
@@ -408,6 +431,7 @@ class IkeTable:
         if sa is None:
             self.stats["unknown_sa"] += 1
             return
+        self._timed_dirty = True
         if sa.peer[0] != peer[0]:
             self.stats["unknown_sa"] += 1
             return
@@ -742,6 +766,7 @@ class IkeTable:
         cfg = self.cfg
         self.half_open.remove(sa)
         self._timed[sa] = True
+        self._timed_dirty = True
         sa.mark = self._serial
         if cfg.dpd_delay > 0 and sa.caps is not None and sa.caps.dpd:
             sa.dpd = Dpd(cfg.dpd_delay, cfg.dpd_timeout, int.from_bytes(self.rng(4), "big"), now)
@@ -838,6 +863,7 @@ class IkeTable:
     # --- timers -----------------------------------------------------------------------------------------------
 
     def handle_timer(self, now):
+        self._timed_dirty = True
         self._frags.expire(now)
         for sa in self.half_open.expired(now):
             if sa.state == "DELETED":

@@ -298,3 +298,27 @@ def test_refusals_of_unverified_sources_are_marked_for_the_log():
     q.connect()
     se = q.events("server")
     assert ike_pair.names(se) == ["NegotiationFailed"] and se[0].verified
+
+
+def test_a_flood_never_rescans_the_established_sas():
+    # O(1) per packet: get_timer() after a message 1 or an unknown cookie pair does not walk the live SAs again
+    # (before: every call walked every SA, half-open ones included, and every ESP SA).
+    p = ike_pair.Pair(server_cfg=ike_pair.config("responder", half_open_total=16))
+    p.connect()
+    srv = p.server
+    scans = []
+    inner = srv._scan_deadline
+
+    def counting():
+        scans.append(1)
+        return inner()
+
+    srv._scan_deadline = counting
+    srv.get_timer()
+    _spoofed_first_messages(srv, 100, 100, p.now)
+    m1 = [x[3] for x in p.log if x[0] == "c>s"][0]
+    for k in range(100):
+        srv.datagram_received((k + 500).to_bytes(8, "big") + b"\x01" * 8 + m1[16:], SERVER, ("198.18.1.1", 500),
+                              p.now)
+        srv.get_timer()
+    assert len(scans) == 1 and srv.counters()["unknown_sa"] == 100 and srv.counters()["evictions"] == 84
