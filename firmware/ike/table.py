@@ -13,6 +13,10 @@ Contract (docs/design.md conventions; the engine codes against exactly this):
     table.datagram_received(data, local, peer, now)  # data without the non-ESP marker; local=(ip, 500|4500)
     table.initiate(peer, now)                    # initiator: Main Mode toward (ip, 500), then Quick Mode
     table.traffic_seen(peer_key, now)            # authenticated inbound ESP from this peer (DPD idleness)
+    table.esp_from_new_port(spi_in, new, now) -> bool  # authenticated ESP above the replay window from a new
+                                                 # (ip, port) of the same address: follow the NAT (PeerMoved)
+    table.counters() -> dict                     # malformed, refused, half_open_drops, evictions, replays,
+                                                 # internal_errors, ... and the admission state, for status
     table.close(now) / table.delete_peer(peer, now)  # DELETEs: ESP SAs, then the ISAKMP SA
     table.datagrams_to_send() -> [(local_port, peer, bytes)]  # 500 or 4500; the engine adds the marker on 4500
     table.next_event() -> event or None          # sluice.ike.events
@@ -20,12 +24,17 @@ Contract (docs/design.md conventions; the engine codes against exactly this):
 
 Further IkeConfig options: utc_now (callable() -> aware datetime; needed to check certificate validity, the
 machine reads no clock), sha256_96 (Android 6/7 ESP truncation), initial_contact, retransmit_base/_tries
-(1, 2, 4, 8 s), half_open_timeout/_per_ip/_total (45 s, 16, 256), rekey_grace (30 s), fragment_size (1280:
-bigger Main Mode messages go as type-132 fragments to peers that announced FRAGMENTATION, like Apple's). With cert/key/ca the
-backend must offer RSA and X.509 (openssl): IkeTable() raises ValueError otherwise.
+(1, 2, 4, 8 s), rekey_grace (30 s), fragment_size (1280: bigger Main Mode messages go as type-132 fragments to
+peers that announced FRAGMENTATION, like Apple's), seen_message_ids (128 per ISAKMP SA, for replay protection),
+strict (tests: an internal error is raised after it is counted), and the admission control of
+sluice.ike.admission: half_open_total (256), half_open_per_ip (16), half_open_queue (128 message 1s waiting per
+address), half_open_queue_wait (10 s), half_open_timeout (45 s), half_open_timeout_busy (5 s once
+half_open_busy, by default half the total, are half-open). With cert/key/ca the backend must offer RSA and
+X.509 (openssl): IkeTable() raises ValueError otherwise.
 
-Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, NegotiationFailed (sluice.ike.events); SPIs are
-ints. IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
+Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, PeerMoved, NegotiationFailed (its `verified` is
+False when only a first message was seen: the source may be spoofed, log it sparingly), InternalError (a bug of
+ours, with the exception object: log it with its traceback) (sluice.ike.events); SPIs are ints. IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
 ISAKMP SA under live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the
 peer is gone (DPD) and comes before the ChildSaDowns of its SAs.
 
@@ -34,8 +43,27 @@ Theory of operation
 Lookup: a message with a zero responder cookie and exchange Main is a new Main Mode (responder side), or a
 retransmission of one (same initiator cookie and peer: answered from the cache); everything else is found by
 its cookie pair; a Main Mode message 2 to one of our initiators is found by the initiator cookie. Type-132
-fragments are reassembled first (sluice.ike.fragments). Half-open ISAKMP SAs are bounded per source address
-and in total; they are dropped `half_open_timeout` seconds after creation.
+fragments are reassembled first (sluice.ike.fragments).
+
+Admission (sluice.ike.admission, what strongSwan's init_limit_half_open and block_threshold do): the
+responder's half-open ISAKMP SAs are bounded per source address (beyond it, message 1s wait in a short queue:
+many clients behind one NAT) and in total (beyond it, a victim is evicted: unverified before verified, from
+the address holding most); under pressure they get shorter timeouts. A half-open SA whose source never sent
+message 3 ends silently (counted): it was most likely spoofed. Every step is O(1) per packet: the responder's
+half-open SAs live only in the admission structure, and get_timer() rescans the live SAs only after something
+that can bring their deadlines forward (input for a known SA, an API call, a timer).
+
+Replay and peer movement: the ids of protected Quick Mode and Informational messages are kept per ISAKMP SA
+(bounded); an authenticated message with an id already seen is a replay: dropped, counted, never answered. An
+R-U-THERE also carries a sequence number that must grow (RFC 3706 7), which catches a replay older than the
+ids kept. A peer moves to a new port (RFC 3947 4) only on fresh authenticated traffic: a Quick Mode message of
+a new exchange, an R-U-THERE with a higher sequence number, an R-U-THERE-ACK of one of our probes, or (from the
+data path) ESP above its replay window (esp_from_new_port); never on a DELETE or a replay.
+
+A wrong pre-shared key: the responder, when message 5 does not decrypt or verify, says AUTHENTICATION-FAILED in
+clear; the initiator, waiting for message 6, takes that notify (or PAYLOAD-MALFORMED, INVALID-ID-INFORMATION,
+INVALID-HASH-INFORMATION as libreswan, racoon and Windows send) or an Informational it cannot decrypt (what
+strongSwan sends) as a key mismatch and says so at once.
 
 Peers are keyed by (ip, port) after the float, so two clients behind one NAT (one address, two ports) are two
 peers; INITIAL-CONTACT (RFC 2407 4.6.3.3) removes the older SAs of that exact (ip, port) only.
@@ -47,9 +75,11 @@ replacement (`rekey_of`); the old one stays usable for `rekey_grace` seconds, th
 ChildSaDown 'replaced'). Phase 1 is renewed by its initiator at the same soft point; a responder accepts a new
 Main Mode from a peer whose ISAKMP SA is alive without touching the ESP SAs.
 
-Aggressive Mode is refused (one NegotiationFailed per peer says how to fix the client). Malformed input is
-counted in `stats` and dropped; nothing a peer sends escapes datagram_received (an exception that is a bug of
-ours is counted as `internal_error`, which the tests require to stay 0).
+Aggressive Mode is refused (one NegotiationFailed per peer says how to fix the client). Malformed input (an
+IkeMalformed or any other ValueError of the codec or crypto) is counted in `stats` and dropped; nothing a peer
+sends escapes datagram_received. Any other exception is a bug of ours: counted as `internal_error`, kept in
+`errors` and reported as an InternalError event, and the half-open negotiation it hit is ended so that nothing
+half-updated stays behind (tests require the count to stay 0; with cfg.strict it is raised).
 """
 
 from sluice.ike import constants as C
