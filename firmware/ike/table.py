@@ -99,6 +99,8 @@ from sluice.ike.quick_mode import QM_DONE, QuickModeFailed, QuickModeInitiator, 
 
 ZERO_COOKIE = b"\x00" * 8
 
+MAX_MESSAGE_1 = 8192
+
 # Answers to our Main Mode message 5 that mean "your proof of identity did not verify" (RFC 2408 3.14.1):
 # AUTHENTICATION-FAILED (Sluice), PAYLOAD-MALFORMED (strongSwan, libreswan), INVALID-ID-INFORMATION and
 # INVALID-HASH-INFORMATION (racoon, Windows), INVALID-PAYLOAD-TYPE (message 5 decrypted to garbage).
@@ -596,6 +598,10 @@ class IkeTable:
             if not old.is_duplicate(0, data):
                 self.stats["malformed"] += 1
             return
+        if len(data) > MAX_MESSAGE_1:
+            # Kept while half-open (to answer a retransmission): a real one is well under 2 KB, even Windows'
+            # with every proposal; 256 of these at most stay within a router's memory.
+            raise IkeMalformed("a Main Mode message 1 of %d octets (at most %d)" % (len(data), MAX_MESSAGE_1))
         if self.cfg.role == "initiator":
             known = False
             for s in self._timed:

@@ -322,3 +322,14 @@ def test_a_flood_never_rescans_the_established_sas():
                               p.now)
         srv.get_timer()
     assert len(scans) == 1 and srv.counters()["unknown_sa"] == 100 and srv.counters()["evictions"] == 84
+
+
+def test_an_oversized_message_1_holds_no_state():
+    from sluice.ike.table import MAX_MESSAGE_1
+    from sluice.ike.message import Message
+    from sluice.ike.payloads import VendorIdPayload
+    big = Message.build(b"\x07" * 8, b"\x00" * 8, MM, [VendorIdPayload(bytes(1000))] * 9).encode()
+    assert len(big) > MAX_MESSAGE_1
+    srv = IkeTable(ike_pair.config("responder"), harness.SeededRng(5), None)
+    srv.datagram_received(big, SERVER, ("198.18.0.1", 500), 0.0)
+    assert srv.counters()["malformed"] == 1 and srv.counters()["half_open"] == 0 and srv.datagrams_to_send() == []
