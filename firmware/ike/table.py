@@ -34,9 +34,10 @@ X.509 (openssl): IkeTable() raises ValueError otherwise.
 
 Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, PeerMoved, NegotiationFailed (its `verified` is
 False when only a first message was seen: the source may be spoofed, log it sparingly), InternalError (a bug of
-ours, with the exception object: log it with its traceback) (sluice.ike.events); SPIs are ints. IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
-ISAKMP SA under live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the
-peer is gone (DPD) and comes before the ChildSaDowns of its SAs.
+ours, with the exception object: log it with its traceback) (sluice.ike.events); SPIs are ints. IkeSaDown does
+not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the ISAKMP SA under
+live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the peer is gone (DPD)
+and comes before the ChildSaDowns of its SAs.
 
 Theory of operation
 -------------------
