@@ -156,12 +156,27 @@ class CloseTransport(Action):
 
 
 class Log(Action):
-    __slots__ = ("level", "text")
+    """One log line. `key` names the kind of event: the engine folds repeats of one key into a count."""
+
+    __slots__ = ("level", "text", "key")
     kind = "log"
 
-    def __init__(self, level, text):
+    def __init__(self, level, text, key=None):
         self.level = level  # 'info', 'warning', 'error'
-        self.text = text
+        self.text = text    # peer-supplied parts already made safe (sluice.endpoint.safe)
+        self.key = key      # the format string or a name; None: never folded
+
+
+class InternalError(Action):
+    """A bug of ours surfaced inside a machine (not a malformed packet): logged once with its traceback,
+    repeats counted (the engine rate-limits by where it happened)."""
+
+    __slots__ = ("where", "error")
+    kind = "internal_error"
+
+    def __init__(self, where, error):
+        self.where = where
+        self.error = error
 
 
 class Queue:
@@ -176,7 +191,7 @@ class Queue:
         self.items.append(action)
 
     def log(self, level, fmt, *args):
-        self.items.append(Log(level, fmt % args if args else fmt))
+        self.items.append(Log(level, fmt % args if args else fmt, fmt))
 
     def drain(self):
         out = self.items

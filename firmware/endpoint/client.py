@@ -547,7 +547,7 @@ class ClientEndpoint:
             tunnels.append(st)
         ipsec = None
         if self.ipsec is not None:
-            ipsec = {"sas": self.ipsec.status(), "ike": dict(self.ipsec.ike.stats)}
+            ipsec = {"sas": self.ipsec.status(), "ike": self.ipsec.ike.counters()}
             ipsec["ike"].update(self.ipsec.counters)
         return {
             "role": "client",

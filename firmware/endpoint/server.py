@@ -490,7 +490,7 @@ class ServerEndpoint:
     def _ipsec_status(self):
         if self.ipsec is None:
             return None
-        st = {"sas": self.ipsec.status(), "ike": dict(self.ipsec.ike.stats)}
+        st = {"sas": self.ipsec.status(), "ike": self.ipsec.ike.counters()}
         st["ike"].update(self.ipsec.counters)
         return st
 

@@ -26,6 +26,7 @@ class Daemon:
         for w in config.warnings:
             log.warning("%s", w)
         self.endpoint = make_endpoint(config, select_section(config), self.loop)
+        self.endpoint.on_internal_error = self._internal_error  # bugs inside machines: same rate-limited report
         self.control = None
         self.exit_code = 0
         self._errors = {}  # (exception type, file, line) -> [first seen, repeats since]

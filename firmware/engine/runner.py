@@ -43,7 +43,14 @@ class Runner:
             "open_transport": self._open_transport,
             "close_transport": lambda a, now: self._close_transport(),
             "log": lambda a, now: self.log.log(_level(a.level), "%s", a.text),
+            "internal_error": lambda a, now: self.on_internal_error(a.error),
         }
+
+    def on_internal_error(self, exc):
+        """Set by the daemon to its rate-limited reporter; by default, count and log once per kind."""
+        self.internal_errors += 1
+        self.log.error("internal error in a protocol machine (the daemon carries on): %s: %s",
+                       type(exc).__name__, exc)
 
     def now(self):
         if self.clock is not None:

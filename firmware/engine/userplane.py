@@ -316,6 +316,10 @@ class UserPlane:
             c["unknown_spi"] += 1
             return
         sa = rec.sa
+        moved = encap and outer[1] != route.peer[1]
+        if moved:
+            # Only a packet above the replay window may move a peer: read it before open() advances it.
+            moved = int.from_bytes(packet[4:8], "big") > sa.window.top
         try:
             payload, nh = sa.open(packet)
         except EspExpired:
@@ -328,8 +332,9 @@ class UserPlane:
             c["esp_errors"] += 1
             return
         c["esp_in"] += 1
-        if encap and outer[1] != route.peer[1]:
-            # Authenticated ESP from a new port of the same address: the endpoint decides whether to follow.
+        if moved:
+            # Fresh authenticated ESP from a new port of the same address: the endpoint decides whether to
+            # follow (RFC 3948); a replayed packet from another port never gets here.
             self.up.on_esp_from(sa.spi, outer, now)
         if now - rec.last_rx > 1.0:  # DPD only needs to know the peer is alive, not every packet
             rec.last_rx = now

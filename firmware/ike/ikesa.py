@@ -25,12 +25,12 @@ from sluice.ike.natt import IKE_PORT
 
 EXCH_MAIN = 2   # RFC 2408 3.1 (sluice.ike.constants.EXCH_MAIN)
 
-MM_INIT = "MM_INIT"      # initiator: nothing sent yet
-MM_SA = "MM_SA"          # SA sent (initiator) / SA answered (responder)
-MM_KE = "MM_KE"          # KE + nonce exchanged
-MM_AUTH = "MM_AUTH"      # initiator: ID + HASH_I sent, waiting for HASH_R
-ESTABLISHED = "ESTABLISHED"
-DELETED = "DELETED"
+MM_INIT = "mm-init"      # initiator: nothing sent yet
+MM_SA = "mm-sa"          # SA sent (initiator) / SA answered (responder)
+MM_KE = "mm-ke"          # KE + nonce exchanged
+MM_AUTH = "mm-auth"      # initiator: ID + HASH_I sent, waiting for HASH_R
+ESTABLISHED = "established"
+DELETED = "deleted"
 
 
 class MessageIds:

@@ -90,7 +90,7 @@ from sluice.ike.dpd import DEAD, PROBE, Dpd
 from sluice.ike.events import (ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, InternalError, NegotiationFailed,
                                PeerDead, PeerMoved)
 from sluice.ike.fragments import FragmentReassembler
-from sluice.ike.ikesa import MM_AUTH, MM_KE, MM_SA, ChildSa, IkeSa
+from sluice.ike.ikesa import DELETED, MM_AUTH, MM_KE, MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
 from sluice.ike.message import parse_header, parse_message
 from sluice.ike.natt import IKE_PORT
@@ -289,7 +289,7 @@ class IkeTable:
         return list(self._sas.values()) + list(self._init_pending.values())
 
     def _remove_sa(self, sa):
-        sa.state = "DELETED"
+        sa.state = DELETED
         k = sa.spi()
         if self._sas.get(k) is sa:
             del self._sas[k]
@@ -419,7 +419,7 @@ class IkeTable:
         if data is not None and len(data) >= 16:
             sa = self._sas.get(data[:16]) or self._resp_index.get((data[:8], peer)) or \
                 self._init_pending.get(data[:8])
-        if sa is not None and sa.state != "DELETED" and not sa.established:
+        if sa is not None and sa.state != DELETED and not sa.established:
             self._fail_phase1(sa, "internal error (%s); the negotiation was ended" % type(e).__name__)
         if self.cfg.strict:
             raise e
@@ -894,7 +894,7 @@ class IkeTable:
         self.emit(ChildSaDown(ch.peer, ch.spi_in, ch.spi_out, reason))
 
     def _ike_down(self, sa, reason, send_delete):
-        if sa.state == "DELETED":
+        if sa.state == DELETED:
             return
         was_up = sa.established
         if send_delete and sa.established:
@@ -909,7 +909,7 @@ class IkeTable:
         self._timed_dirty = True
         self._frags.expire(now)
         for sa in self.half_open.expired(now):
-            if sa.state == "DELETED":
+            if sa.state == DELETED:
                 continue
             if sa.admit == VERIFIED:
                 self._fail_phase1(sa, "Main Mode did not complete within %d s" % int(now - sa.created))
@@ -918,7 +918,7 @@ class IkeTable:
                 self.stats["half_open_expired"] += 1
                 self._remove_sa(sa)
         for sa in list(self._timed):
-            if sa.state == "DELETED":
+            if sa.state == DELETED:
                 continue
             for mid, r in sa.retransmit_due(now):
                 if mid == 0:
@@ -928,7 +928,7 @@ class IkeTable:
                 if qm is not None:
                     self._qm_failed(sa, qm, "the peer did not answer %s (%d retransmissions)"
                                     % (r.what, self.cfg.retransmit_tries))
-            if sa.state == "DELETED":
+            if sa.state == DELETED:
                 continue
             if not sa.established:
                 if now >= sa.half_open_until:

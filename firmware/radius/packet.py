@@ -363,15 +363,6 @@ def encode_reply(code, ident, request_authenticator, attrs, secret, message_auth
     return raw[:4] + digest.md5(raw + secret) + raw[20:]
 
 
-def _ct_equal(a, b):
-    if len(a) != len(b):
-        return False
-    r = 0
-    for i in range(len(a)):
-        r |= a[i] ^ b[i]
-    return r == 0
-
-
 def _length(data):
     return (data[2] << 8) | data[3]
 
@@ -396,7 +387,7 @@ def _check_ma(data, auth_field, secret, require):
     copy[4:20] = auth_field
     got = bytes(copy[found + 2:found + 18])
     copy[found + 2:found + 18] = _ZERO16
-    return _ct_equal(digest.hmac("md5", secret, bytes(copy)), got)
+    return digest.ct_equal(digest.hmac("md5", secret, bytes(copy)), got)
 
 
 def verify_reply(data, request_authenticator, secret, require_message_authenticator):
@@ -404,7 +395,7 @@ def verify_reply(data, request_authenticator, secret, require_message_authentica
     not required, absent) Message-Authenticator; otherwise a short reason."""
     length = _length(data)
     raw = bytes(data[:4]) + request_authenticator + bytes(data[20:length])
-    if not _ct_equal(digest.md5(raw + secret), bytes(data[4:20])):
+    if not digest.ct_equal(digest.md5(raw + secret), bytes(data[4:20])):
         return "bad Response Authenticator (wrong shared secret, or a forged reply)"
     if not _check_ma(data, request_authenticator, secret, require_message_authenticator):
         return "Message-Authenticator missing or wrong"
@@ -416,7 +407,7 @@ def verify_request(data, secret, require_message_authenticator):
     (RFC 2866 3, RFC 5176 3.5 for the Request Authenticator; RFC 5176 3.3 for Message-Authenticator)."""
     length = _length(data)
     raw = bytes(data[:4]) + _ZERO16 + bytes(data[20:length])
-    if not _ct_equal(digest.md5(raw + secret), bytes(data[4:20])):
+    if not digest.ct_equal(digest.md5(raw + secret), bytes(data[4:20])):
         return "bad Request Authenticator (wrong shared secret, or a forged request)"
     if not _check_ma(data, _ZERO16, secret, require_message_authenticator):
         return "Message-Authenticator missing or wrong"
