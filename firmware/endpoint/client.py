@@ -44,6 +44,7 @@ CONNECT_TIMEOUT = 60.0
 L2TP_AFTER_SA = 0.3
 LINGER = 3.0
 MAX_BACKOFF = 300
+QUICK_REDIAL = 1.0  # the first redial after losing a session that was up
 STOPCCN_SHUTDOWN = 6
 L2TP_PORT = 1701
 IKE_PORT = 500
@@ -246,6 +247,10 @@ class ClientEndpoint:
         if self.ipsec is not None:
             self.ipsec.traffic_seen(peer, now)
 
+    def unknown_spi(self, spi, outer, encap, size, now):
+        if self.ipsec is not None:
+            self.ipsec.unknown_spi(spi, outer, encap, size, now)
+
     def sa_expiring(self, spi_in, hard, now):
         if self.ipsec is not None:
             self.ipsec.sa_expiring(spi_in, hard, now)
@@ -435,18 +440,26 @@ class ClientEndpoint:
     def _fail(self, now, reason, notify=True):
         """Tear the session and tunnel down after a loss, and schedule the redial."""
         was_up = self.state == UP
+        over_sa = self.state in (L2TP, UP) and self.ipsec is not None and self.key is not None
         self.last_error = reason
         self.q.log("warning", "%s", reason)
         env = self._hook_env("disconnect") if was_up else None
         self._teardown(now, notify, reason)
         if env is not None:
             self.q.add(A.RunHook(env))
+        if over_sa and self.ipsec.peers():
+            # L2TP or PPP died over a live-looking SA: perhaps the server restarted and lost it. Ask IKE to
+            # check at once (DPD) rather than redial into a dead SA for a minute.
+            self.ipsec.suspect((self.key[0], self.key[1]), now)
         self.failures += 1
         if self.wanted and self.cli.redial:
-            delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), MAX_BACKOFF)
+            if was_up and self.failures == 1:
+                delay = QUICK_REDIAL  # a session that was up: try again at once, then back off
+            else:
+                delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), MAX_BACKOFF)
             self.state = BACKOFF
             self.deadline = now + delay
-            self.q.log("info", "redialling in %d s", delay)
+            self.q.log("info", "redialling in %g s", delay)
         else:
             self.state = IDLE
             self.deadline = None

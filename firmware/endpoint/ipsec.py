@@ -75,6 +75,17 @@ class IpsecLayer:
     def traffic_seen(self, peer, now):
         self.ike.traffic_seen(peer, now)
 
+    def unknown_spi(self, spi, outer, encap, size, now):
+        """ESP for an SPI we do not have: tell a peer that lost us (we restarted) so it renegotiates now."""
+        peer = outer if encap else (outer[0], IKE_PORT)
+        if self.ike.invalid_spi(spi, peer, encap, size, now):
+            self.pump(now)
+
+    def suspect(self, peer, now):
+        """L2TP got no answer over this peer's SA: check the IKE SA with DPD at once."""
+        self.ike.suspect_peer(peer, now)
+        self.pump(now)
+
     def sa_expiring(self, spi_in, hard, now):
         """The data plane saw an SA pass its soft (hard=False) or hard byte lifetime."""
         sa = self.sas.get(spi_in)

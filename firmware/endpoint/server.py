@@ -192,6 +192,10 @@ class ServerEndpoint:
         if self.ipsec is not None:
             self.ipsec.traffic_seen(peer, now)
 
+    def unknown_spi(self, spi, outer, encap, size, now):
+        if self.ipsec is not None:
+            self.ipsec.unknown_spi(spi, outer, encap, size, now)
+
     def sa_expiring(self, spi_in, hard, now):
         if self.ipsec is not None:
             self.ipsec.sa_expiring(spi_in, hard, now)

@@ -116,6 +116,12 @@ class Runner:
         self.endpoint.esp_from(spi_in, outer, now)
         self.flush(now)
 
+    hint_unknown_spi = True  # tell a peer that lost us (after our restart) with INVALID-SPI (rate-limited)
+
+    def on_unknown_spi(self, spi, outer, encap, size, now):
+        self.endpoint.unknown_spi(spi, outer, encap, size, now)
+        self.flush(now)
+
     def on_traffic(self, peer, now):
         self.endpoint.traffic_seen(peer, now)
 

@@ -309,6 +309,8 @@ class UserPlane:
         c = self.counters
         if rec is None:
             c["unknown_spi"] += 1
+            if self.up.hint_unknown_spi:
+                self.up.on_unknown_spi(packet[:4], outer, encap, len(packet), now)
             return
         route = rec.route
         # The SA is bound to its peer's address: ESP for it from elsewhere is dropped before any crypto.

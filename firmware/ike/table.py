@@ -92,13 +92,14 @@ from sluice.ike.events import (ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, Inter
 from sluice.ike.fragments import FragmentReassembler
 from sluice.ike.ikesa import DELETED, MM_AUTH, MM_KE, MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
-from sluice.ike.message import parse_header, parse_message
+from sluice.ike.message import Message, parse_header, parse_message
 from sluice.ike.natt import IKE_PORT
 from sluice.ike.payloads import DeletePayload, FragmentPayload, IkeMalformed, NotifyPayload
 from sluice.ike.proposals import NoProposalChosen, default_esp, default_ike
 from sluice.ike.quick_mode import QM_DONE, QuickModeFailed, QuickModeInitiator, QuickModeResponder
 
 ZERO_COOKIE = b"\x00" * 8
+SUSPECT_WITHIN = 6.0  # seconds of silence after a restart hint before a peer is declared dead
 
 MAX_MESSAGE_1 = 8192
 
@@ -189,6 +190,9 @@ class IkeTable:
                       "unsupported_exchange": 0, "internal_error": 0, "aggressive": 0, "evicted": 0,
                       "half_open_expired": 0, "replay": 0}
         self._told_aggressive = []  # peers already told that Aggressive Mode is not supported (bounded)
+        self._now = 0.0             # the time of the input being handled (for hints that carry none)
+        self._hinted = {}           # source address -> when we last sent it INVALID-SPI (bounded)
+        self._hint_window = [0.0, 0]  # [start of the current second, hints sent in it]
 
     def __repr__(self):
         return "<IkeTable %s: %d IKE SAs, %d ESP SAs>" % (self.cfg.role, len(self._sas) + len(self._init_pending),
@@ -396,6 +400,7 @@ class IkeTable:
 
     def datagram_received(self, data, local, peer, now):
         data = bytes(data)
+        self._now = now
         try:
             self._receive(data, local, peer, now, 0)
         except ValueError:
@@ -467,6 +472,9 @@ class IkeTable:
                     sa = pend
                 elif h.exchange == C.EXCH_INFORMATIONAL and not h.flags & C.FLAG_E:
                     return self._plain_info(pend, parse_message(data))
+        if sa is None and h.exchange == C.EXCH_INFORMATIONAL and not h.flags & C.FLAG_E:
+            if self._restart_hint(parse_message(data), peer):
+                return
         if sa is None:
             self.stats["unknown_sa"] += 1
             return
@@ -715,8 +723,14 @@ class IkeTable:
         self.emit(NegotiationFailed(sa.peer, reason))
 
     def _plain_info(self, sa, msg):
-        """A clear Informational: only believed while phase 1 is negotiating, and only to end it."""
+        """A clear Informational: only believed while phase 1 is negotiating, and only to end it; on an
+        established SA, INVALID-COOKIE or INVALID-SPI from the peer's address is a hint that it restarted
+        (unverifiable: it only makes us probe with DPD sooner)."""
         if sa.established:
+            for n in msg.find_all(NotifyPayload):
+                if n.notify_type in (C.N_INVALID_COOKIE, C.N_INVALID_SPI):
+                    self._suspect(sa.peer, "the peer says it does not know our SA (%s)" % n.name())
+                    return
             self.stats["malformed"] += 1
             return
         for n in msg.find_all(NotifyPayload):
@@ -728,6 +742,63 @@ class IkeTable:
                     self._fail_phase1(sa, "the peer refused Main Mode with %s; compare the phase 1 proposals and "
                                           "the authentication method on both sides" % n.name())
                 return
+
+    # --- restarts: the lost peer's hints, and ours to it ----------------------------------------------------
+
+    def _suspect(self, peer, why):
+        """Probe `peer` with DPD now and declare it dead after SUSPECT_WITHIN s of silence (RFC 3706 with a
+        shorter verdict): how a client notices a restarted server in seconds instead of minutes."""
+        self.stats["suspect"] = self.stats.get("suspect", 0) + 1
+        self._timed_dirty = True
+        for sa in self._all_sas():
+            if sa.peer[0] == peer[0] and sa.established and sa.dpd is not None and not sa.replaced:
+                sa.dpd.suspect(self._now, SUSPECT_WITHIN)
+
+    def _restart_hint(self, msg, peer):
+        """An unprotected INVALID-SPI naming an SPI we send to that address: the peer restarted and lost our
+        SAs (or someone on the path wants us to think so: all we do is probe it sooner)."""
+        for n in msg.find_all(NotifyPayload):
+            if n.notify_type == C.N_INVALID_SPI and n.protocol == C.PROTO_IPSEC_ESP and len(n.spi) == 4:
+                spi = int.from_bytes(n.spi, "big")
+                for ch in self._children.values():
+                    if ch.spi_out == spi and ch.peer[0] == peer[0]:
+                        self._suspect(ch.peer, "INVALID-SPI")
+                        return True
+        return False
+
+    def suspect_peer(self, peer, now):
+        """The endpoint's hint: L2TP got no answer over this peer's SA. Check the IKE SA at once (DPD)."""
+        self._now = now
+        self._suspect(peer, "L2TP unanswered")
+
+    def invalid_spi(self, spi, peer, encap, size, now):
+        """ESP for an SPI we do not know arrived from `peer`: after a restart we lost its SAs. Tell it with an
+        unprotected INVALID-SPI notify (RFC 2408 3.14.1) so it can act (it can verify nothing: a hint), bounded
+        per source and in total, and never bigger than what came in. Returns True when one was sent."""
+        if size < 48 or not self._notify_budget(peer[0], now):
+            return False
+        n = NotifyPayload(C.N_INVALID_SPI, bytes(spi), b"", C.PROTO_IPSEC_ESP)
+        icookie = self._new_cookie()
+        data = Message.build(icookie, ZERO_COOKIE, C.EXCH_INFORMATIONAL, [n]).encode()
+        self._out.append((4500 if encap else IKE_PORT, peer, data))
+        self.stats["invalid_spi_sent"] = self.stats.get("invalid_spi_sent", 0) + 1
+        return True
+
+    def _notify_budget(self, ip, now):
+        # One hint per source per second, ten per second in all, in a table of at most 256 sources.
+        last = self._hinted.get(ip)
+        if last is not None and now - last < 1.0:
+            return False
+        if now - self._hint_window[0] >= 1.0:
+            self._hint_window[0] = now
+            self._hint_window[1] = 0
+        if self._hint_window[1] >= 10:
+            return False
+        self._hint_window[1] += 1
+        if len(self._hinted) >= 256:
+            self._hinted.clear()
+        self._hinted[ip] = now
+        return True
 
     def _auth_refused(self, sa, how):
         if sa.auth == C.AUTH_PSK:
@@ -907,6 +978,7 @@ class IkeTable:
 
     def handle_timer(self, now):
         self._timed_dirty = True
+        self._now = now
         self._frags.expire(now)
         for sa in self.half_open.expired(now):
             if sa.state == DELETED:
