@@ -100,7 +100,7 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
     _secret = ("tunnel_secret", "psk", "radius_secret")
@@ -211,6 +211,7 @@ SERVER_OPTIONS.update({
     "dns": ((LIST, V.parse_unicast), []),
     "auth": ((LIST, V.parse_auth), ["mschapv2", "chap"]),
     "max_sessions": (_int(1, 65535), None),
+    "max_sessions_per_user": (_int(0, 65535), 0),  # 0: no limit per user
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).

@@ -107,6 +107,17 @@ class SessionUp(Action):
         self.ifname = ifname          # the tunnel device
 
 
+class SendToSession(Action):
+    """One IPv4 packet into a session (the server's own answer, e.g. a DHCPACK): framed and sent like data."""
+
+    __slots__ = ("key", "packet")
+    kind = "send_to_session"
+
+    def __init__(self, key, packet):
+        self.key = key
+        self.packet = packet
+
+
 class SessionDown(Action):
     __slots__ = ("key",)
     kind = "session_down"

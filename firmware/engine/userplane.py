@@ -105,6 +105,7 @@ class UserPlane:
         self.by_addr = {}     # 4-byte address -> Bundle (server)
         self.single = None    # client: the one Bundle
         self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
+        self.dhcp = False     # server with client_routes/domain: DHCPINFORM goes to the endpoint
         self.buf = bytearray(65535)
         self.view = memoryview(self.buf)
         self.tbuf = bytearray(HEADROOM + 65535)
@@ -385,6 +386,12 @@ class UserPlane:
                         b.spoofed += 1
                         c["spoofed"] += 1
                         return
+                    if self.dhcp and buf[q + 9] == 17:
+                        h = q + (buf[q] & 15) * 4
+                        if h + 8 <= end and buf[h + 2] == 0 and buf[h + 3] == 67:
+                            # DHCPINFORM to the server (Windows, macOS): answered by the endpoint, not routed.
+                            self.up.on_dhcp(b.key, bytes(buf[q:end]), now)
+                            return
                 b.rx_packets += 1
                 b.rx_bytes += end - q
                 self.tun.write(memoryview(buf)[q:end])
@@ -472,6 +479,25 @@ class UserPlane:
         if sa.bytes >= route.soft and route.told is False:
             route.told = True
             self.up.on_expiring(route.spi_in, False, now)
+
+    def send_to_session(self, key, packet):
+        """An IPv4 packet of our own (a DHCPACK) into session `key`, framed like any data packet."""
+        b = self.bundles.get(key)
+        if b is None:
+            return
+        prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
+        if b.route is None:
+            self._send_plain(b.peer, (prefix, packet))
+            return
+        body = prefix + bytes(packet)
+        self._seal_send(b.route, struct.pack("!HHHH", L2TP_PORT, b.sport, 8 + len(body), 0) + body, None)
+
+    def counters_of(self, key):
+        """(in_octets, out_octets, in_packets, out_packets) of a session, "in" being from the user."""
+        b = self.bundles.get(key)
+        if b is None:
+            return (0, 0, 0, 0)
+        return (b.rx_bytes, b.tx_bytes, b.rx_packets, b.tx_packets)
 
     # -- status --------------------------------------------------------------------------------------------
 

@@ -319,3 +319,27 @@ def test_a_forged_restart_hint_costs_one_probe_and_no_session():
         assert _carries_both_ways(p)
     finally:
         p.close()
+
+
+def test_a_second_session_of_a_one_session_user_is_refused_with_a_reason():
+    from sluice.engine.host import MemoryHost
+    from sluice.engine.runner import build_client
+    from sluice.engine.twins import MemoryTun
+
+    p = TwinPair(ipsec=False, server_extra="    option max_sessions_per_user '1'")
+    try:
+        assert p.up()
+        c2 = build_client(p.config, p.config.clients[0], p.loop, p.log, tun=MemoryTun("slc1"),
+                          sockets=p.net.host("198.51.100.3", {"vpn.example.net": SERVER_IP}), host=MemoryHost(),
+                          rng=p.rng)
+        c2.start(p.loop.time())
+        assert p.run(lambda: c2.endpoint.last_error is not None, 30)
+        assert c2.endpoint.state != "up" and p.cep.state == "up"
+        assert p.sep.counters["rejected_user_limit"] == 1
+        log = p.logbuf.getvalue()
+        # Both ends say why: the server's log, and the client's (the words came in LCP Terminate-Request).
+        assert "already has 1 session (max_sessions_per_user 1)" in log
+        assert "max_sessions_per_user" in c2.endpoint.last_error, c2.endpoint.last_error
+        c2.close()
+    finally:
+        p.close()
