@@ -100,7 +100,7 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime",
+        "dpd_timeout", "ike_lifetime", "lifetime", "public_host",
     )
     _secret = ("tunnel_secret", "psk")
 
@@ -212,6 +212,9 @@ SERVER_OPTIONS.update({
     "max_sessions": (_int(1, 65535), None),
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
+    # The address or DNS name clients dial (the router's WAN address or a dynamic-DNS name): only used to write
+    # client set-up instructions (`sluice client-setup`, LuCI's Clients page).
+    "public_host": (V.parse_host, None),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536

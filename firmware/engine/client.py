@@ -31,6 +31,7 @@ L2TP_AFTER_SA = 0.3
 LINGER = 3.0
 STOPCCN_SHUTDOWN = 6
 CDN_ADMIN = 3
+EXIT_AUTH_FAILED = 3  # the daemon's exit status after a refused login (netifd hands it to teardown as ERROR)
 
 
 class Client:
@@ -68,6 +69,10 @@ class Client:
         self.up_since = None
         self.failures = 0
         self.last_error = None
+        # Under netifd (`--netifd`) a refused login ends the daemon with EXIT_AUTH_FAILED, as pppd does: netifd then
+        # runs the handler's teardown with ERROR=<exit code>, which reports AUTH_FAILED and blocks the restart.
+        self.stop_on_auth_failure = False
+        self.exit_code = None
         self.tunnel_timer = TimerSlot(loop, self._tunnel_timer)
         self.link_timer = TimerSlot(loop, self._link_timer)
         self.redial_timer = TimerSlot(loop, self._redial_due)
@@ -330,6 +335,9 @@ class Client:
         elif isinstance(ev, pppev.AuthFailed):
             self.last_error = ev.reason
             self.log.error("authentication failed: %s", ev.reason)
+            if self.stop_on_auth_failure:
+                self.wanted = False  # no redial: the same credentials would fail again
+                self.exit_code = EXIT_AUTH_FAILED
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(ev, now)
         elif isinstance(ev, pppev.LinkDown):

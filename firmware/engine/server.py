@@ -291,7 +291,7 @@ class Server:
                 self.log.info("user %s reconnected: closing the older session at %s", username, static)
                 self._drop_session(old, self.loop_now(), notify_l2tp=True)
         try:
-            sess.ip = self.pool.allocate(static)
+            sess.ip = self.pool.allocate(static, owner=username)
         except PoolExhausted as e:
             self.last_error = str(e)
             self.log.warning("no address for user %s: %s", username, e)
@@ -396,6 +396,20 @@ class Server:
             setattr(old, opt, getattr(section, opt))
         self.config = config
         self.log.info("configuration reloaded: %d users", len(self.users))
+
+    def disconnect_user(self, username, now):
+        """`sluice disconnect --user NAME`: close every session of that user (LCP Terminate, then CDN) as an
+        administrator would; returns how many were closed. The client may dial again (change the password or
+        disable the user to keep it out)."""
+        closed = 0
+        for sess in [s for s in self.sessions.values() if s.username == username]:
+            self.log.info("disconnecting user %s at %s by request", username, sess.ip or "-")
+            if sess.link is not None:
+                sess.link.close(now, "disconnected by the administrator")
+                self._pump_link(sess, now)
+            self._drop_session(sess, now, notify_l2tp=True)
+            closed += 1
+        return closed
 
     def shutdown(self, now):
         """SIGTERM: LCP Terminate and CDN for every session, StopCCN for every tunnel."""
