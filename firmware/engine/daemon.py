@@ -54,6 +54,8 @@ class Daemon:
                 return {"ok": False, "error": "no session of user %r on %s" % (user[:64], self.name)}
             return {"ok": True, "disconnected": n}
         if cmd in ("connect", "disconnect"):
+            if req.get("user") is not None:
+                return {"ok": False, "error": "%s is a client: --user applies to servers" % self.name}
             if self.role != "client":
                 return {"ok": False, "error": "%s is a server: connect/disconnect apply to clients" % self.name}
             getattr(self.endpoint, cmd)(now)

@@ -72,7 +72,7 @@ def test_disconnect_user_and_client_setup(tmp_path):
         if bad:
             assert out == {"error": "invalid user"} and cli == []
     out, cli = call(tmp_path, "call client_setup", json.dumps({"user": "bob"}))
-    assert cli == ["client-setup --json -- bob"]
+    assert cli == ["client-setup --json --config /etc/config/sluice -- bob"]
 
 
 def test_unknown_method(tmp_path):
