@@ -22,6 +22,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import netns  # noqa: E402
 
 PSK = "Rk7mW2qZ9xT4vB8nC3sL6dF1hJ5gP0aY"
+# With libubox's real jshn.sh (and its `jshn` program on PATH) the rpcd plugin runs with OpenWrt's JSON library
+# instead of the stand-in in stubs/jshn.sh; it needs busybox ash (`export -n`), OpenWrt's /bin/sh.
+REAL_JSHN_SH = os.environ.get("SLUICE_JSHN_SH")
+SH = os.environ.get("SLUICE_OPENWRT_SH", "busybox sh" if REAL_JSHN_SH else "sh").split()
 SERVER = """\
 config server 'main'
     option listen '192.0.2.1'
@@ -109,8 +113,9 @@ class LiveLab:
         JSON on stdin, the real CLI as `sluice`. Returns the raw stdout."""
         plugin = os.path.join(netns.ROOT, "openwrt", "sluice", "files", "sluice.rpcd")
         env = self.lab.env()
-        env.update({"JSHN_SH": jshn, "SLUICE": "%s -m sluice" % sys.executable, "SLUICE_CONFIG": self.sconf})
-        p = subprocess.run(["sh", plugin, "call", method], input=json.dumps(args), capture_output=True, text=True,
+        env.update({"JSHN_SH": REAL_JSHN_SH or jshn, "SLUICE": "%s -m sluice" % sys.executable,
+                    "SLUICE_CONFIG": self.sconf})
+        p = subprocess.run(SH + [plugin, "call", method], input=json.dumps(args), capture_output=True, text=True,
                            timeout=30, env=env, cwd=netns.ROOT)
         return p.stdout
 
