@@ -183,3 +183,58 @@ def test_auth_failure_ends_a_netifd_client_with_the_status_teardown_reports(lab,
                       '. "$FILES/sluice.proto"; proto_sluice_teardown vpn', env={"ERROR": str(rc)})
     assert calls[:2] == [("proto_notify_error", "vpn", "AUTH_FAILED"), ("proto_block_restart", "vpn")]
     time.sleep(0)  # nothing left running: the daemon is gone
+
+
+REAL_RPCD = os.environ.get("SLUICE_RPCD")  # rpcd built from openwrt/rpcd
+REAL_UBUSD = os.environ.get("SLUICE_UBUSD")  # ubusd and the ubus CLI built from openwrt/ubus
+REAL_UBUS = os.environ.get("SLUICE_UBUS")
+PLUGIN_DIR = os.environ.get("SLUICE_RPCD_PLUGIN_DIR")  # rpcd's RPC_PLUGIN_DIRECTORY (INSTALL_PREFIX/libexec/rpcd)
+
+
+@pytest.mark.skipif(not (REAL_RPCD and REAL_UBUSD and REAL_UBUS and PLUGIN_DIR and live.REAL_JSHN_SH),
+                    reason="needs SLUICE_RPCD, SLUICE_UBUSD, SLUICE_UBUS, SLUICE_RPCD_PLUGIN_DIR, SLUICE_JSHN_SH")
+def test_real_ubus_call_sluice_status(lab, tmp_path):
+    """`ubus call sluice status` through real ubusd and rpcd (the plugin installed in rpcd's plugin directory),
+    with and without a name: the first failure of issue 11 (exit 254, "Invalid argument", without a name)."""
+    import shlex
+    import sys
+
+    sock = str(tmp_path / "ubus.sock")
+    plugin = os.path.join(PLUGIN_DIR, "sluice")
+    os.makedirs(PLUGIN_DIR, exist_ok=True)
+    with open(plugin, "w") as f:  # the installed plugin, with this lab's CLI, run directory and config
+        f.write("#!/bin/sh\nexport SLUICE=%s SLUICE_RUNDIR=%s SLUICE_CONFIG=%s JSHN_SH=%s\nexec %s %s \"$@\"\n" % (
+            shlex.quote("%s -m sluice" % sys.executable), shlex.quote(lab.lab.rundir), shlex.quote(lab.sconf),
+            shlex.quote(live.REAL_JSHN_SH), " ".join(live.SH),
+            shlex.quote(os.path.join(netns.ROOT, "openwrt", "sluice", "files", "sluice.rpcd"))))
+    os.chmod(plugin, 0o755)
+    env = dict(os.environ, PYTHONPATH=netns.ROOT)
+    procs = [subprocess.Popen([REAL_UBUSD, "-s", sock], stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(50):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([REAL_RPCD, "-s", sock], env=env, cwd=netns.ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def ubus(*args):
+            return subprocess.run([REAL_UBUS, "-s", sock, "-t", "20"] + list(args), capture_output=True, text=True,
+                                  timeout=30)
+
+        for _ in range(100):
+            if "sluice" in ubus("list").stdout.split():
+                break
+            time.sleep(0.1)
+        r = ubus("call", "sluice", "status")
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert sorted(d["name"] for d in json.loads(r.stdout)["daemons"]) == ["bob", "main", "vpn"]
+        r = ubus("call", "sluice", "status", '{"name": "main"}')
+        assert r.returncode == 0 and check(json.loads(r.stdout)) == []
+        r = ubus("call", "sluice", "status", '{"name": "nope"}')
+        assert r.returncode == 0 and json.loads(r.stdout) == {"error": "sluice is not running: nope"}
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(5)
+        os.unlink(plugin)
