@@ -2,7 +2,9 @@
 # Builds the real OpenWrt programs the optional contract tests use, from their public sources, into $1
 # (default: .openwrt-real in the checkout; nothing is installed system-wide):
 #   uci (the CLI), libubox (libubox, libblobmsg_json, jshn + sh/jshn.sh), ubus (ubusd, ubus), rpcd, netifd's scripts.
-# Needs git, cmake, gcc, libjson-c-dev, and busybox to run the tests (OpenWrt's /bin/sh; jshn.sh uses export -n).
+# Each source is cloned from GitHub unless $OUT/<name> is already there (pre-populate it where there is no
+# network). Needs git, cmake, gcc, libjson-c-dev, and busybox to run the tests (OpenWrt's /bin/sh; jshn.sh uses
+# export -n).
 # Then: eval "$(tests/openwrt/real/build.sh)" and run pytest tests/unit/test_uci_real.py tests/openwrt.
 set -e
 OUT="$(cd "$(dirname "$0")/../../.." && pwd)/.openwrt-real"
