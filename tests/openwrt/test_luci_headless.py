@@ -380,3 +380,18 @@ def test_protocol(server, tmp_path):
             "killswitch", "mtu", "defaultroute", "peerdns"} <= names
     for secret in ("password", "psk"):
         assert dom.find("input", name="cbid.network.office_tunnel_2." + secret)[0][1]["type"] == "password"
+
+
+def test_protocol_page_from_readme_interface(server, tmp_path):
+    """Network → Interfaces → vpn with the README's client interface (parsed by the UCI parser) filled in."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_readme import uci_blocks
+
+    (block,) = [b for b in uci_blocks() if "option proto 'sluice'" in b]
+    network = uci_json(block)
+    dom, result, url = render(server, tmp_path, "proto-vpn", PROTO, {"uci": {"network": network}, "rpc": {},
+                                                                     "sid": "vpn"}, kind="protocol")
+    assert dom.find("input", name="cbid.network.vpn.server")[0][1]["value"] == "vpn.example.com"
+    assert "checked" in dom.find("input", name="cbid.network.vpn.killswitch")[0][1]
+    shoot(tmp_path, url, "luci-proto.png", height=1100)
