@@ -192,6 +192,13 @@ def cmd_check(args):
         print("warning: %s" % w, file=sys.stderr)
     print("%s: %d server(s), %d client(s), %d user(s): OK" % (
         args.config, len(config.servers), len(config.clients), len(config.users)))
+    enabled = [s for s in config.servers if getattr(s, "enabled", True)]
+    for s in config.servers:
+        # what the firewall needs (the TUN device) and how each is started (several need --section)
+        print("  server %r: %s, TUN %s, %s%s" % (
+            s.name, "enabled" if getattr(s, "enabled", True) else "disabled", s.ifname,
+            "L2TP/IPsec" if s.ipsec else "plain L2TP", ", start with --section %s" % s.name
+            if len(enabled) > 1 and s in enabled else ""))
     return 0
 
 

@@ -220,3 +220,20 @@ def test_netifd_client_stops_after_refused_login():
         assert p.run(lambda: p.client.state == "idle")
     finally:
         p.close()
+
+
+def test_check_names_each_servers_device_and_section(tmp_path, capsys):
+    # issue 11: `sluice check` accepted a file with two enabled servers that the old init script could not start;
+    # it now says how each is started and which TUN device the firewall zone needs.
+    from sluice.cli import main
+
+    conf = tmp_path / "sluice"
+    conf.write_text("config server 'main'\n\toption listen '192.0.2.8'\n\toption ipsec '0'\n"
+                    "config server 'guest'\n\toption listen '192.0.2.9'\n\toption ipsec '0'\n"
+                    "\toption local_ip '10.78.0.1'\n\toption pool_start '10.78.0.10'\n\toption pool_end '10.78.0.20'\n"
+                    "config user\n\toption username 'bob'\n\toption password 'Tr0mbone-staple-horse'\n")
+    conf.chmod(0o600)
+    assert main(["check", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "server 'main': enabled, TUN sls0, plain L2TP, start with --section main" in out
+    assert "server 'guest': enabled, TUN sls1, plain L2TP, start with --section guest" in out
