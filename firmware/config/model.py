@@ -100,7 +100,7 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
     _secret = ("tunnel_secret", "psk", "radius_secret")
@@ -225,6 +225,9 @@ SERVER_OPTIONS.update({
     "radius_secret": (V.parse_secret, None),
     "radius_nas_id": (V.parse_text, None),
     "radius_dae_port": (_int(0, 65535), 0),
+    # The address or DNS name clients dial (the router's WAN address or a dynamic-DNS name): only used to write
+    # client set-up instructions (`sluice client-setup`, LuCI's Clients page).
+    "public_host": (V.parse_host, None),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536

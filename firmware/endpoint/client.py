@@ -46,6 +46,7 @@ LINGER = 3.0
 MAX_BACKOFF = 300
 QUICK_REDIAL = 1.0  # the first redial after losing a session that was up
 STOPCCN_SHUTDOWN = 6
+EXIT_AUTH_FAILED = 3  # under netifd: the handler reports AUTH_FAILED and blocks restarts (ppp.sh's way)
 L2TP_PORT = 1701
 IKE_PORT = 500
 
@@ -94,6 +95,8 @@ class ClientEndpoint:
         self.failures = 0
         self.last_error = None
         self.counters = {"connects": 0, "malformed": 0, "unknown_session": 0, "early_data": 0}
+        self.stop_on_auth_failure = False  # netifd: a refused login ends the daemon (no redial)
+        self.exit_code = None              # what the daemon should exit with, once set
 
     def actions(self):
         return self.q.drain()
@@ -396,6 +399,9 @@ class ClientEndpoint:
         elif isinstance(ev, pppev.AuthFailed):
             self.last_error = ev.reason
             self.q.log("error", "authentication failed: %s", ev.reason)
+            if self.stop_on_auth_failure:
+                self.wanted = False
+                self.exit_code = EXIT_AUTH_FAILED
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(ev, now)
         elif isinstance(ev, pppev.LinkDown):

@@ -541,7 +541,7 @@ class ServerEndpoint:
         sess.authed = True
         self.authed += 1
         try:
-            sess.ip = self.pool.allocate(static)
+            sess.ip = self.pool.allocate(static, owner=username)
         except PoolExhausted as e:
             self.last_error = str(e)
             self.q.log("warning", "no address for user %s: %s", username, e)

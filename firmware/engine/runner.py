@@ -49,6 +49,11 @@ class Runner:
             "send_radius": lambda a, now: self.radius.send(a.which, a.dst, a.data),
         }
 
+    @property
+    def exit_code(self):
+        """What the endpoint asked the daemon to exit with (a refused login under netifd), or None."""
+        return getattr(self.endpoint, "exit_code", None)
+
     def on_internal_error(self, exc):
         """Set by the daemon to its rate-limited reporter; by default, count and log once per kind."""
         self.internal_errors += 1

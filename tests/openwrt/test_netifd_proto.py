@@ -76,6 +76,23 @@ def test_teardown_kills_command_idempotently(tmp_path):
     assert calls == [("proto_kill_command", "vpn", "15")] * 2
 
 
+def test_auth_failure_is_reported_the_way_netifd_expects(tmp_path):
+    """Regression (issue 11): a wrong password left the interface "pending" while the daemon redialled. netifd's
+    rule (proto-ext.c): when the command ends, teardown runs with ERROR=<its exit status>; proto_notify_error
+    puts an error in `ifstatus`, proto_block_restart clears autostart so netifd does not start it again. The
+    daemon under --netifd exits with EXIT_AUTH_FAILED after a refused login (tests/unit: client stops)."""
+    from sluice.endpoint.client import EXIT_AUTH_FAILED
+
+    r, calls = run_sh(tmp_path, LOAD + "proto_sluice_teardown vpn", env={"ERROR": str(EXIT_AUTH_FAILED)})
+    assert r.returncode == 0, r.stderr
+    assert calls == [("proto_notify_error", "vpn", "AUTH_FAILED"), ("proto_block_restart", "vpn"),
+                     ("proto_kill_command", "vpn", "15")]
+    # any other end (a crash, a config error, killed by netifd) is left to netifd's restart
+    for err in ("", "1", "2", "143"):
+        r, calls = run_sh(tmp_path, LOAD + "proto_sluice_teardown vpn", env={"ERROR": err})
+        assert calls == [("proto_kill_command", "vpn", "15")], err
+
+
 def test_handler_has_no_bashisms():
     # dash -n parses with the POSIX grammar; checkbashisms is not assumed installed.
     import subprocess
