@@ -108,6 +108,7 @@ class ServerEndpoint:
                          "preauth_timeouts": 0}
         self.last_error = None
         self.stopping = False
+        self.v6 = self._make_v6()  # ServerIpv6 when option ipv6 is on, else None
 
     # -- set-up and commands -------------------------------------------------------------------------------
 
@@ -125,6 +126,16 @@ class ServerEndpoint:
         self.q.add(A.Host("addr_add", ifname, srv.local_ip, None))
         self.q.add(A.Host("link_up", ifname, srv.mtu))
         self.q.add(A.Host("forwarding"))
+        if self.v6 is not None:
+            self.q.add(A.Host("forwarding6"))
+
+    def _make_v6(self):
+        srv = self.srv
+        if not getattr(srv, "ipv6", False) or not getattr(srv, "ip6prefix", None):
+            return None
+        from sluice.endpoint.ipv6 import ServerIpv6
+
+        return ServerIpv6(srv, self.q, self.rng)
 
     def actions(self):
         return self.q.drain()
@@ -211,6 +222,9 @@ class ServerEndpoint:
         if sess.peer != key:
             self.counters["wrong_peer"] += 1
             return
+        if proto == PROTO_IPV6 and self.v6 is not None and (sess.tid, sess.sid) in self.v6.links:
+            self.v6.frame_in(sess, data, _q, end, now)  # link-local / multicast: RS, echo to our link-local
+            return
         if proto == PROTO_IP or proto == PROTO_IPV6:
             self.counters["early_data"] += 1  # before IPCP is up the data plane has no route for it
             return
@@ -260,11 +274,16 @@ class ServerEndpoint:
                 d = pre if d is None or pre < d else d
             if d is not None and (best is None or d < best):
                 best = d
+        d = self.v6.get_timer() if self.v6 is not None else None
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def handle_timer(self, now):
         if self.ipsec is not None:
             self.ipsec.handle_timer(now)
+        if self.v6 is not None:
+            self.v6.handle_timer(now)
         d = self.table.get_timer()
         if d is not None and d <= now:
             self.table.handle_timer(now)
@@ -345,7 +364,7 @@ class ServerEndpoint:
         cfg = PppConfig(
             mru=srv.mtu, auth=tuple(srv.auth), get_password=self._password_for, assign_address=None,
             local_ip=srv.local_ip, dns=list(srv.dns), echo_interval=srv.lcp_echo_interval,
-            echo_failure=srv.lcp_echo_failure, ipv6=bool(getattr(srv, "ipv6", False)),
+            echo_failure=srv.lcp_echo_failure, ipv6=self.v6 is not None and self.v6.available(),
         )
         sess.link = PppLink("server", cfg, self.rng)
         sess.link.open(now)
@@ -378,6 +397,9 @@ class ServerEndpoint:
             self.q.log("warning", "authentication failed from %s: %s", peer_text(sess.peer), ev.reason)
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(sess, ev, now)
+        elif isinstance(ev, pppev.Ipv6Up):
+            if self.v6 is not None and sess.authed:
+                self.v6.ipv6_up(sess, ev, now)
         elif isinstance(ev, pppev.LinkDown):
             self.q.log("info", "PPP down for %s: %s", sess.username or peer_text(sess.peer), ev.reason)
             self._drop_session(sess, now, notify_l2tp=True)
@@ -430,6 +452,8 @@ class ServerEndpoint:
         self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
         self.q.log("info", "session up: %s at %s from %s (%.2f s)", sess.username, ip, peer_text(sess.peer),
                    now - sess.started)
+        if self.v6 is not None:
+            self.v6.ip_up(sess, now)
 
     def _close_session(self, sess, now, reason):
         if sess.link is not None:
@@ -443,6 +467,8 @@ class ServerEndpoint:
             return
         sess.closed = True
         self.sessions.pop((sess.tid, sess.sid), None)
+        if self.v6 is not None:
+            self.v6.down(sess)
         if sess.authed:
             self.authed -= 1
         if sess.ip is not None:
@@ -496,4 +522,5 @@ class ServerEndpoint:
             "state": "up" if s.up_since is not None else ("authenticated" if s.authed else "negotiating"),
             "since": s.started, "uptime": round(now - s.up_since, 1) if s.up_since is not None else 0,
             "ppp": s.link.status() if s.link is not None else None,
+            "ipv6": self.v6.status(s) if self.v6 is not None else None,
         }

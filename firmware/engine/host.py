@@ -33,6 +33,13 @@ def ip_argv(op, args):
     if op == "route_del":
         dst, ifname = args
         return ["route", "del", dst] + (["dev", ifname] if ifname else [])
+    if op == "addr_add6":
+        ifname, cidr = args
+        # nodad: the address is ours by construction (our IPv6CP interface id), a PPP link has no one to ask.
+        return ["-6", "addr", "replace", cidr, "dev", ifname, "nodad"]
+    if op == "addr_del6":
+        ifname, cidr = args
+        return ["-6", "addr", "del", cidr, "dev", ifname]
     return None
 
 
@@ -69,6 +76,10 @@ class HostRunner:
         if op == "forwarding":
             if _enable_forwarding():
                 self.log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+            return
+        if op == "forwarding6":
+            if _enable_forwarding("/proc/sys/net/ipv6/conf/all/forwarding"):
+                self.log.info("enabled IPv6 forwarding (net.ipv6.conf.all.forwarding=1)")
             return
         if op == "pin_route":
             dst, server = args
@@ -216,8 +227,7 @@ def _now():
     return monotonic()
 
 
-def _enable_forwarding():
-    path = "/proc/sys/net/ipv4/ip_forward"
+def _enable_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
     try:
         with open(path) as f:
             if f.read().strip() == "1":
