@@ -181,6 +181,13 @@ class ServerIpv6:
             if link.ra_next is not None and link.ra_next <= now and not link.sess.closed:
                 self._send_ra(link, now)
 
+    def summary(self):
+        st = dict(self.counters)
+        st["prefix"] = self.srv.ip6prefix
+        st["in_use"] = len(self.pool.used)
+        st["size"] = self.pool.size
+        return st
+
     def status(self, sess):
         link = self.links.get((sess.tid, sess.sid))
         if link is None:

@@ -506,6 +506,7 @@ class ServerEndpoint:
             "counters": dict(self.counters),
             "l2tp": dict(self.table.stats),
             "ipsec": self._ipsec_status(),
+            "ipv6": self.v6.summary() if self.v6 is not None else None,
             "last_error": self.last_error,
         }
 

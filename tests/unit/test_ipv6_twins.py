@@ -154,3 +154,17 @@ def test_without_ipv6_on_the_server_ipv6cp_is_rejected_and_ipv4_works():
         assert sess.link.status()["ipv6cp"] is None  # never negotiated: LCP Protocol-Rejected it
     finally:
         p.close()
+
+
+def test_status_text_shows_ipv6(pair):
+    from sluice.cli import format_status
+
+    addr = _v6_up(pair)
+    st = pair.server.status()
+    st["name"] = "srv"
+    assert st["ipv6"]["in_use"] == 1 and st["ipv6"]["ra_out"] >= 1
+    text = format_status(st)
+    assert "IPv6 2001:db8:77:" in text and "/64, link-local fe80::" in text
+    cst = pair.client.status()
+    cst["name"] = "cli"
+    assert ("IPv6 %s, link-local fe80::" % addr) in format_status(cst)
