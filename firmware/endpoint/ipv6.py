@@ -114,6 +114,9 @@ class ServerIpv6:
 
     # -- from the endpoint ---------------------------------------------------------------------------------
 
+    def set_dns(self, dns6):
+        self.dns = [ip6.parse(a) for a in dns6]
+
     def available(self):
         """Whether a new link may negotiate IPv6CP: only while a /64 is free for it."""
         return len(self.pool.used) + len(self.links) < self.pool.size

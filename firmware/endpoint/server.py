@@ -127,7 +127,7 @@ class ServerEndpoint:
         self.q.add(A.Host("link_up", ifname, srv.mtu))
         self.q.add(A.Host("forwarding"))
         if self.v6 is not None:
-            self.q.add(A.Host("forwarding6"))
+            self.q.add(A.Host("forwarding6", ifname))
 
     def _make_v6(self):
         srv = self.srv
@@ -152,7 +152,17 @@ class ServerEndpoint:
                 self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
         for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
             setattr(old, opt, getattr(section, opt))
+        self._reload_v6(old, section)
         self.q.log("info", "configuration reloaded: %d users", len(self.users))
+
+    def _reload_v6(self, old, section):
+        """dns6 applies from the next Router Advertisement; turning IPv6 on or off, or its prefix, needs a restart."""
+        for opt in ("ipv6", "ip6prefix"):
+            if getattr(old, opt, None) != getattr(section, opt, None):
+                self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
+        old.dns6 = getattr(section, "dns6", None) or []
+        if self.v6 is not None:
+            self.v6.set_dns(old.dns6)
 
     def rekey(self, now):
         return self.ipsec.rekey(now) if self.ipsec is not None else 0

@@ -51,7 +51,7 @@ def test_client_gets_its_address_from_the_ra_and_reports_it(pair):
     net = str(ipaddress.IPv6Network(addr + "/64", strict=False))
     # Server: the /64 routed to the TUN, forwarding on; client: link-local, the address, routes.
     assert ("route_add", net, "sls0", None) in p.shost.ops
-    assert ("forwarding6",) in p.shost.ops
+    assert ("forwarding6", "sls0") in p.shost.ops
     ll = "fe80::" + ipaddress.IPv6Address(b"\0" * 8 + p.cep.v6.local_ifid).compressed.lstrip(":")
     assert ("addr_add6", "slc0", str(ipaddress.IPv6Address(ll)) + "/64") in p.chost.ops
     assert ("addr_add6", "slc0", addr + "/64") in p.chost.ops
@@ -168,3 +168,43 @@ def test_status_text_shows_ipv6(pair):
     cst = pair.client.status()
     cst["name"] = "cli"
     assert ("IPv6 %s, link-local fe80::" % addr) in format_status(cst)
+
+
+def test_dns6_reload_applies_to_the_next_ra(pair):
+    from sluice.config import loads
+
+    p = pair
+    _v6_up(p)
+    text = p.config_text.replace("list dns6 '2001:db8::53'", "list dns6 '2001:db8::153'")
+    cfg = loads(text, name="twin.conf")
+    p.server.reload(cfg, cfg.servers[0])
+    sess = next(iter(p.sep.sessions.values()))
+    ra = IPv6(p.sep.v6.ra_for(p.sep.v6.links[(sess.tid, sess.sid)]))
+    assert ra[ICMPv6NDOptRDNSS].dns == ["2001:db8::153"]
+
+
+def test_hostile_nd_is_counted_not_answered(pair):
+    import os as _os
+
+    p = pair
+    _v6_up(p)
+    sess = next(iter(p.sep.sessions.values()))
+    link = p.sep.v6.links[(sess.tid, sess.sid)]
+    p.loop.advance(5)
+    n = link.ras_sent
+    ll = str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + p.cep.v6.local_ifid))
+    # RFC 4861 6.1.1: an RS that crossed a router (hop limit < 255) is not answered; a bad checksum neither.
+    p.ctun.inject(bytes(IPv6(src=ll, dst="ff02::2", hlim=64) / ICMPv6ND_RS()))
+    bad = bytearray(bytes(IPv6(src=ll, dst="ff02::2", hlim=255) / ICMPv6ND_RS()))
+    bad[-1] ^= 0xFF
+    p.ctun.inject(bytes(bad))
+    # Random bytes after a link-local / multicast IPv6 header: never an exception, never the TUN.
+    for i in range(50):
+        body = _os.urandom(i * 3)
+        hdr = bytes(IPv6(src=ll, dst="ff02::2" if i % 2 else "fe80::1", nh=58, plen=len(body), hlim=255))
+        p.ctun.inject(hdr + body)
+    p.loop.advance(1)
+    assert link.ras_sent == n
+    assert p.sep.v6.counters["nd_malformed"] == 1
+    assert not [x for x in p.stun.taken if x[0] >> 4 == 6]
+    assert p.server.internal_errors == 0
