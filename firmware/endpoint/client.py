@@ -408,7 +408,8 @@ class ClientEndpoint:
             self._ip_up(ev, now)
         elif isinstance(ev, pppev.Ipv6Up):
             if self.v6 is not None:
-                self.v6.ipv6_up(ev)
+                t = self.tunnel
+                self.v6.ipv6_up(ev, t.local_tunnel_id if t is not None else 0, self.sid)
                 self._v6_start(now)
         elif isinstance(ev, pppev.LinkDown):
             self._fail(now, "PPP link down: %s" % ev.reason)

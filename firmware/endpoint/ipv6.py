@@ -123,6 +123,11 @@ class ServerIpv6:
 
     def ipv6_up(self, sess, ev, now):
         """IPv6CP Opened; the session's IPv6 starts once IPv4 is up as well (the data plane needs both)."""
+        old = self.links.get((sess.tid, sess.sid))
+        if old is not None:
+            if (old.local_ifid, old.peer_ifid) == (ev.local_ifid, ev.peer_ifid):
+                return  # IPv6CP renegotiated the same identifiers: nothing changes
+            self.down(sess)  # new identifiers: start over with a fresh /64
         self.links[(sess.tid, sess.sid)] = _Link6(sess, ev.local_ifid, ev.peer_ifid)
         if sess.up_since is not None:
             self._start(self.links[(sess.tid, sess.sid)], now)
@@ -266,7 +271,10 @@ class ClientIpv6:
         self.key = self.enc = None
         self.counters = {"ra_in": 0, "rs_out": 0, "nd_malformed": 0, "ra_ignored": 0}
 
-    def ipv6_up(self, ev):
+    def ipv6_up(self, ev, tid, sid):
+        """IPv6CP Opened (again, after a renegotiation: with new identifiers, IPv6 starts over)."""
+        if self.started and (self.local_ifid, self.peer_ifid) != (ev.local_ifid, ev.peer_ifid):
+            self.down(tid, sid, True)
         self.local_ifid, self.peer_ifid = ev.local_ifid, ev.peer_ifid
 
     def start(self, key, tid, sid, enc, now):
@@ -281,14 +289,20 @@ class ClientIpv6:
         self.rs_left = RS_TRIES
         self._send_rs(now)
 
-    def down(self, tid, sid):
-        """The session is going: the data plane and our routes (the addresses go with addr_flush)."""
+    def down(self, tid, sid, addresses=False):
+        """The session is going: the data plane and our routes (the addresses go with the teardown's addr_flush,
+        or here with `addresses`)."""
         if not self.started:
             self.reset()
             return
         self.q.add(A.Session6Down((tid, sid)))
         for r in reversed(self.routes):
             self.q.add(A.Host("route_del", r, None))
+        if addresses:
+            ifname = self.cli.ifname
+            if self.address is not None:
+                self.q.add(A.Host("addr_del6", ifname, "%s/%d" % (self.address, self.plen)))
+            self.q.add(A.Host("addr_del6", ifname, ip6.text(ip6.link_local(self.local_ifid)) + "/64"))
         self.reset()
 
     def frame_in(self, data, p, end, now):

@@ -223,3 +223,30 @@ def test_server_answers_an_echo_to_its_link_local():
 def _data_header(sess):
     # An L2TP data header addressed to the server's session (RFC 2661 3.1: no flags, tunnel id, session id).
     return bytes((0, 2, sess.tid >> 8, sess.tid & 0xFF, sess.sid >> 8, sess.sid & 0xFF))
+
+
+def test_ipv6cp_renegotiated_with_new_ids_starts_ipv6_over():
+    from sluice.ppp.events import Ipv6Up
+
+    p = _v6_pair()
+    p.client.start(p.now)
+    assert p.pump()
+    sess = list(p.server.sessions.values())[0]
+    link = p.server.v6.links[(sess.tid, sess.sid)]
+    first = link.prefix
+    # The same identifiers again: nothing happens.
+    p.server._link_event(sess, Ipv6Up(link.local_ifid, link.peer_ifid), p.now)
+    assert [a.kind for a in p.server.actions()] == []
+    # New identifiers on both ends (as after an IPv6CP Configure-Request with a new id).
+    new_peer = b"\x02\x00\x00\x00\x00\x00\x00\x07"
+    p.server._link_event(sess, Ipv6Up(link.local_ifid, new_peer), p.now)
+    acts = p.server.actions()
+    kinds = [a.kind for a in acts]
+    assert kinds[:2] == ["session6_down", "host"] and "session6_up" in kinds
+    assert p.server.v6.links[(sess.tid, sess.sid)].prefix != first and first not in p.server.v6.pool.used.values()
+    old_addr = p.client.v6.address
+    p.client._link_event(Ipv6Up(p.client.v6.local_ifid[:7] + b"\x09", p.client.v6.peer_ifid), p.now)
+    acts = p.client.actions()
+    dels = [a.args[1] for a in acts if a.kind == "host" and a.op == "addr_del6"]
+    assert old_addr + "/64" in dels
+    assert "session6_down" in [a.kind for a in acts] and "session6_up" in [a.kind for a in acts]
