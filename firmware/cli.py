@@ -151,6 +151,11 @@ def format_status(st):
                 extra = ", rx %s, tx %s" % (_bytes(s["rx_bytes"]), _bytes(s["tx_bytes"]))
             lines.append("    session %s: %s %s %s, up %ss%s" % (
                 s.get("session_id"), s.get("user") or "", s.get("ip") or "-", s.get("state"), s.get("uptime"), extra))
+            v6 = s.get("ipv6")
+            if v6:
+                lines.append("      IPv6 %s, link-local %s%s" % (
+                    v6.get("prefix") or v6.get("address") or "waiting for the RA", v6.get("link_local"),
+                    ", rx %s, tx %s" % (_bytes(s["rx6_bytes"]), _bytes(s["tx6_bytes"])) if "rx6_bytes" in s else ""))
     tr = st.get("transport") or {}
     for sa in tr.get("sas", []):
         lines.append("  ESP SA %s with %s: in %s (%d packets), out %s (%d packets)%s" % (

@@ -100,7 +100,7 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host", "ip6prefix", "dns6",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
     _secret = ("tunnel_secret", "psk", "radius_secret")
@@ -121,7 +121,7 @@ class ClientConfig(_Model):
         "legacy", "cert", "key", "ca", "ike", "esp", "server_name", "defaultroute", "routes", "ifname", "mtu",
         "peerdns", "redial", "redial_delay", "hello_interval", "tunnel_secret", "allow_weak_psk",
         "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay", "dpd_timeout", "metric",
-        "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes",
+        "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes", "routes6",
     )
     _secret = ("password", "tunnel_secret", "psk")
 
@@ -228,6 +228,9 @@ SERVER_OPTIONS.update({
     # The address or DNS name clients dial (the router's WAN address or a dynamic-DNS name): only used to write
     # client set-up instructions (`sluice client-setup`, LuCI's Clients page).
     "public_host": (V.parse_host, None),
+    # IPv6 in the tunnel (with option ipv6 '1'): a /64 per session from this prefix, and RDNSS servers.
+    "ip6prefix": (V.parse_ip6prefix, None),
+    "dns6": ((LIST, V.parse_ip6), []),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536
@@ -252,6 +255,7 @@ CLIENT_OPTIONS.update({
     "killswitch": (V.parse_bool, False),
     "lan_network": (V.parse_text, "lan"),
     "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
+    "routes6": ((LIST, V.parse_cidr6), []),  # IPv6 prefixes through the tunnel (with option ipv6 '1')
 })
 
 USER_OPTIONS = {
@@ -659,6 +663,7 @@ def _check_across(chk, servers, clients, users, readers):
     statics = set(seen_ip)
     for s in servers:
         _check_capacity(readers[id(s)], s, statics)
+        _check_ip6(readers[id(s)], s)
     if users == [] and any(s.enabled is True for s in servers):
         chk.warnings.append("%s: no config user sections: nobody can log in to the server" % chk.filename)
 
@@ -686,3 +691,26 @@ def _check_capacity(r, s, statics):
                 "is more than the %d address%s clients can get (pool_start '%s' to pool_end '%s'%s): widen the pool "
                 "or lower max_sessions" % (capacity, "" if capacity == 1 else "es", s.pool_start, s.pool_end,
                                            ", with static addresses" if statics else ""))
+
+
+def _check_ip6(r, s):
+    """IPv6 needs a prefix to hand out, with a /64 for every session max_sessions allows."""
+    if s.ipv6 is not True:
+        if s.ip6prefix and s.ip6prefix is not _BAD:
+            r.warn("ip6prefix", s.ip6prefix, "is unused while option ipv6 is not '1'")
+        return
+    if s.ip6prefix is None:
+        r.section_error("option ip6prefix is required with ipv6 '1': the prefix each session gets a /64 from "
+                        "(e.g. '2001:db8:77::/48', a /56 delegated to this router, or a ULA /48)")
+        return
+    if not _ok(s.ip6prefix, s.max_sessions):
+        return
+    plen = int(s.ip6prefix.rpartition("/")[2])
+    room = (1 << (64 - plen)) - 1 if plen > 48 else 65535  # the first /64 stays for the server
+    if room < s.max_sessions and "max_sessions" not in r.explicit:
+        r.warn("ip6prefix", s.ip6prefix, "holds %d /64s for sessions: max_sessions lowered from %d to %d" % (
+            room, s.max_sessions, room))
+        s.max_sessions = room
+    elif room < s.max_sessions:
+        r.error("ip6prefix", s.ip6prefix, "holds %d /64s for sessions but max_sessions is %d: use a shorter prefix "
+                "or lower max_sessions" % (room, s.max_sessions))

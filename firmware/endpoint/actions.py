@@ -126,9 +126,32 @@ class SessionDown(Action):
         self.key = key
 
 
+class Session6Up(Action):
+    """IPv6 of an up session: the data plane carries PPP protocol 0x0057 for it (after its SessionUp)."""
+
+    __slots__ = ("key", "prefix", "peer_ifid")
+    kind = "session6_up"
+
+    def __init__(self, key, prefix, peer_ifid):
+        self.key = key              # (our tunnel id, our session id), as in SessionUp
+        self.prefix = prefix        # server: the session's /64 (8 octets), the only sources it may use; client: None
+        self.peer_ifid = peer_ifid  # the peer's IPv6CP interface identifier (8 octets): its link-local fe80::<id>
+
+
+class Session6Down(Action):
+    """The session's IPv6 is gone (sent before its SessionDown)."""
+
+    __slots__ = ("key",)
+    kind = "session6_down"
+
+    def __init__(self, key):
+        self.key = key
+
+
 class Host(Action):
     """One host configuration step, in order: addr_flush, addr_add, link_up, route_add, route_del,
-    pin_route (keep the path to the server outside the tunnel), forwarding."""
+    pin_route (keep the path to the server outside the tunnel), forwarding; for IPv6 addr_add6 / addr_del6
+    (ifname, 'address/len'), forwarding6 (route_add / route_del take IPv6 prefixes as they are)."""
 
     __slots__ = ("op", "args")
     kind = "host"

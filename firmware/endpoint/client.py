@@ -97,6 +97,11 @@ class ClientEndpoint:
         self.counters = {"connects": 0, "malformed": 0, "unknown_session": 0, "early_data": 0}
         self.stop_on_auth_failure = False  # netifd: a refused login ends the daemon (no redial)
         self.exit_code = None              # what the daemon should exit with, once set
+        self.v6 = None
+        if getattr(section, "ipv6", False):
+            from sluice.endpoint.ipv6 import ClientIpv6
+
+            self.v6 = ClientIpv6(section, self.q)
 
     def actions(self):
         return self.q.drain()
@@ -287,6 +292,10 @@ class ClientEndpoint:
         if t is None or sid != self.sid or tid != t.local_tunnel_id:
             self.counters["unknown_session"] += 1
             return
+        if proto == PROTO_IPV6 and self.v6 is not None and self.v6.started:
+            if self.v6.frame_in(data, _q, end, now) and self.state == UP:
+                self.q.add(A.RunHook(self._hook_env("connect")))  # netifd hears the IPv6 address and routes
+            return
         if proto == PROTO_IP or proto == PROTO_IPV6:
             self.counters["early_data"] += 1
             return
@@ -304,6 +313,8 @@ class ClientEndpoint:
             cands.append(self.tunnel.get_timer())
         if self.link is not None:
             cands.append(self.link.get_timer())
+        if self.v6 is not None:
+            cands.append(self.v6.get_timer())
         cl = self.closing
         if cl is not None:
             cands += [cl.until, cl.tunnel.get_timer()]
@@ -332,6 +343,8 @@ class ClientEndpoint:
             self._pump_link(now)
         if self.closing is not None:
             self._closing_step(now)
+        if self.v6 is not None:
+            self.v6.handle_timer(now)
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
             if self.state == SA_SETTLE:
@@ -404,6 +417,11 @@ class ClientEndpoint:
                 self.exit_code = EXIT_AUTH_FAILED
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(ev, now)
+        elif isinstance(ev, pppev.Ipv6Up):
+            if self.v6 is not None:
+                t = self.tunnel
+                self.v6.ipv6_up(ev, t.local_tunnel_id if t is not None else 0, self.sid)
+                self._v6_start(now)
         elif isinstance(ev, pppev.LinkDown):
             self._fail(now, "PPP link down: %s" % ev.reason)
 
@@ -440,6 +458,12 @@ class ClientEndpoint:
         q.log("info", "connected: %s, peer %s, DNS %s, %.2f s", self.local_ip, self.peer_ip,
               " ".join(self.dns) or "none", now - self.dial_started)
         q.add(A.RunHook(self._hook_env("connect")))
+        self._v6_start(now)
+
+    def _v6_start(self, now):
+        """IPv6 once both IPCP and IPv6CP are up (the data plane carries a session from SessionUp on)."""
+        if self.v6 is not None and self.state == UP and self.tunnel is not None:
+            self.v6.start(self.key, self.tunnel.local_tunnel_id, self.sid, self.enc, now)
 
     # -- losses and closing --------------------------------------------------------------------------------
 
@@ -472,6 +496,8 @@ class ClientEndpoint:
 
     def _teardown(self, now, notify_peer, reason):
         t = self.tunnel
+        if self.v6 is not None:
+            self.v6.down(t.local_tunnel_id if t is not None else 0, self.sid)
         if t is not None:
             self.q.add(A.SessionDown((t.local_tunnel_id, self.sid)))
             if notify_peer and t.is_active():
@@ -538,7 +564,7 @@ class ClientEndpoint:
     def _hook_env(self, reason):
         """The hook's variables, taken while the session still has its addresses (also for disconnect)."""
         c = self.cli
-        return {
+        env = {
             "reason": reason,
             "INTERFACE": self.interface,
             "TUNDEV": c.ifname,
@@ -550,6 +576,9 @@ class ClientEndpoint:
             "DEFAULTROUTE": "1" if c.defaultroute else "0",
             "VPNGATEWAY": self.server[0] if self.server else "",
         }
+        if self.v6 is not None:
+            env.update(self.v6.hook_env())
+        return env
 
     def status(self, now):
         t = self.tunnel
@@ -562,6 +591,7 @@ class ClientEndpoint:
                 "state": "up" if self.state == UP else "negotiating",
                 "uptime": round(now - self.up_since, 1) if self.up_since is not None else 0,
                 "ppp": self.link.status() if self.link is not None else None,
+                "ipv6": self.v6.status() if self.v6 is not None else None,
             }]
             tunnels.append(st)
         ipsec = None

@@ -135,6 +135,7 @@ class ServerEndpoint:
                          "preauth_timeouts": 0, "rejected_user_limit": 0, "dhcp_informs": 0}
         self.last_error = None
         self.stopping = False
+        self.v6 = self._make_v6()  # ServerIpv6 when option ipv6 is on, else None
 
     # -- set-up and commands -------------------------------------------------------------------------------
 
@@ -152,10 +153,20 @@ class ServerEndpoint:
         self.q.add(A.Host("addr_add", ifname, srv.local_ip, None))
         self.q.add(A.Host("link_up", ifname, srv.mtu))
         self.q.add(A.Host("forwarding"))
+        if self.v6 is not None:
+            self.q.add(A.Host("forwarding6", ifname))
         where = ("IKE on %s:500/4500, L2TP only inside IPsec" % srv.listen if self.ipsec is not None
                  else "L2TP on %s:%d" % (srv.listen, srv.port))
         self.q.log("info", "server up: %s, TUN %s %s, pool %s-%s, auth %s", where, ifname, srv.local_ip,
                    srv.pool_start, srv.pool_end, ",".join(srv.auth))
+
+    def _make_v6(self):
+        srv = self.srv
+        if not getattr(srv, "ipv6", False) or not getattr(srv, "ip6prefix", None):
+            return None
+        from sluice.endpoint.ipv6 import ServerIpv6
+
+        return ServerIpv6(srv, self.q, self.rng)
 
     def actions(self):
         return self.q.drain()
@@ -172,7 +183,17 @@ class ServerEndpoint:
                 self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
         for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
             setattr(old, opt, getattr(section, opt))
+        self._reload_v6(old, section)
         self.q.log("info", "configuration reloaded: %d users", len(self.users))
+
+    def _reload_v6(self, old, section):
+        """dns6 applies from the next Router Advertisement; turning IPv6 on or off, or its prefix, needs a restart."""
+        for opt in ("ipv6", "ip6prefix"):
+            if getattr(old, opt, None) != getattr(section, opt, None):
+                self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
+        old.dns6 = getattr(section, "dns6", None) or []
+        if self.v6 is not None:
+            self.v6.set_dns(old.dns6)
 
     def rekey(self, now):
         return self.ipsec.rekey(now) if self.ipsec is not None else 0
@@ -245,6 +266,9 @@ class ServerEndpoint:
             return
         if sess.peer != key:
             self.counters["wrong_peer"] += 1
+            return
+        if proto == PROTO_IPV6 and self.v6 is not None and (sess.tid, sess.sid) in self.v6.links:
+            self.v6.frame_in(sess, data, _q, end, now)  # link-local / multicast: RS, echo to our link-local
             return
         if proto == PROTO_IP or proto == PROTO_IPV6:
             self.counters["early_data"] += 1  # before IPCP is up the data plane has no route for it
@@ -374,6 +398,9 @@ class ServerEndpoint:
                 d = pre if d is None or pre < d else d
             if d is not None and (best is None or d < best):
                 best = d
+        d = self.v6.get_timer() if self.v6 is not None else None
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def handle_timer(self, now):
@@ -382,6 +409,8 @@ class ServerEndpoint:
         if self.aaa is not None:
             self.aaa.handle_timer(now, self.counters_of)
             self._aaa_events(now)
+        if self.v6 is not None:
+            self.v6.handle_timer(now)
         d = self.table.get_timer()
         if d is not None and d <= now:
             self.table.handle_timer(now)
@@ -462,7 +491,7 @@ class ServerEndpoint:
         cfg = PppConfig(
             mru=srv.mtu, auth=tuple(srv.auth), get_password=self._password_for, assign_address=None,
             local_ip=srv.local_ip, dns=list(srv.dns), echo_interval=srv.lcp_echo_interval,
-            echo_failure=srv.lcp_echo_failure, ipv6=bool(getattr(srv, "ipv6", False)),
+            echo_failure=srv.lcp_echo_failure, ipv6=self.v6 is not None and self.v6.available(),
             external_auth=self.aaa is not None and self.aaa.logins is not None,
         )
         sess.link = PppLink("server", cfg, self.rng)
@@ -501,6 +530,9 @@ class ServerEndpoint:
             self.q.log("warning", "authentication failed from %s: %s", peer_text(sess.peer), ev.reason)
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(sess, ev, now)
+        elif isinstance(ev, pppev.Ipv6Up):
+            if self.v6 is not None and sess.authed:
+                self.v6.ipv6_up(sess, ev, now)
         elif isinstance(ev, pppev.LinkDown):
             self.q.log("info", "PPP down for %s: %s", sess.username or peer_text(sess.peer), ev.reason)
             self._drop_session(sess, now, notify_l2tp=True, cause=sess.close_cause or _cause(ev.reason))
@@ -568,6 +600,8 @@ class ServerEndpoint:
             self.aaa.started((sess.tid, sess.sid), sess.username, ip, now, self.counters_of((sess.tid, sess.sid)))
         self.q.log("info", "session up: %s at %s from %s (%.2f s)", sess.username, ip, peer_text(sess.peer),
                    now - sess.started)
+        if self.v6 is not None:
+            self.v6.ip_up(sess, now)
 
     def _close_session(self, sess, now, reason, tell_peer=False, cause=None):
         if sess.link is not None and tell_peer:
@@ -594,6 +628,8 @@ class ServerEndpoint:
             self.aaa.forget(key)
             if sess.up_since is not None:
                 self.aaa.stopped(key, now, self.counters_of(key), cause or _TERM_USER)
+        if self.v6 is not None:
+            self.v6.down(sess)
         if sess.authed:
             self.authed -= 1
         if sess.ip is not None:
@@ -633,6 +669,7 @@ class ServerEndpoint:
             "l2tp": dict(self.table.stats),
             "ipsec": self._ipsec_status(),
             "radius": self.aaa.status() if self.aaa is not None else None,
+            "ipv6": self.v6.summary() if self.v6 is not None else None,
             "last_error": self.last_error,
         }
 
@@ -649,4 +686,5 @@ class ServerEndpoint:
             "state": "up" if s.up_since is not None else ("authenticated" if s.authed else "negotiating"),
             "since": s.started, "uptime": round(now - s.up_since, 1) if s.up_since is not None else 0,
             "ppp": s.link.status() if s.link is not None else None,
+            "ipv6": self.v6.status(s) if self.v6 is not None else None,
         }

@@ -39,6 +39,8 @@ class Runner:
             "move_peer": lambda a, now: self.plane.move_peer(a.old, a.new),
             "session_up": lambda a, now: self.plane.session_up(a),
             "session_down": lambda a, now: self.plane.session_down(a.key),
+            "session6_up": lambda a, now: self.plane.session6_up(a),
+            "session6_down": lambda a, now: self.plane.session6_down(a.key),
             "host": lambda a, now: self.host.host(a.op, a.args),
             "hook": lambda a, now: self.host.run_hook(a.env),
             "open_transport": self._open_transport,

@@ -23,7 +23,7 @@ from sluice.esp.lifetime import Lifetime
 from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError
-from sluice.ppp.framing import PROTO_IP, PppError, protocol_at
+from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
 
 IKE_PORT = 500
 NATT_PORT = 4500
@@ -33,6 +33,7 @@ HEADROOM = 64  # room in front of a TUN packet for UDP (8) + L2TP (up to 16) + P
 LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
 _NEVER = 1 << 62
 _PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
+_PPP_IP6 = b"\xff\x03\x00\x57"  # ... for IPv6 (RFC 5072 3)
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -68,7 +69,8 @@ class Bundle:
     """One session's data path, built when it comes up."""
 
     __slots__ = ("key", "peer", "route", "sport", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
-                 "tx_packets", "tx_bytes", "spoofed")
+                 "tx_packets", "tx_bytes", "spoofed", "net6", "prefix6", "rx6_packets", "rx6_bytes", "tx6_packets",
+                 "tx6_bytes")
 
     def __init__(self, key, peer, route, header, sequencing, addr):
         self.key = key
@@ -84,6 +86,9 @@ class Bundle:
         else:
             self.enc = None
             self.prefix = bytes(header) + _PPP_IP
+        # IPv6 (Session6Up): net6 is the session's /64 (server), b"" (client), None while it has no IPv6.
+        self.net6 = self.prefix6 = None
+        self.rx6_packets = self.rx6_bytes = self.tx6_packets = self.tx6_bytes = 0
 
 
 class UserPlane:
@@ -103,6 +108,7 @@ class UserPlane:
         self.routes = {}      # IKE peer (ip, port) -> _Route
         self.bundles = {}     # (tid, sid) -> Bundle
         self.by_addr = {}     # 4-byte address -> Bundle (server)
+        self.by_net6 = {}     # 8-byte /64 -> Bundle (server, IPv6)
         self.single = None    # client: the one Bundle
         self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
         self.dhcp = False     # server with client_routes/domain: DHCPINFORM goes to the endpoint
@@ -243,6 +249,24 @@ class UserPlane:
             self.single = None
         return b
 
+    def session6_up(self, a):
+        """IPv6 for an up session: its /64 (server; the only sources it may use, and how the TUN finds it)."""
+        b = self.bundles.get(a.key)
+        if b is None:
+            return
+        b.net6 = bytes(a.prefix) if a.prefix is not None else b""
+        b.prefix6 = b.prefix[:-4] + _PPP_IP6 if b.prefix is not None else None
+        if self.role == "server":
+            self.by_net6[b.net6] = b
+
+    def session6_down(self, key):
+        b = self.bundles.get(key)
+        if b is None or b.net6 is None:
+            return
+        if self.by_net6.get(b.net6) is b:
+            del self.by_net6[b.net6]
+        b.net6 = None
+
     def _route(self, peer):
         r = self.routes.get(peer)
         if r is None:
@@ -375,6 +399,9 @@ class UserPlane:
                 c["malformed"] += 1
                 return
             b = self.bundles.get((tid, sid))
+            if b is not None and proto == PROTO_IPV6 and b.net6 is not None:
+                if self._ipv6_in(b, buf, q, end, route, sport, peer):
+                    return
             if b is not None and proto == PROTO_IP:
                 if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
                     c["wrong_peer"] += 1
@@ -405,6 +432,64 @@ class UserPlane:
             key = peer
         self.up.on_l2tp(bytes(buf[start:n]), key, now)
 
+    def _ipv6_in(self, b, buf, q, end, route, sport, peer):
+        """An IPv6 packet of an IPv6 session: True when written to the TUN or dropped, False to hand it up
+        (server: anything to a link-local or multicast address, i.e. Neighbor Discovery; client: RAs)."""
+        c = self.counters
+        if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
+            c["wrong_peer"] += 1
+            return True
+        if end - q < 40 or buf[q] >> 4 != 6:
+            c["malformed"] += 1
+            return True
+        d0 = buf[q + 24]
+        if d0 == 0xFF or (d0 == 0xFE and buf[q + 25] & 0xC0 == 0x80):
+            if self.role == "server":
+                return False
+            if buf[q + 6] == 58 and end - q > 40 and buf[q + 40] == 134:
+                return False  # ICMPv6 Router Advertisement (RFC 4861 4.2): the endpoint configures from it
+        elif self.role == "server" and buf[q + 8:q + 16] != b.net6:
+            # A session sends only from its own /64 (its link-local ones reach only us, handed up above).
+            b.spoofed += 1
+            c["spoofed"] += 1
+            return True
+        b.rx_packets += 1
+        b.rx6_packets += 1
+        b.rx_bytes += end - q
+        b.rx6_bytes += end - q
+        self.tun.write(memoryview(buf)[q:end])
+        return True
+
+    def _tun6(self, n, now):
+        """One IPv6 packet read from the TUN at tbuf[HEADROOM:HEADROOM + n]."""
+        tbuf, tview = self.tbuf, self.tview
+        if n < 40:
+            return
+        if self.role == "server":
+            b = self.by_net6.get(bytes(tview[HEADROOM + 24:HEADROOM + 32]))
+        else:
+            b = self.single
+            if b is not None and b.net6 is None:
+                b = None
+        if b is None:
+            self.counters["no_route"] += 1
+            return
+        b.tx_packets += 1
+        b.tx_bytes += n
+        b.tx6_packets += 1
+        b.tx6_bytes += n
+        prefix = b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6
+        k = len(prefix)
+        start = HEADROOM - k
+        tview[start:HEADROOM] = prefix
+        route = b.route
+        if route is None:
+            self._send_plain(b.peer, (tview[start:HEADROOM + n],))
+            return
+        start -= 8
+        struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
+        self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
+
     # -- send ----------------------------------------------------------------------------------------------
 
     def _on_tun(self, now):
@@ -415,6 +500,9 @@ class UserPlane:
             n = self.tun.read_into(tview[HEADROOM:])
             if n <= 0:
                 return
+            if tbuf[HEADROOM] >> 4 == 6:
+                self._tun6(n, now)
+                continue
             if n < 20 or tbuf[HEADROOM] >> 4 != 4:
                 continue
             if server:
@@ -506,7 +594,8 @@ class UserPlane:
         if b is None:
             return None
         return {"rx_packets": b.rx_packets, "rx_bytes": b.rx_bytes, "tx_packets": b.tx_packets,
-                "tx_bytes": b.tx_bytes, "spoofed": b.spoofed}
+                "tx_bytes": b.tx_bytes, "spoofed": b.spoofed, "rx6_packets": b.rx6_packets,
+                "rx6_bytes": b.rx6_bytes, "tx6_packets": b.tx6_packets, "tx6_bytes": b.tx6_bytes}
 
     def sa_counters(self):
         """spi_in (int) -> {packets_in, bytes_in}, and spi_out -> {packets_out, bytes_out}."""

@@ -98,3 +98,22 @@ def test_daemon_passes_defaultroute_to_the_hook():
     c = ClientEndpoint(cfg.clients[0], lambda n: bytes(n), TunnelConfig())
     assert c._hook_env("connect")["DEFAULTROUTE"] == "1"
     assert c._hook_env("connect")["TUNDEV"] == cfg.clients[0].ifname
+
+
+def test_connect_with_ipv6(tmp_path):
+    # The second `connect`, once the RA gave the client its address (issue 12 part 1).
+    r, calls = run_sh(tmp_path, "sh \"$FILES/sluice-script\"", bin_tools=TOOLS, env=env(
+        reason="connect", INTERNAL_IP4_ADDRESS="10.77.0.23", INTERNAL_IP6_ADDRESS="2001:db8:77:1:a:b:c:d",
+        INTERNAL_IP6_NETMASK="2001:db8:77:1:a:b:c:d/64", INTERNAL_IP6_DNS="2001:db8::53",
+        ROUTES6="2001:db8:100::/48 ::/0"))
+    assert r.returncode == 0, r.stderr
+    assert calls == [
+        ("proto_init_update", "sluice-vpn", "1"),
+        ("proto_add_ipv4_address", "10.77.0.23", "32"),
+        ("proto_add_ipv6_address", "2001:db8:77:1:a:b:c:d", "64"),
+        ("proto_add_dns_server", "2001:db8::53"),
+        ("proto_add_ipv6_route", "2001:db8:100::", "48"),
+        ("proto_add_ipv6_route", "::", "0"),
+        ("proto_send_update", "vpn"),
+        ("lanroute", "/etc/config/network", "vpn", "sluice-vpn", "up"),
+    ]

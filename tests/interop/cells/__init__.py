@@ -5,7 +5,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import afalg, behind_nat, client_profiles, reference, sluice, sluice_certs, sluice_guest, sluice_ipsec
+from . import afalg, behind_nat, client_profiles, ipv6, reference, sluice, sluice_certs, sluice_guest, sluice_ipsec
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -50,6 +50,8 @@ CELLS = [
     # Beside ref-l2tp-ipsec-strongswan: the same server, cipher and transfer, Sluice in the same emulated CPU.
     Cell("sluice-guest-lac-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice-ipsec", ipsec=True),
     Cell("sluice-guest-lns-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice-ipsec", ipsec=True),
+    # UNTESTED (written without running the lab): pppd +ipv6 through the Sluice server, SLAAC from its RA.
+    Cell("sluice-guest-lns-ipv6", "strongswan", ipv6.cell_sluice_guest_lns_ipv6, "sluice"),
     Cell("sluice-afalg", "strongswan", afalg.cell_afalg, "sluice"),
     Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
          stack="strongswan"),
