@@ -279,3 +279,38 @@ _ERRNO = {1: "operation not permitted (root or CAP_NET_ADMIN needed)", 2: "no su
 
 def strerror(err):
     return "%s (errno %d)" % (_ERRNO.get(err, "error"), err)
+
+
+# --- generic netlink (Linux include/uapi/linux/genetlink.h) ----------------------------------------------------
+
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
+CTRL_ATTR_FAMILY_NAME = 2
+
+
+def genl_message(family, cmd, version, flags, seq, attrs):
+    """A generic netlink message: nlmsghdr, genlmsghdr (cmd, version, 2 reserved bytes), attributes."""
+    return message(family, flags, seq, struct.pack("BBxx", cmd, version) + attrs)
+
+
+def encode_getfamily(name, seq):
+    """CTRL_CMD_GETFAMILY by name, as iproute2 sends it (version 0, no ACK: the reply is the answer)."""
+    return genl_message(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 0, NLM_F_REQUEST, seq, attr_str(CTRL_ATTR_FAMILY_NAME, name))
+
+
+def parse_family_id(payload):
+    """The family id in a CTRL_CMD_NEWFAMILY reply."""
+    attrs = parse_attrs(payload, 4)
+    if CTRL_ATTR_FAMILY_ID not in attrs:
+        raise NetlinkParseError("genetlink: family reply without CTRL_ATTR_FAMILY_ID")
+    return u16(attrs[CTRL_ATTR_FAMILY_ID])
+
+
+def resolve_family(sock, name):
+    """The id of generic netlink family `name`; NetlinkError(ENOENT) when the kernel has no such family
+    (asking also makes the kernel load the module, as `ip l2tp` does)."""
+    for mtype, payload in sock.request(lambda seq: encode_getfamily(name, seq), "genetlink family %r" % name):
+        if mtype == GENL_ID_CTRL:
+            return parse_family_id(payload)
+    raise NetlinkError(2, "genetlink family %r: no answer" % name)
