@@ -1,0 +1,142 @@
+"""Sluice's kernel glue (sluice.hal.net.xfrm, l2tp_kernel, ppp_kernel) against a real kernel: Debian 13, 6.12.
+
+One guest, no peer: what is installed is read back with the kernel's own tools.
+
+- `kernel-hal-probe`: `option datapath 'auto'`'s probe says yes, and which ESP transforms the kernel installs.
+- `kernel-hal-roundtrip`: an SA pair (out: aes256-sha1 over ESPINUDP 4500, marked, with lifetimes; in:
+  aes128gcm16) and the two UDP/1701 transport policies, a kernel L2TPv2 tunnel on our connected UDP socket, a
+  session through a PPPoL2TP socket and a PPP unit renamed `l2tp-kdp`: `ip xfrm state`/`policy`,
+  `ip l2tp show tunnel`/`session` and `ip link` show them as we meant them; then our code removes everything
+  and the same commands show nothing of ours.
+- `kernel-hal-kill9`: the same installed by a process that is then killed with SIGKILL: the kernel drops the
+  L2TP tunnel, session and ppp unit with the process's sockets, the XFRM state and policies stay, and
+  `flush_ours` removes exactly those (a foreign SA with reqid 1 survives).
+- `kernel-hal-expire`: an SA with 1 s / 2 s lifetimes; XfrmEvents reads the soft, then the hard EXPIRE.
+"""
+
+import json
+import shlex
+
+from .base import CellFailure, check, result
+from .sluice_guest import SLUICE_DIR, install_sluice
+
+PEER = "192.0.2.99"   # nobody: the SAs and the tunnel only need an address
+HOLD_FILE = "/tmp/kdp-hold.json"
+
+
+def _kdp(g, *args, timeout=120, check_ok=True):
+    p = g.ssh("env PYTHONPATH=%s python3 /lab/kdp.py %s" % (SLUICE_DIR, " ".join(shlex.quote(a) for a in args)),
+              timeout=timeout, check=False)
+    try:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise CellFailure("kdp.py %s printed no JSON (%d):\n%s\n%s" % (" ".join(args), p.returncode,
+                                                                    p.stdout[-3000:], p.stderr[-3000:]))
+    if check_ok and not res.get("ok"):
+        raise CellFailure("kdp.py %s failed: %s" % (" ".join(args), json.dumps(res)[-3000:]))
+    return res
+
+
+def _ready(g):
+    if not getattr(g, "_kdp_ready", False):
+        install_sluice(g)
+        g._kdp_ready = True
+
+
+def cell_probe(bed):
+    g = bed.g1
+    _ready(g)
+    r = _kdp(g, "probe")
+    have = r["kernel_transforms"]
+    check("aes256-sha1" in have and "aes128gcm16" in have, "the kernel refuses common transforms: %r" % (have,))
+    return result(detail="%s; kernel ESP: %s" % (r["reason"], " ".join(have)))
+
+
+def _ours_left(view):
+    """Lines of `ip` output that show something of ours (reqid 0x5c......, our ids, our interface)."""
+    bad = []
+    for line in view["state"].splitlines() + view["policy"].splitlines():
+        if "0x5c" in line.lower() or "reqid 1543" in line or "c1000001" in line or "c1000002" in line:
+            bad.append(line.strip())
+    if "4242" in view["tunnel"]:
+        bad.append(view["tunnel"].strip())
+    if "l2tp-kdp" in view["link"]:
+        bad.append("l2tp-kdp in ip link")
+    return bad
+
+
+def cell_roundtrip(bed):
+    g = bed.g1
+    _ready(g)
+    r = _kdp(g, "cycle", g.ip, PEER)
+    up = r["up"]
+    st = up["state"]
+    for want in ("spi 0xc1000001", "spi 0xc1000002", "enc cbc(aes)", "auth-trunc hmac(sha1)",
+                 "aead rfc4106(gcm(aes))", "encap type espinudp sport 4500 dport 4500", "mark 0x5c000101/0xffffffff",
+                 "mode transport", "reqid 1543504129", "reqid 1543504130"):
+        check(want in st, "ip xfrm state lacks %r:\n%s" % (want, st))
+    check("expire add: soft 3000(sec), hard 3600(sec)" in st, "lifetimes not as installed:\n%s" % st)
+    pol = up["policy"]
+    for want in ("src %s/32 dst %s/32 proto udp sport 1701 dport 1701" % (g.ip, PEER),
+                 "src %s/32 dst %s/32 proto udp sport 1701 dport 1701" % (PEER, g.ip), "dir out", "dir in",
+                 "mark 0x5c000101/0xffffffff", "proto esp reqid 1543504129 mode transport"):
+        check(want in pol, "ip xfrm policy lacks %r:\n%s" % (want, pol))
+    tun = up["tunnel"]
+    for want in ("Tunnel 4242, encap UDP", "From %s to %s" % (g.ip, PEER), "Peer tunnel 4343",
+                 "UDP source / dest ports: 1701/1701"):
+        check(want in tun, "ip l2tp show tunnel lacks %r:\n%s" % (want, tun))
+    ses = up["session"]
+    check("Session 17 in tunnel 4242" in ses and "Peer session 18, tunnel 4343" in ses,
+          "ip l2tp show session:\n%s" % ses)
+    check("l2tp-kdp:" in up["link"] and "mtu" in up["link"], "no ppp unit l2tp-kdp in ip link:\n%s" % up["link"])
+    sa = r["ours"]["sa_out"]
+    check(sa["crypt"] == ["cbc(aes)", 256] and sa["auth"] == ["hmac(sha1)", 160, 96] and sa["encap"] == [2, 4500, 4500],
+          "our GETSA reading: %r" % (sa,))
+    left = _ours_left(r["down"])
+    check(not left, "left behind after removal: %r" % (left,))
+    check(r["after_ours"] == {"sas": 0, "policies": 0, "tunnels": 0}, "our dumps after removal: %r" % r["after_ours"])
+    return result(setup_s=r["install_s"], detail="installed SA pair + 2 policies + L2TP tunnel/session + %s in %.3f s, "
+                  "removed in %.3f s; ip xfrm/l2tp clean" % (r["unit"], r["install_s"], r["remove_s"]))
+
+
+def cell_kill9(bed):
+    g = bed.g1
+    _ready(g)
+    g.ssh("rm -f %s; ip xfrm state add src %s dst %s proto esp spi 0x0bad0001 reqid 1 mode transport "
+          "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff auth-trunc 'hmac(sha1)' "
+          "0x0102030405060708090a0b0c0d0e0f1011121314 96" % (HOLD_FILE, g.ip, PEER))
+    g.spawn("env PYTHONPATH=%s python3 /lab/kdp.py hold %s %s %s" % (SLUICE_DIR, g.ip, PEER, HOLD_FILE),
+            "/tmp/kdp-hold.log")
+    r = g.labctl("timed", 60, "sh", "-c", "while [ ! -s %s ]; do sleep 0.2; done" % HOLD_FILE)
+    held = g.read(HOLD_FILE)
+    if not held:
+        raise CellFailure("kdp.py hold never came up: %r\n%s" % (r, g.read("/tmp/kdp-hold.log")))
+    pid = json.loads(held)["pid"]
+    before = g.sh("ip l2tp show tunnel; ip -o link show")
+    check("Tunnel 4242" in before and "l2tp-kdp" in before, "hold did not install: %s" % before)
+    g.ssh("kill -9 %d" % pid)
+    g.labctl("timed", 20, "sh", "-c", "while kill -0 %d 2>/dev/null; do sleep 0.1; done" % pid)
+    after_kill = g.sh("ip l2tp show tunnel; ip -o link show; ip xfrm state; ip xfrm policy")
+    check("Tunnel 4242" not in after_kill and "l2tp-kdp" not in after_kill,
+          "the kernel kept the L2TP tunnel or ppp unit of a killed process:\n%s" % after_kill)
+    check("0xc1000001" in after_kill and "1543504129" in after_kill,
+          "expected XFRM leftovers after kill -9:\n%s" % after_kill)
+    f = _kdp(g, "flush")
+    check((f["sas"], f["policies"]) == (2, 2), "flush_ours removed %r SAs, %r policies (want 2, 2)" % (
+        f["sas"], f["policies"]))
+    left = _ours_left(f["after"])
+    check(not left, "left behind after flush: %r" % (left,))
+    check("spi 0x0bad0001" in f["after"]["state"], "flush_ours removed a foreign SA:\n%s" % f["after"]["state"])
+    g.ssh("ip xfrm state delete src %s dst %s proto esp spi 0x0bad0001" % (g.ip, PEER), check=False)
+    return result(detail="kill -9: kernel dropped tunnel/session/ppp with the sockets; flush_ours removed 2 SAs + "
+                  "2 policies, kept the foreign SA")
+
+
+def cell_expire(bed):
+    g = bed.g1
+    _ready(g)
+    r = _kdp(g, "expire", g.ip, PEER)
+    ev = r["events"]
+    check([e["hard"] for e in ev] == [False, True], "EXPIRE events: %r" % (ev,))
+    check("c1000009" not in r["after"], "the hard-expired SA is still there:\n%s" % r["after"])
+    return result(detail="soft EXPIRE at %.1f s, hard at %.1f s" % (ev[0]["at_s"], ev[1]["at_s"]))

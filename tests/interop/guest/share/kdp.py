@@ -1,0 +1,154 @@
+"""Guest-side: drive Sluice's kernel glue (sluice.hal.net.xfrm, l2tp_kernel, ppp_kernel) in a peer-lab guest.
+
+Runs with PYTHONPATH=/opt/sluice (cells/sluice_guest.install_sluice lays the package out there). Each command
+answers one JSON object on its last line; `ip` output is included so the host test can read the kernel's
+own view next to ours.
+
+    kdp.py probe
+    kdp.py cycle LOCAL PEER       install an SA pair + policies and a kernel L2TP tunnel/session/PPP unit,
+                                  read them back (ours and `ip`), remove everything, read again
+    kdp.py hold LOCAL PEER FILE   install the same, write FILE, then sleep (the host kills it with -9)
+    kdp.py flush                  remove Sluice's leftovers (reqid range) and say how many
+    kdp.py expire LOCAL PEER      an SA with 1 s / 2 s lifetimes; the EXPIRE events as XfrmEvents reads them
+"""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+from sluice.hal.net import l2tp_kernel, ppp_kernel, xfrm
+
+REQID_OUT = xfrm.REQID_BASE | 0x000101
+REQID_IN = xfrm.REQID_BASE | 0x000102
+MARK = (xfrm.REQID_BASE | 0x000101, 0xFFFFFFFF)
+SPI_OUT, SPI_IN = 0xC1000001, 0xC1000002
+TUNNEL, PEER_TUNNEL, SESSION, PEER_SESSION = 4242, 4343, 17, 18
+IFNAME = "l2tp-kdp"
+
+
+def ip(*args):
+    p = subprocess.run(("ip",) + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return p.stdout
+
+
+def kernel_view():
+    return {"state": ip("-s", "xfrm", "state"), "policy": ip("xfrm", "policy"),
+            "tunnel": ip("l2tp", "show", "tunnel"), "session": ip("l2tp", "show", "session"),
+            "link": ip("-o", "link", "show")}
+
+
+def install(local, peer):
+    """SA pair (out: AES-256-CBC/HMAC-SHA1-96 over ESPINUDP, marked; in: AES-128-GCM-16), policies, L2TP, PPP."""
+    x = xfrm.Xfrm()
+    out = xfrm.SaSpec(local, peer, SPI_OUT, "aes256-sha1", os.urandom(32), os.urandom(20), reqid=REQID_OUT,
+                      encap=(4500, 4500), mark=MARK,
+                      limits=xfrm.Limits(soft_seconds=3000, hard_seconds=3600, soft_bytes=1 << 30, hard_bytes=1 << 31))
+    inp = xfrm.SaSpec(peer, local, SPI_IN, "aes128gcm16", os.urandom(16), salt=os.urandom(4), reqid=REQID_IN,
+                      encap=(4500, 4500))
+    x.add_sa(out)
+    x.add_sa(inp)
+    for p in xfrm.l2tp_policies(local, peer, REQID_OUT, REQID_IN, mark=MARK):
+        x.add_policy(p)
+    # L2TP: one UDP socket per tunnel, bound to :1701 and connected to the peer, carrying the client's mark.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, 36, MARK[0])  # SO_MARK
+    u.bind((local, 1701))
+    u.connect((peer, 1701))
+    k = l2tp_kernel.L2tpKernel()
+    k.create_tunnel(u, TUNNEL, PEER_TUNNEL)
+    s = l2tp_kernel.open_session(u, TUNNEL, SESSION, PEER_TUNNEL, PEER_SESSION, (peer, 1701))
+    unit = ppp_kernel.make_unit(s, IFNAME, mru=1400)
+    return x, k, u, s, unit
+
+
+def ours(x, k, local, peer):
+    return {"sas": [repr(s) for s in x.list_sas()], "policies": [repr(p) for p in x.list_policies()],
+            "tunnels": [repr(t) for t in k.list_tunnels()], "sessions": [repr(t) for t in k.list_sessions()],
+            "sa_out": _sa_fields(x.get_sa(peer, SPI_OUT, MARK, local))}
+
+
+def _sa_fields(s):
+    return {"spi": s.spi, "reqid": s.reqid, "crypt": s.crypt, "auth": s.auth, "aead": s.aead, "encap": s.encap,
+            "mark": s.mark, "bytes": s.bytes, "packets": s.packets, "add_time": s.add_time}
+
+
+def cmd_cycle(local, peer):
+    t0 = time.monotonic()
+    x, k, u, s, unit = install(local, peer)
+    t_install = time.monotonic() - t0
+    res = {"ok": True, "install_s": round(t_install, 3), "unit": repr(unit), "up": kernel_view(), "ours": ours(x, k, local, peer)}
+    # Remove in the order a session ends: PPP unit, session socket, tunnel, policies, SAs.
+    t0 = time.monotonic()
+    unit.close()
+    s.close()
+    k.delete_tunnel(TUNNEL)
+    u.close()
+    for p in xfrm.l2tp_policies(local, peer, REQID_OUT, REQID_IN, mark=MARK):
+        x.delete_policy(p.selector, p.dir, p.mark)
+    x.delete_sa(peer, SPI_OUT, MARK, local)
+    x.delete_sa(local, SPI_IN, None, peer)
+    res["remove_s"] = round(time.monotonic() - t0, 3)
+    res["down"] = kernel_view()
+    res["after_ours"] = {"sas": len(x.list_sas()), "policies": len(x.list_policies()),
+                         "tunnels": len(k.list_tunnels())}
+    return res
+
+
+def cmd_hold(local, peer, path):
+    x, k, u, s, unit = install(local, peer)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"ok": True, "pid": os.getpid(), "unit": repr(unit)}, f)
+    os.rename(path + ".tmp", path)
+    while True:
+        time.sleep(60)
+
+
+def cmd_flush():
+    x = xfrm.Xfrm()
+    nsa, npol = x.flush_ours()
+    return {"ok": True, "sas": nsa, "policies": npol, "after": kernel_view()}
+
+
+def cmd_expire(local, peer):
+    ev = xfrm.XfrmEvents()
+    x = xfrm.Xfrm()
+    x.add_sa(xfrm.SaSpec(local, peer, 0xC1000009, "aes128-sha1", os.urandom(16), os.urandom(20),
+                         reqid=xfrm.REQID_BASE | 0x109, limits=xfrm.Limits(soft_seconds=1, hard_seconds=2)))
+    t0 = time.monotonic()
+    got = []
+    while time.monotonic() - t0 < 6 and len(got) < 2:
+        r, _, _ = select.select([ev], [], [], 1.0)
+        if r:
+            for e in ev.read():
+                got.append({"type": type(e).__name__, "hard": getattr(e, "hard", None), "spi": e.sa.spi,
+                            "reqid": e.sa.reqid, "at_s": round(time.monotonic() - t0, 2)})
+    return {"ok": len(got) == 2, "events": got, "after": ip("xfrm", "state")}
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "probe":
+        ok, why = ppp_kernel.probe()
+        res = {"ok": ok, "reason": why, "kernel_transforms": ppp_kernel.kernel_transforms(
+            ["aes128-sha1", "aes256-sha1", "aes128-sha256", "aes256-sha256_96", "aes256-sha384", "aes256-sha512",
+             "3des-sha1", "aes128-md5", "aes128gcm16", "aes256gcm16", "aes256gcm8"])}
+    elif cmd == "cycle":
+        res = cmd_cycle(argv[2], argv[3])
+    elif cmd == "hold":
+        res = cmd_hold(argv[2], argv[3], argv[4])
+    elif cmd == "flush":
+        res = cmd_flush()
+    elif cmd == "expire":
+        res = cmd_expire(argv[2], argv[3])
+    else:
+        res = {"ok": False, "error": "unknown command %r" % cmd}
+    sys.stdout.write(json.dumps(res, sort_keys=True) + "\n")
+    return 0 if res.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
