@@ -562,7 +562,8 @@ def parse_expire(payload):
     """struct xfrm_user_expire (+ the SA's attributes) -> SaExpired."""
     s = parse_sa_info(payload)
     hard = payload[SIZE_USERSA_INFO] if len(payload) > SIZE_USERSA_INFO else 0
-    s = _apply_sa_attrs(s, nl.iter_attrs(payload, nl.pad_to(bytes(SIZE_USERSA_INFO + 1), nl.U64_ALIGN).__len__()))
+    attrs_at = (SIZE_USERSA_INFO + 1 + nl.U64_ALIGN - 1) & ~(nl.U64_ALIGN - 1)  # struct xfrm_user_expire's size
+    s = _apply_sa_attrs(s, nl.iter_attrs(payload, attrs_at))
     return SaExpired(s, bool(hard))
 
 
