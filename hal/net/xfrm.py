@@ -383,13 +383,17 @@ def encode_dump_policy(seq):
     return nl.message(GETPOLICY, nl.NLM_F_REQUEST | nl.NLM_F_DUMP, seq, b"")
 
 
-def l2tp_policies(local, peer, reqid_out, reqid_in=0, mark=None, local_port=1701, peer_port=1701,
+def l2tp_policies(local, peer, reqid_out, reqid_in=None, mark=None, local_port=1701, peer_port=1701,
                   priority=2080):
     """The outbound and inbound transport policies for L2TP/IPsec between two hosts (RFC 3193 4).
 
     peer_port 0 means any (a server does not know the client's L2TP source port). `mark` goes on the
-    outbound policy only (inbound packets carry no mark); reqid_in 0 accepts any SA between the two hosts,
-    which is what a server with several clients behind one NAT needs."""
+    outbound policy only (inbound packets carry no mark). reqid_in (default reqid_out) is what inbound SAs
+    must carry: with several clients behind one NAT (one inbound selector for all of them), give their
+    inbound SAs one reqid per peer address and their outbound SAs a reqid and mark each. A template reqid
+    of 0 would accept any SA but would no longer say the policy is Sluice's (flush_ours goes by reqid)."""
+    if reqid_in is None:
+        reqid_in = reqid_out
     out = PolicySpec(Selector(local, peer, IPPROTO_UDP, local_port, peer_port), DIR_OUT, local, peer, reqid_out,
                      mark, priority)
     inp = PolicySpec(Selector(peer, local, IPPROTO_UDP, peer_port, local_port), DIR_IN, peer, local, reqid_in,

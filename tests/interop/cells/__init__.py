@@ -85,6 +85,7 @@ CELLS = [
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
     Cell("kernel-hal-kill9", "trixie-single", kernel_hal.cell_kill9, "kernel"),
     Cell("kernel-hal-expire", "trixie-single", kernel_hal.cell_expire, "kernel"),
+    Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
     Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
          server="libreswan", client="strongswan"),

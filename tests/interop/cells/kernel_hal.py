@@ -16,6 +16,7 @@ One guest, no peer: what is installed is read back with the kernel's own tools.
 
 import json
 import shlex
+import time
 
 from .base import CellFailure, check, result
 from .sluice_guest import SLUICE_DIR, install_sluice
@@ -140,3 +141,75 @@ def cell_expire(bed):
     check([e["hard"] for e in ev] == [False, True], "EXPIRE events: %r" % (ev,))
     check("c1000009" not in r["after"], "the hard-expired SA is still there:\n%s" % r["after"])
     return result(detail="soft EXPIRE at %.1f s, hard at %.1f s" % (ev[0]["at_s"], ev[1]["at_s"]))
+
+
+# --- the whole kernel data path between two network namespaces of one guest -----------------------------------
+
+NS = (("kha", "198.51.100.1", "10.77.9.1", 11, 22, 111, 222, "0xc2000001", "0xc2000002", "ppp-kha"),
+      ("khb", "198.51.100.2", "10.77.9.2", 22, 11, 222, 111, "0xc2000002", "0xc2000001", "ppp-khb"))
+
+
+def cell_datapath(bed):
+    """Two ends, each in its own network namespace, each set up by our code only: ESP-in-UDP (NAT-T encap) SA
+    pair and L2TP/1701 policies, the 4500 socket with UDP_ENCAP, a kernel L2TPv2 tunnel on a marked connected
+    UDP socket, a session and a PPP unit. IP then flows ppp <-> ppp with no user space in the path: ping
+    and a short iperf3, the SA counters (read with our GETSA) grow, no plain L2TP crosses the veth, and
+    SIGTERM makes each end remove everything."""
+    g = bed.g1
+    _ready(g)
+    g.sh("for n in kha khb; do ip netns del $n 2>/dev/null; done; ip netns add kha && ip netns add khb && "
+         "ip link add va netns kha type veth peer name vb netns khb && "
+         "ip -n kha addr add 198.51.100.1/24 dev va && ip -n khb addr add 198.51.100.2/24 dev vb && "
+         "ip -n kha link set va up && ip -n khb link set vb up && ip -n kha link set lo up && "
+         "ip -n khb link set lo up")
+    files = []
+    try:
+        for (ns, me, ppp_me, tid, ptid, sid, psid, spi_out, spi_in, ifname), other in zip(NS, reversed(NS)):
+            f = "/tmp/kdp-%s.json" % ns
+            files.append((ns, f))
+            g.ssh("rm -f %s %s.stopped" % (f, f))
+            g.spawn("ip netns exec %s env PYTHONPATH=%s python3 /lab/kdp.py side %s %s %d %d %d %d %s %s %s %s %s %s"
+                    % (ns, SLUICE_DIR, me, other[1], tid, ptid, sid, psid, spi_out, spi_in, ifname, ppp_me,
+                       other[2], f), "/tmp/kdp-%s.log" % ns)
+        for ns, f in files:
+            g.labctl("timed", 60, "sh", "-c", "while [ ! -s %s ]; do sleep 0.2; done" % f)
+            if not g.read(f):
+                raise CellFailure("%s end never came up:\n%s" % (ns, g.read("/tmp/kdp-%s.log" % ns)))
+        g.spawn("ip netns exec khb tcpdump -i vb -nn -U -w /tmp/kdp-wire.pcap udp", "/tmp/kdp-tcpdump.log")
+        time.sleep(2)
+        ping = g.ssh("ip netns exec kha ping -c 5 -i 0.2 -W 2 10.77.9.2", check=False, timeout=60)
+        check(ping.returncode == 0, "no ping over the kernel data path:\n%s\n%s\n%s" % (
+            ping.stdout, g.sh("ip -n kha -s xfrm state; ip -n kha l2tp show session; ip -n kha -s link"),
+            g.read("/tmp/kdp-kha.log")))
+        g.ssh("ip netns exec khb iperf3 -s -1 -B 10.77.9.2 -D", check=False)
+        time.sleep(1)
+        ip3 = g.ssh("ip netns exec kha iperf3 -c 10.77.9.2 -t 3 -J", check=False, timeout=60)
+        mbps = None
+        try:
+            mbps = round(json.loads(ip3.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+        except (ValueError, KeyError):
+            pass
+        g.ssh("pkill -INT -x tcpdump", check=False)
+        time.sleep(1)
+        plain = g.ssh("tcpdump -nn -r /tmp/kdp-wire.pcap udp port 1701 | wc -l", check=False).stdout.strip()
+        natt = g.ssh("tcpdump -nn -r /tmp/kdp-wire.pcap udp port 4500 | wc -l", check=False).stdout.strip()
+        check(plain == "0" and natt.isdigit() and int(natt) > 0,
+              "on the wire: %s plain L2TP (udp 1701) packets, %s ESP-in-UDP (4500): want 0 and some" % (plain, natt))
+        c = json.loads(g.ssh("ip netns exec kha env PYTHONPATH=%s python3 /lab/kdp.py counters 198.51.100.2 "
+                             "0xc2000001 198.51.100.1 0x5c000001" % SLUICE_DIR).stdout.strip().splitlines()[-1])
+        check(c["packets"] >= 5 and c["encap"] == [2, 4500, 4500], "outbound SA counters: %r" % (c,))
+        for ns, f in files:
+            g.ssh("kill -TERM $(python3 -c \"import json; print(json.load(open('%s'))['pid'])\")" % f)
+        for ns, f in files:
+            g.labctl("timed", 30, "sh", "-c", "while [ ! -s %s.stopped ]; do sleep 0.2; done" % f)
+            st = json.loads(g.read(f + ".stopped") or "{}")
+            left = _ours_left(st.get("after") or {"state": "?0x5c", "policy": "", "tunnel": "", "link": ""})
+            left += [line for line in (st.get("after") or {}).get("link", "").splitlines() if "ppp-kh" in line]
+            check(not left and "Tunnel" not in st["after"]["tunnel"], "%s left behind: %r %r" % (
+                ns, left, st["after"]["tunnel"]))
+    finally:
+        g.ssh("ip netns del kha; ip netns del khb", check=False)
+    return result(mbps=mbps, detail="ping + iperf3 ppp<->ppp through kernel L2TPv2 + ESP-in-UDP, all set up by "
+                  "hal/net; out SA %d packets %d bytes; on the wire only ESP-in-UDP (%s packets seen), no plain udp/1701; both ends clean after "
+                  "SIGTERM (one guest, both ends: throughput not comparable with two-guest cells)"
+                  % (c["packets"], c["bytes"], natt))

@@ -10,11 +10,17 @@ own view next to ours.
     kdp.py hold LOCAL PEER FILE   install the same, write FILE, then sleep (the host kills it with -9)
     kdp.py flush                  remove Sluice's leftovers (reqid range) and say how many
     kdp.py expire LOCAL PEER      an SA with 1 s / 2 s lifetimes; the EXPIRE events as XfrmEvents reads them
+    kdp.py side LOCAL PEER TID PTID SID PSID SPI_OUT SPI_IN IFNAME PPP_LOCAL PPP_PEER FILE
+                                  one end of a kernel data path (run in a network namespace): ESP-in-UDP SA
+                                  pair + policies, the 4500 socket with UDP_ENCAP, kernel L2TP tunnel and
+                                  session, PPP unit addressed and up; FILE when ready; SIGTERM removes it all
+    kdp.py counters DST SPI SRC [MARK]   our GETSA reading of one SA
 """
 
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +135,66 @@ def cmd_expire(local, peer):
     return {"ok": len(got) == 2, "events": got, "after": ip("xfrm", "state")}
 
 
+def test_key(spi, n):
+    """Both ends derive the same (test-only) keys from the SPI."""
+    return bytes([(spi >> (8 * (i % 4)) ^ (i * 37)) & 0xFF for i in range(n)])
+
+
+def cmd_side(local, peer, tid, ptid, sid, psid, spi_out, spi_in, ifname, ppp_local, ppp_peer, path):
+    tid, ptid, sid, psid = int(tid), int(ptid), int(sid), int(psid)
+    spi_out, spi_in = int(spi_out, 0), int(spi_in, 0)
+    reqid_out, reqid_in = xfrm.REQID_BASE | (spi_out & 0xFFFF), xfrm.REQID_BASE | (spi_in & 0xFFFF)
+    mark = (reqid_out, 0xFFFFFFFF)
+    x = xfrm.Xfrm()
+    x.add_sa(xfrm.SaSpec(local, peer, spi_out, "aes256-sha1", test_key(spi_out, 32), test_key(spi_out + 1, 20),
+                         reqid=reqid_out, encap=(4500, 4500), mark=mark))
+    x.add_sa(xfrm.SaSpec(peer, local, spi_in, "aes256-sha1", test_key(spi_in, 32), test_key(spi_in + 1, 20),
+                         reqid=reqid_in, encap=(4500, 4500)))
+    pols = xfrm.l2tp_policies(local, peer, reqid_out, reqid_in, mark=mark)
+    for p in pols:
+        x.add_policy(p)
+    natt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    natt.bind((local, 4500))
+    xfrm.set_udp_encap(natt)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, 36, mark[0])  # SO_MARK: the marked outbound policy and SA
+    u.bind((local, 1701))
+    u.connect((peer, 1701))
+    k = l2tp_kernel.L2tpKernel()
+    k.create_tunnel(u, tid, ptid)
+    s = l2tp_kernel.open_session(u, tid, sid, ptid, psid, (peer, 1701))
+    unit = ppp_kernel.make_unit(s, ifname, mru=1400)
+    ip("link", "set", "dev", ifname, "mtu", "1400", "up")
+    ip("addr", "add", ppp_local, "peer", ppp_peer, "dev", ifname)
+
+    def stop(*_):
+        unit.close()
+        s.close()
+        k.delete_tunnel(tid)
+        u.close()
+        natt.close()
+        for p in pols:
+            x.delete_policy(p.selector, p.dir, p.mark)
+        x.delete_sa(peer, spi_out, mark, local)
+        x.delete_sa(local, spi_in, None, peer)
+        with open(path + ".stopped", "w") as f:
+            json.dump({"ok": True, "after": kernel_view()}, f)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"ok": True, "pid": os.getpid(), "unit": repr(unit)}, f)
+    os.rename(path + ".tmp", path)
+    while True:
+        time.sleep(60)
+
+
+def cmd_counters(dst, spi, src, mark=None):
+    x = xfrm.Xfrm()
+    m = (int(mark, 0), 0xFFFFFFFF) if mark else None
+    return dict(_sa_fields(x.get_sa(dst, int(spi, 0), m, src)), ok=True)
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "probe":
@@ -144,6 +210,10 @@ def main(argv):
         res = cmd_flush()
     elif cmd == "expire":
         res = cmd_expire(argv[2], argv[3])
+    elif cmd == "side":
+        res = cmd_side(*argv[2:14])
+    elif cmd == "counters":
+        res = cmd_counters(*argv[2:6])
     else:
         res = {"ok": False, "error": "unknown command %r" % cmd}
     sys.stdout.write(json.dumps(res, sort_keys=True) + "\n")
