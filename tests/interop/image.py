@@ -39,7 +39,9 @@ FLAVOURS = {
     "strongswan": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins",
                    "libcharon-extra-plugins"],
     "libreswan": ["libreswan"],
-    "trixie": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins", "libcharon-extra-plugins"],
+    # nftables: NAT inside the guest, for kernel-path cells that put clients behind a NAT in namespaces.
+    "trixie": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins", "libcharon-extra-plugins",
+               "nftables"],
 }
 # Debian suite per flavour (SUITE when not listed). The image hash covers the suite, so the bookworm
 # flavours keep their hashes (and their cached images).

@@ -86,6 +86,7 @@ CELLS = [
     Cell("kernel-hal-kill9", "trixie-single", kernel_hal.cell_kill9, "kernel"),
     Cell("kernel-hal-expire", "trixie-single", kernel_hal.cell_expire, "kernel"),
     Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),
+    Cell("kernel-hal-two-behind-nat", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel"),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
     Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
          server="libreswan", client="strongswan"),

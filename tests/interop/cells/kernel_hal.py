@@ -213,3 +213,93 @@ def cell_datapath(bed):
                   "hal/net; out SA %d packets %d bytes; on the wire only ESP-in-UDP (%s packets seen), no plain udp/1701; both ends clean after "
                   "SIGTERM (one guest, both ends: throughput not comparable with two-guest cells)"
                   % (c["packets"], c["bytes"], natt))
+
+
+# --- two clients behind one NAT, kernel path on the server ----------------------------------------------------
+
+NAT_IP, SRV_IP = "198.51.100.2", "198.51.100.1"
+# server end: (ifname, tid, ptid, sid, psid, spi_out, spi_in, ppp_local, ppp_peer, nat port)
+NAT_CLIENTS = (("1", 101, 201, 1101, 2101, "0xc3000011", "0xc3000012", "10.77.1.1", "10.77.1.2", 4501),
+               ("2", 102, 202, 1102, 2102, "0xc3000021", "0xc3000022", "10.77.2.1", "10.77.2.2", 4502))
+SHARED_REQID_IN = "0x5c00beef"   # the inbound SAs of every client at NAT_IP: one inbound policy for all
+
+
+def _side(g, ns, args, tag, opts=()):
+    """Start `kdp.py side` in namespace ns; returns the file it writes when ready."""
+    f = "/tmp/kdp-%s.json" % tag
+    g.ssh("rm -f %s %s.stopped" % (f, f))
+    g.spawn("ip netns exec %s env PYTHONPATH=%s python3 /lab/kdp.py side %s %s %s" % (
+        ns, SLUICE_DIR, " ".join(str(a) for a in args), f, " ".join(opts)), "/tmp/kdp-%s.log" % tag)
+    return f
+
+
+def _wait_file(g, f, tag):
+    g.labctl("timed", 60, "sh", "-c", "while [ ! -s %s ]; do sleep 0.2; done" % f)
+    if not g.read(f):
+        raise CellFailure("%s never came up:\n%s" % (tag, g.read("/tmp/kdp-%s.log" % tag)))
+
+
+def cell_two_behind_nat(bed):
+    """Two clients (each its own namespace, private address) behind one source NAT (nftables, ESP-in-UDP
+    4500 -> 4501 and 4502 of one public address) to a server namespace whose two ends share 198.51.100.1:1701
+    and :4500: per client an outbound SA + policy with its own mark (the tunnel socket's SO_MARK), one shared
+    inbound policy. Both clients must ping their server end through the kernel path at once: what the
+    June 2024 l2tp_core change (session found by tunnel/session ID whatever socket received it) allows."""
+    g = bed.g1
+    _ready(g)
+    cmds = [
+        "for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; done",
+        "for n in knsrv knnat kncl1 kncl2; do ip netns add $n && ip -n $n link set lo up; done",
+        "ip link add sv netns knsrv type veth peer name nv netns knnat",
+        "ip -n knsrv addr add %s/24 dev sv && ip -n knnat addr add %s/24 dev nv" % (SRV_IP, NAT_IP),
+        "ip -n knsrv link set sv up && ip -n knnat link set nv up",
+        "ip netns exec knnat sysctl -qw net.ipv4.ip_forward=1",
+    ]
+    for i in ("1", "2"):
+        cmds += ["ip link add n%s netns knnat type veth peer name c%s netns kncl%s" % (i, i, i),
+                 "ip -n knnat addr add 10.0.%s.1/24 dev n%s && ip -n knnat link set n%s up" % (i, i, i),
+                 "ip -n kncl%s addr add 10.0.%s.2/24 dev c%s && ip -n kncl%s link set c%s up" % (i, i, i, i, i),
+                 "ip -n kncl%s route add default via 10.0.%s.1" % (i, i)]
+    g.sh(cmds[0] + "; " + " && ".join(cmds[1:]))
+    g.ssh("ip netns exec knnat nft -f -", input=(
+        "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n"
+        "  oifname \"nv\" ip saddr 10.0.1.2 udp sport 4500 snat to %s:4501\n"
+        "  oifname \"nv\" ip saddr 10.0.2.2 udp sport 4500 snat to %s:4502\n }\n}\n" % (NAT_IP, NAT_IP)))
+    try:
+        # The server's two ends first (they share 198.51.100.1:1701 and :4500; the second finds the shared
+        # inbound policy in place), then the clients.
+        for i, tid, ptid, sid, psid, spi_out, spi_in, ppp_me, ppp_peer, nat_port in NAT_CLIENTS:
+            f = _side(g, "knsrv", [SRV_IP, NAT_IP, tid, ptid, sid, psid, spi_out, spi_in, "ppp-s" + i, ppp_me,
+                                   ppp_peer], "srv" + i,
+                      ["dport=%d" % nat_port, "reqid_in=" + SHARED_REQID_IN, "shared=1"])
+            _wait_file(g, f, "srv" + i)
+        for i, tid, ptid, sid, psid, spi_out, spi_in, ppp_me, ppp_peer, nat_port in NAT_CLIENTS:
+            f = _side(g, "kncl" + i, ["10.0.%s.2" % i, SRV_IP, ptid, tid, psid, sid, spi_in, spi_out, "ppp-c",
+                                      ppp_peer, ppp_me], "cl" + i)
+            _wait_file(g, f, "cl" + i)
+        pings = {}
+        for i, _t, _pt, _s, _ps, _so, _si, ppp_me, _pp, _np in NAT_CLIENTS:
+            pings[i] = g.ssh("ip netns exec kncl%s ping -c 5 -i 0.2 -W 2 %s" % (i, ppp_me), check=False, timeout=60)
+        # and both at once
+        both = g.ssh("ip netns exec kncl1 ping -c 10 -i 0.1 -W 2 10.77.1.1 > /tmp/p1 & "
+                     "ip netns exec kncl2 ping -c 10 -i 0.1 -W 2 10.77.2.1 > /tmp/p2; wait; "
+                     "grep -h 'packets transmitted' /tmp/p1 /tmp/p2", check=False, timeout=60).stdout
+        diag = g.sh("ip netns exec knnat conntrack -L 2>/dev/null; ip -n knsrv -s xfrm state; "
+                    "ip -n knsrv xfrm policy; ip -n knsrv l2tp show tunnel; ip -n knsrv l2tp show session; "
+                    "ip -n knsrv -s link show ppp-s1; ip -n knsrv -s link show ppp-s2")
+        ok = [i for i in pings if pings[i].returncode == 0]
+        counts = []
+        for i, _t, _pt, _s, _ps, spi_out, _si, _pm, _pp, _np in NAT_CLIENTS:
+            c = json.loads(g.ssh("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py counters %s %s %s 0x5c0000%s1"
+                                 % (SLUICE_DIR, NAT_IP, spi_out, SRV_IP, i)).stdout.strip().splitlines()[-1])
+            counts.append("client %s: server's out SA %d packets" % (i, c["packets"]))
+        check(len(ok) == 2,
+              "two clients behind one NAT through the kernel path: ping ok for %r; at once: %s\n%s\n%s\n%s" % (
+                  ok, both, pings["1"].stdout, pings["2"].stdout, diag[-6000:]))
+        check(both.count(" 0% packet loss") == 2, "at once: %s" % both)
+        return result(detail="two clients behind one NAT (198.51.100.2:4501/4502), kernel L2TPv2 + ESP-in-UDP on "
+                      "one server address, per-client mark: both ping, one after the other and at once (%s); "
+                      "kernel %s" % ("; ".join(counts), g.sh("uname -r").strip()))
+    finally:
+        g.ssh("pkill -TERM -f 'kdp.py side'; sleep 1; for n in knsrv knnat kncl1 kncl2; do ip netns del $n; done",
+              check=False)

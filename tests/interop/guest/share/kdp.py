@@ -10,10 +10,14 @@ own view next to ours.
     kdp.py hold LOCAL PEER FILE   install the same, write FILE, then sleep (the host kills it with -9)
     kdp.py flush                  remove Sluice's leftovers (reqid range) and say how many
     kdp.py expire LOCAL PEER      an SA with 1 s / 2 s lifetimes; the EXPIRE events as XfrmEvents reads them
-    kdp.py side LOCAL PEER TID PTID SID PSID SPI_OUT SPI_IN IFNAME PPP_LOCAL PPP_PEER FILE
+    kdp.py side LOCAL PEER TID PTID SID PSID SPI_OUT SPI_IN IFNAME PPP_LOCAL PPP_PEER FILE [KEY=VALUE...]
                                   one end of a kernel data path (run in a network namespace): ESP-in-UDP SA
                                   pair + policies, the 4500 socket with UDP_ENCAP, kernel L2TP tunnel and
-                                  session, PPP unit addressed and up; FILE when ready; SIGTERM removes it all
+                                  session, PPP unit addressed and up; FILE when ready; SIGTERM removes it all.
+                                  Options: sport=/dport= (ESP-in-UDP ports, 4500), reqid_in= (the inbound SA's and
+                                  policy's reqid; default from SPI_IN), mark= (default the outbound reqid),
+                                  shared=1 (SO_REUSEADDR on :1701 and :4500, policies that exist already are
+                                  another end's: a server with two clients behind one NAT)
     kdp.py counters DST SPI SRC [MARK]   our GETSA reading of one SA
 """
 
@@ -140,24 +144,37 @@ def test_key(spi, n):
     return bytes([(spi >> (8 * (i % 4)) ^ (i * 37)) & 0xFF for i in range(n)])
 
 
-def cmd_side(local, peer, tid, ptid, sid, psid, spi_out, spi_in, ifname, ppp_local, ppp_peer, path):
+def cmd_side(local, peer, tid, ptid, sid, psid, spi_out, spi_in, ifname, ppp_local, ppp_peer, path, *opts):
+    opt = dict(o.split("=", 1) for o in opts)
     tid, ptid, sid, psid = int(tid), int(ptid), int(sid), int(psid)
     spi_out, spi_in = int(spi_out, 0), int(spi_in, 0)
-    reqid_out, reqid_in = xfrm.REQID_BASE | (spi_out & 0xFFFF), xfrm.REQID_BASE | (spi_in & 0xFFFF)
-    mark = (reqid_out, 0xFFFFFFFF)
+    sport, dport = int(opt.get("sport", 4500)), int(opt.get("dport", 4500))
+    shared = opt.get("shared") == "1"
+    reqid_out = xfrm.REQID_BASE | (spi_out & 0xFFFF)
+    reqid_in = int(opt["reqid_in"], 0) if "reqid_in" in opt else xfrm.REQID_BASE | (spi_in & 0xFFFF)
+    mark = (int(opt["mark"], 0) if "mark" in opt else reqid_out, 0xFFFFFFFF)
     x = xfrm.Xfrm()
     x.add_sa(xfrm.SaSpec(local, peer, spi_out, "aes256-sha1", test_key(spi_out, 32), test_key(spi_out + 1, 20),
-                         reqid=reqid_out, encap=(4500, 4500), mark=mark))
+                         reqid=reqid_out, encap=(sport, dport), mark=mark))
     x.add_sa(xfrm.SaSpec(peer, local, spi_in, "aes256-sha1", test_key(spi_in, 32), test_key(spi_in + 1, 20),
-                         reqid=reqid_in, encap=(4500, 4500)))
-    pols = xfrm.l2tp_policies(local, peer, reqid_out, reqid_in, mark=mark)
-    for p in pols:
-        x.add_policy(p)
+                         reqid=reqid_in, encap=(dport, sport)))
+    pols = []
+    for p in xfrm.l2tp_policies(local, peer, reqid_out, reqid_in, mark=mark):
+        try:
+            x.add_policy(p)
+            pols.append(p)
+        except OSError as e:
+            if not (shared and e.args[0] == 17):   # the inbound policy another end of ours installed
+                raise
     natt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    natt.bind((local, 4500))
+    if shared:
+        natt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    natt.bind((local, sport))
     xfrm.set_udp_encap(natt)
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.setsockopt(socket.SOL_SOCKET, 36, mark[0])  # SO_MARK: the marked outbound policy and SA
+    if shared:
+        u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     u.bind((local, 1701))
     u.connect((peer, 1701))
     k = l2tp_kernel.L2tpKernel()
@@ -211,7 +228,7 @@ def main(argv):
     elif cmd == "expire":
         res = cmd_expire(argv[2], argv[3])
     elif cmd == "side":
-        res = cmd_side(*argv[2:14])
+        res = cmd_side(*argv[2:])
     elif cmd == "counters":
         res = cmd_counters(*argv[2:6])
     else:
