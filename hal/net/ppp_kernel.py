@@ -174,7 +174,7 @@ def probe_esp(transforms=("aes128-sha1",)):
                     x.delete_sa(PROBE_DST, PROBE_SPI, src=PROBE_SRC)
                     x.add_sa(spec)
                 else:
-                    return False, "the kernel refuses ESP %s (%s): kmod-crypto / esp4 missing?" % (name, e)
+                    return False, "the kernel refuses ESP %s (%s): esp4 or the algorithm missing" % (name, _why(e))
             x.delete_sa(PROBE_DST, PROBE_SPI, src=PROBE_SRC)
     except OSError as e:
         return False, "kernel IPsec probe failed: %s" % _why(e)

@@ -89,3 +89,15 @@ def test_twin_answers_like_the_kernel():
         except nl.NetlinkError as e:
             assert e.args[0] == errno
     assert kp.xfrm.get_sa(PEER, 0xB1, MARK).reqid == 5   # found only with its mark
+
+
+def test_probe_says_what_is_missing():
+    # This host's kernel has no kernel L2TP (nor ESP): the probe must say so in words, not raise.
+    from sluice.hal.net import ppp_kernel
+
+    ok, why = ppp_kernel.probe()
+    if ok:
+        import pytest
+
+        pytest.skip("this kernel has XFRM, L2TP and PPP: nothing missing to report")
+    assert "missing" in why and "errno" in why

@@ -239,32 +239,47 @@ def _wait_file(g, f, tag):
         raise CellFailure("%s never came up:\n%s" % (tag, g.read("/tmp/kdp-%s.log" % tag)))
 
 
-def cell_two_behind_nat(bed):
+def cell_two_behind_nat(bed, nat=True):
     """Two clients (each its own namespace, private address) behind one source NAT (nftables, ESP-in-UDP
     4500 -> 4501 and 4502 of one public address) to a server namespace whose two ends share 198.51.100.1:1701
     and :4500: per client an outbound SA + policy with its own mark (the tunnel socket's SO_MARK), one shared
     inbound policy. Both clients must ping their server end through the kernel path at once: what the
-    June 2024 l2tp_core change (session found by tunnel/session ID whatever socket received it) allows."""
+    June 2024 l2tp_core change (session found by tunnel/session ID whatever socket received it) allows.
+
+    nat=False needs no nftables (the Debian 12 image has none): both clients sit in one namespace at the
+    public address itself, on ESP-in-UDP ports 4501 and 4502, which is what the server sees behind a NAT;
+    their own two tunnels then share one address/port pair too."""
     g = bed.g1
     _ready(g)
-    cmds = [
-        "for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; done",
-        "for n in knsrv knnat kncl1 kncl2; do ip netns add $n && ip -n $n link set lo up; done",
-        "ip link add sv netns knsrv type veth peer name nv netns knnat",
-        "ip -n knsrv addr add %s/24 dev sv && ip -n knnat addr add %s/24 dev nv" % (SRV_IP, NAT_IP),
-        "ip -n knsrv link set sv up && ip -n knnat link set nv up",
-        "ip netns exec knnat sysctl -qw net.ipv4.ip_forward=1",
-    ]
-    for i in ("1", "2"):
-        cmds += ["ip link add n%s netns knnat type veth peer name c%s netns kncl%s" % (i, i, i),
-                 "ip -n knnat addr add 10.0.%s.1/24 dev n%s && ip -n knnat link set n%s up" % (i, i, i),
-                 "ip -n kncl%s addr add 10.0.%s.2/24 dev c%s && ip -n kncl%s link set c%s up" % (i, i, i, i, i),
-                 "ip -n kncl%s route add default via 10.0.%s.1" % (i, i)]
-    g.sh(cmds[0] + "; " + " && ".join(cmds[1:]))
-    g.ssh("ip netns exec knnat nft -f -", input=(
-        "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n"
-        "  oifname \"nv\" ip saddr 10.0.1.2 udp sport 4500 snat to %s:4501\n"
-        "  oifname \"nv\" ip saddr 10.0.2.2 udp sport 4500 snat to %s:4502\n }\n}\n" % (NAT_IP, NAT_IP)))
+    if nat:
+        cmds = [
+            "for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; done",
+            "for n in knsrv knnat kncl1 kncl2; do ip netns add $n && ip -n $n link set lo up; done",
+            "ip link add sv netns knsrv type veth peer name nv netns knnat",
+            "ip -n knsrv addr add %s/24 dev sv && ip -n knnat addr add %s/24 dev nv" % (SRV_IP, NAT_IP),
+            "ip -n knsrv link set sv up && ip -n knnat link set nv up",
+            "ip netns exec knnat sysctl -qw net.ipv4.ip_forward=1",
+        ]
+        for i in ("1", "2"):
+            cmds += ["ip link add n%s netns knnat type veth peer name c%s netns kncl%s" % (i, i, i),
+                     "ip -n knnat addr add 10.0.%s.1/24 dev n%s && ip -n knnat link set n%s up" % (i, i, i),
+                     "ip -n kncl%s addr add 10.0.%s.2/24 dev c%s && ip -n kncl%s link set c%s up" % (i, i, i, i, i),
+                     "ip -n kncl%s route add default via 10.0.%s.1" % (i, i)]
+        g.sh(cmds[0] + "; " + " && ".join(cmds[1:]))
+        g.ssh("ip netns exec knnat nft -f -", input=(
+            "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n"
+            "  oifname \"nv\" ip saddr 10.0.1.2 udp sport 4500 snat to %s:4501\n"
+            "  oifname \"nv\" ip saddr 10.0.2.2 udp sport 4500 snat to %s:4502\n }\n}\n" % (NAT_IP, NAT_IP)))
+    else:
+        g.sh("for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; done; "
+             "ip netns add knsrv && ip netns add kncl1 && ip -n knsrv link set lo up && ip -n kncl1 link set lo up && "
+             "ip link add sv netns knsrv type veth peer name c1 netns kncl1 && "
+             "ip -n knsrv addr add %s/24 dev sv && ip -n kncl1 addr add %s/24 dev c1 && "
+             "ip -n knsrv link set sv up && ip -n kncl1 link set c1 up" % (SRV_IP, NAT_IP))
+
+    def cl_ns(i):
+        return "kncl" + i if nat else "kncl1"
+
     try:
         # The server's two ends first (they share 198.51.100.1:1701 and :4500; the second finds the shared
         # inbound policy in place), then the clients.
@@ -274,15 +289,20 @@ def cell_two_behind_nat(bed):
                       ["dport=%d" % nat_port, "reqid_in=" + SHARED_REQID_IN, "shared=1"])
             _wait_file(g, f, "srv" + i)
         for i, tid, ptid, sid, psid, spi_out, spi_in, ppp_me, ppp_peer, nat_port in NAT_CLIENTS:
-            f = _side(g, "kncl" + i, ["10.0.%s.2" % i, SRV_IP, ptid, tid, psid, sid, spi_in, spi_out, "ppp-c",
-                                      ppp_peer, ppp_me], "cl" + i)
+            if nat:
+                f = _side(g, "kncl" + i, ["10.0.%s.2" % i, SRV_IP, ptid, tid, psid, sid, spi_in, spi_out, "ppp-c",
+                                          ppp_peer, ppp_me], "cl" + i)
+            else:
+                f = _side(g, "kncl1", [NAT_IP, SRV_IP, ptid, tid, psid, sid, spi_in, spi_out, "ppp-c" + i, ppp_peer,
+                                       ppp_me], "cl" + i, ["sport=%d" % nat_port, "reqid_in=0x5c00cafe", "shared=1"])
             _wait_file(g, f, "cl" + i)
         pings = {}
         for i, _t, _pt, _s, _ps, _so, _si, ppp_me, _pp, _np in NAT_CLIENTS:
-            pings[i] = g.ssh("ip netns exec kncl%s ping -c 5 -i 0.2 -W 2 %s" % (i, ppp_me), check=False, timeout=60)
+            pings[i] = g.ssh("ip netns exec %s ping -c 5 -i 0.2 -W 2 %s" % (cl_ns(i), ppp_me), check=False,
+                             timeout=60)
         # and both at once
-        both = g.ssh("ip netns exec kncl1 ping -c 10 -i 0.1 -W 2 10.77.1.1 > /tmp/p1 & "
-                     "ip netns exec kncl2 ping -c 10 -i 0.1 -W 2 10.77.2.1 > /tmp/p2; wait; "
+        both = g.ssh("ip netns exec %s ping -c 10 -i 0.1 -W 2 10.77.1.1 > /tmp/p1 & "
+                     "ip netns exec %s ping -c 10 -i 0.1 -W 2 10.77.2.1 > /tmp/p2; wait; " % (cl_ns("1"), cl_ns("2")) +
                      "grep -h 'packets transmitted' /tmp/p1 /tmp/p2", check=False, timeout=60).stdout
         diag = g.sh("ip netns exec knnat conntrack -L 2>/dev/null; ip -n knsrv -s xfrm state; "
                     "ip -n knsrv xfrm policy; ip -n knsrv l2tp show tunnel; ip -n knsrv l2tp show session; "
@@ -297,9 +317,34 @@ def cell_two_behind_nat(bed):
               "two clients behind one NAT through the kernel path: ping ok for %r; at once: %s\n%s\n%s\n%s" % (
                   ok, both, pings["1"].stdout, pings["2"].stdout, diag[-6000:]))
         check(both.count(" 0% packet loss") == 2, "at once: %s" % both)
-        return result(detail="two clients behind one NAT (198.51.100.2:4501/4502), kernel L2TPv2 + ESP-in-UDP on "
+        mapping = ""
+        if nat:
+            mapping = _mapping(g)
+        return result(detail="two clients %s (198.51.100.2:4501/4502), kernel L2TPv2 + ESP-in-UDP on "
                       "one server address, per-client mark: both ping, one after the other and at once (%s); "
-                      "kernel %s" % ("; ".join(counts), g.sh("uname -r").strip()))
+                      "kernel %s%s" % ("behind one NAT" if nat else "at one address, no NAT", "; ".join(counts),
+                                       g.sh("uname -r").strip(), mapping))
     finally:
-        g.ssh("pkill -TERM -f 'kdp.py side'; sleep 1; for n in knsrv knnat kncl1 kncl2; do ip netns del $n; done",
-              check=False)
+        g.ssh("pkill -TERM -f 'kdp.py side'; sleep 1; for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; "
+              "done", check=False)
+
+
+def _mapping(g):
+    """Client 1's outbound SA moves to ESP-in-UDP source port 4600 (our UPDSA); the NAT rule only maps 4500, so
+    the server sees 10.0.1.2:4600 instead of 198.51.100.2:4501: the kernel reports XFRM_MSG_MAPPING, which our
+    XfrmEvents reads."""
+    f = "/tmp/kdp-watch.json"
+    g.ssh("rm -f %s %s.ready" % (f, f))
+    g.spawn("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py watch 12 %s" % (SLUICE_DIR, f),
+            "/tmp/kdp-watch.log")
+    g.labctl("timed", 30, "sh", "-c", "while [ ! -e %s.ready ]; do sleep 0.2; done" % f)
+    r = json.loads(g.ssh("ip netns exec kncl1 env PYTHONPATH=%s python3 /lab/kdp.py reencap 10.0.1.2 %s 0xc3000012 "
+                         "4600" % (SLUICE_DIR, SRV_IP)).stdout.strip().splitlines()[-1])
+    check(r["encap"] == [2, 4600, 4500], "UPDSA did not move the encap port: %r" % (r,))
+    g.ssh("ip netns exec kncl1 ping -c 2 -W 1 10.77.1.1", check=False, timeout=30)
+    g.labctl("timed", 30, "sh", "-c", "while [ ! -s %s ]; do sleep 0.3; done" % f)
+    ev = json.loads(g.read(f) or '{"events": []}')["events"]
+    maps = [e for e in ev if e["type"] == "SaMapping"]
+    check(maps and maps[0]["spi"] == 0xC3000012 and maps[0]["old"] == [NAT_IP, 4501]
+          and maps[0]["new"] == ["10.0.1.2", 4600], "no or wrong XFRM_MSG_MAPPING: %r" % (ev,))
+    return "; MAPPING read: %s" % maps[0]["repr"]

@@ -19,6 +19,9 @@ own view next to ours.
                                   shared=1 (SO_REUSEADDR on :1701 and :4500, policies that exist already are
                                   another end's: a server with two clients behind one NAT)
     kdp.py counters DST SPI SRC [MARK]   our GETSA reading of one SA
+    kdp.py watch SECONDS FILE     XfrmEvents for SECONDS (EXPIRE, MAPPING), written to FILE as JSON
+    kdp.py reencap LOCAL PEER SPI_OUT SPORT [MARK]   XFRM_MSG_UPDSA of our outbound SA with a new ESP-in-UDP
+                                  source port (what a NAT rebinding looks like to the peer)
 """
 
 import json
@@ -212,6 +215,36 @@ def cmd_counters(dst, spi, src, mark=None):
     return dict(_sa_fields(x.get_sa(dst, int(spi, 0), m, src)), ok=True)
 
 
+def cmd_watch(seconds, path):
+    ev = xfrm.XfrmEvents()
+    with open(path + ".ready", "w") as f:
+        f.write("1")
+    got = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < float(seconds):
+        r, _, _ = select.select([ev], [], [], 0.5)
+        if r:
+            for e in ev.read():
+                d = {"type": type(e).__name__, "repr": repr(e)}
+                if isinstance(e, xfrm.SaMapping):
+                    d.update(dst=e.dst, spi=e.spi, reqid=e.reqid, old=[e.old_src, e.old_sport],
+                             new=[e.new_src, e.new_sport])
+                got.append(d)
+    with open(path, "w") as f:
+        json.dump({"ok": True, "events": got}, f)
+    return {"ok": True, "events": got}
+
+
+def cmd_reencap(local, peer, spi_out, sport, mark=None):
+    spi_out, sport = int(spi_out, 0), int(sport)
+    reqid_out = xfrm.REQID_BASE | (spi_out & 0xFFFF)
+    m = (int(mark, 0) if mark else reqid_out, 0xFFFFFFFF)
+    x = xfrm.Xfrm()
+    x.update_sa(xfrm.SaSpec(local, peer, spi_out, "aes256-sha1", test_key(spi_out, 32), test_key(spi_out + 1, 20),
+                            reqid=reqid_out, encap=(sport, 4500), mark=m))
+    return dict(_sa_fields(x.get_sa(peer, spi_out, m, local)), ok=True)
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "probe":
@@ -231,6 +264,10 @@ def main(argv):
         res = cmd_side(*argv[2:])
     elif cmd == "counters":
         res = cmd_counters(*argv[2:6])
+    elif cmd == "watch":
+        res = cmd_watch(argv[2], argv[3])
+    elif cmd == "reencap":
+        res = cmd_reencap(*argv[2:7])
     else:
         res = {"ok": False, "error": "unknown command %r" % cmd}
     sys.stdout.write(json.dumps(res, sort_keys=True) + "\n")
