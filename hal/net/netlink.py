@@ -206,6 +206,7 @@ class NetlinkSocket:
         self.timeout = timeout
         self.seq = 0
         self.events = []   # multicast messages read while waiting for a reply (events-and-requests socket)
+        self.lost = 0      # times the kernel reported dropped events (ENOBUFS)
 
     def fileno(self):
         return self.sock.fileno()
@@ -253,20 +254,28 @@ class NetlinkSocket:
                 if not dump and not flags & NLM_F_MULTI:
                     return out
 
-    def recv_events(self, nonblocking=True):
-        """[(type, payload)] of the multicast messages waiting (and those queued during requests)."""
+    def recv_events(self, nonblocking=True, limit=64):
+        """[(type, payload)] of the multicast messages waiting (and those queued during requests).
+
+        Reads until nothing is left (at most `limit` datagrams). When the kernel dropped events because the
+        socket's buffer was full (ENOBUFS), `self.lost` grows: the caller should re-read the state it tracks."""
         out = self.events
         self.events = []
-        if nonblocking:
-            self.sock.settimeout(0)
+        self.sock.settimeout(0 if nonblocking else self.timeout)
         try:
-            data = self.sock.recv(1 << 16)
-        except OSError:
-            return out
+            for _ in range(limit):
+                try:
+                    data = self.sock.recv(1 << 16)
+                except OSError as e:
+                    if getattr(e, "errno", None) == 105 or (e.args and e.args[0] == 105):
+                        self.lost += 1
+                        continue
+                    break
+                for mtype, _flags, _seq, _pid, payload in split_messages(data):
+                    out.append((mtype, payload))
+                self.sock.settimeout(0)
         finally:
             self.sock.settimeout(self.timeout)
-        for mtype, _flags, _seq, _pid, payload in split_messages(data):
-            out.append((mtype, payload))
         return out
 
 

@@ -96,6 +96,7 @@ SIZE_ID = 24
 SIZE_LFT_CFG = 64
 SIZE_LFT_CUR = 32
 SIZE_USERSA_INFO = 224 if nl.U64_ALIGN == 8 else 220
+MIN_USERSA_INFO = 217   # up to and including `flags`; the rest is tail padding
 SIZE_USERSA_ID = 24
 SIZE_USERPOLICY_INFO = 168 if nl.U64_ALIGN == 8 else 164
 SIZE_USERPOLICY_ID = 64
@@ -425,7 +426,7 @@ def _alg_name(b):
 
 def parse_sa_info(b, off=0):
     """struct xfrm_usersa_info -> SaState (attributes not yet applied)."""
-    if len(b) - off < SIZE_USERSA_INFO - (nl.U64_ALIGN == 8 and 4 or 0):
+    if len(b) - off < MIN_USERSA_INFO:
         raise nl.NetlinkParseError("xfrm: usersa_info of %d bytes" % (len(b) - off))
     s = SaState()
     s.selector = Selector.decode(b, off)
@@ -676,13 +677,18 @@ class Xfrm:
 
 
 class XfrmEvents:
-    """A NETLINK_XFRM socket subscribed to EXPIRE and MAPPING: `fileno()` for the loop, `read()` when readable."""
+    """A NETLINK_XFRM socket subscribed to EXPIRE and MAPPING: `fileno()` for the loop, `read()` when readable.
+
+    `lost()` counts overruns (ENOBUFS): events were dropped, so re-read the SAs (Xfrm.list_sas) to catch up."""
 
     def __init__(self, groups=(GRP_EXPIRE, GRP_MAPPING)):
         self.nl = nl.NetlinkSocket(nl.NETLINK_XFRM, groups_mask(groups))
 
     def fileno(self):
         return self.nl.fileno()
+
+    def lost(self):
+        return self.nl.lost
 
     def read(self):
         out = []
