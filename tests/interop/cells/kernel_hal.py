@@ -239,7 +239,7 @@ def _wait_file(g, f, tag):
         raise CellFailure("%s never came up:\n%s" % (tag, g.read("/tmp/kdp-%s.log" % tag)))
 
 
-def cell_two_behind_nat(bed, nat=True):
+def cell_two_behind_nat(bed, nat=True, before_2024=False):
     """Two clients (each its own namespace, private address) behind one source NAT (nftables, ESP-in-UDP
     4500 -> 4501 and 4502 of one public address) to a server namespace whose two ends share 198.51.100.1:1701
     and :4500: per client an outbound SA + policy with its own mark (the tunnel socket's SO_MARK), one shared
@@ -248,7 +248,11 @@ def cell_two_behind_nat(bed, nat=True):
 
     nat=False needs no nftables (the Debian 12 image has none): both clients sit in one namespace at the
     public address itself, on ESP-in-UDP ports 4501 and 4502, which is what the server sees behind a NAT;
-    their own two tunnels then share one address/port pair too."""
+    their own two tunnels then share one address/port pair too.
+
+    before_2024=True is the control on a kernel older than the l2tp_core change (Debian 12's 6.1): it passes
+    when exactly one client gets through (the tunnel whose socket the kernel picks for the shared address
+    pair), which is the limitation the kernel backend has to route around there."""
     g = bed.g1
     _ready(g)
     if nat:
@@ -308,6 +312,12 @@ def cell_two_behind_nat(bed, nat=True):
                     "ip -n knsrv xfrm policy; ip -n knsrv l2tp show tunnel; ip -n knsrv l2tp show session; "
                     "ip -n knsrv -s link show ppp-s1; ip -n knsrv -s link show ppp-s2")
         ok = [i for i in pings if pings[i].returncode == 0]
+        if before_2024:
+            kernel = g.sh("uname -r").strip()
+            check(len(ok) == 1, "kernel %s: expected exactly one of two clients at one address to get through "
+                  "(the pre-2024 l2tp_core limitation), got %r\n%s" % (kernel, ok, diag[-3000:]))
+            return result(detail="control: kernel %s carries only client %s of two at one address (the other's "
+                          "L2TP data reaches the wrong tunnel's socket and is dropped)" % (kernel, ok[0]))
         counts = []
         for i, _t, _pt, _s, _ps, spi_out, _si, _pm, _pp, _np in NAT_CLIENTS:
             c = json.loads(g.ssh("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py counters %s %s %s 0x5c0000%s1"
