@@ -317,7 +317,7 @@ def cell_two_behind_nat(bed, nat=True, before_2024=False):
             check(len(ok) == 1, "kernel %s: expected exactly one of two clients at one address to get through "
                   "(the pre-2024 l2tp_core limitation), got %r\n%s" % (kernel, ok, diag[-3000:]))
             return result(detail="control: kernel %s carries only client %s of two at one address (the other's "
-                          "L2TP data reaches the wrong tunnel's socket and is dropped)" % (kernel, ok[0]))
+                          "ESP is decrypted but its L2TP data never reaches its session: no reply goes out)" % (kernel, ok[0]))
         counts = []
         for i, _t, _pt, _s, _ps, spi_out, _si, _pm, _pp, _np in NAT_CLIENTS:
             c = json.loads(g.ssh("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py counters %s %s %s 0x5c0000%s1"
