@@ -14,7 +14,6 @@ PPPoL2TP socket removes the channel and the kernel session.
 """
 
 import os
-import struct
 
 from sluice.hal.net import sysio
 

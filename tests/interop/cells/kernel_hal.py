@@ -210,7 +210,8 @@ def cell_datapath(bed):
     finally:
         g.ssh("ip netns del kha; ip netns del khb", check=False)
     return result(mbps=mbps, detail="ping + iperf3 ppp<->ppp through kernel L2TPv2 + ESP-in-UDP, all set up by "
-                  "hal/net; out SA %d packets %d bytes; on the wire only ESP-in-UDP (%s packets seen), no plain udp/1701; both ends clean after "
+                  "hal/net; out SA %d packets %d bytes; on the wire only ESP-in-UDP (%s packets seen), no plain "
+                  "udp/1701; both ends clean after "
                   "SIGTERM (one guest, both ends: throughput not comparable with two-guest cells)"
                   % (c["packets"], c["bytes"], natt))
 
@@ -317,11 +318,13 @@ def cell_two_behind_nat(bed, nat=True, before_2024=False):
             check(len(ok) == 1, "kernel %s: expected exactly one of two clients at one address to get through "
                   "(the pre-2024 l2tp_core limitation), got %r\n%s" % (kernel, ok, diag[-3000:]))
             return result(detail="control: kernel %s carries only client %s of two at one address (the other's "
-                          "ESP is decrypted but its L2TP data never reaches its session: no reply goes out)" % (kernel, ok[0]))
+                          "ESP is decrypted but its L2TP data never reaches its session: no reply goes out)"
+                          % (kernel, ok[0]))
         counts = []
         for i, _t, _pt, _s, _ps, spi_out, _si, _pm, _pp, _np in NAT_CLIENTS:
-            c = json.loads(g.ssh("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py counters %s %s %s 0x5c0000%s1"
-                                 % (SLUICE_DIR, NAT_IP, spi_out, SRV_IP, i)).stdout.strip().splitlines()[-1])
+            out = g.ssh("ip netns exec knsrv env PYTHONPATH=%s python3 /lab/kdp.py counters %s %s %s 0x5c0000%s1"
+                        % (SLUICE_DIR, NAT_IP, spi_out, SRV_IP, i)).stdout
+            c = json.loads(out.strip().splitlines()[-1])
             counts.append("client %s: server's out SA %d packets" % (i, c["packets"]))
         check(len(ok) == 2,
               "two clients behind one NAT through the kernel path: ping ok for %r; at once: %s\n%s\n%s\n%s" % (
@@ -335,8 +338,8 @@ def cell_two_behind_nat(bed, nat=True, before_2024=False):
                       "kernel %s%s" % ("behind one NAT" if nat else "at one address, no NAT", "; ".join(counts),
                                        g.sh("uname -r").strip(), mapping))
     finally:
-        g.ssh("pkill -TERM -f 'kdp.py side'; sleep 1; for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; "
-              "done", check=False)
+        g.ssh("pkill -TERM -f 'kdp.py side'; sleep 1; "
+              "for n in knsrv knnat kncl1 kncl2; do ip netns del $n 2>/dev/null; done", check=False)
 
 
 def _mapping(g):

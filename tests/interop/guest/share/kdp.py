@@ -93,7 +93,8 @@ def cmd_cycle(local, peer):
     t0 = time.monotonic()
     x, k, u, s, unit = install(local, peer)
     t_install = time.monotonic() - t0
-    res = {"ok": True, "install_s": round(t_install, 3), "unit": repr(unit), "up": kernel_view(), "ours": ours(x, k, local, peer)}
+    res = {"ok": True, "install_s": round(t_install, 3), "unit": repr(unit), "up": kernel_view(),
+           "ours": ours(x, k, local, peer)}
     # Remove in the order a session ends: PPP unit, session socket, tunnel, policies, SAs.
     t0 = time.monotonic()
     unit.close()

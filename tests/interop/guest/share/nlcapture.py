@@ -17,7 +17,6 @@ import json
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
 import time
