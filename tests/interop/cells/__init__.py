@@ -84,6 +84,7 @@ CELLS = [
     # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
     Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
+    Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),
     Cell("kernel-hal-kill9", "trixie-single", kernel_hal.cell_kill9, "kernel"),
     Cell("kernel-hal-expire", "trixie-single", kernel_hal.cell_expire, "kernel"),
     Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),

@@ -100,6 +100,28 @@ def cell_roundtrip(bed):
                   "removed in %.3f s; ip xfrm/l2tp clean" % (r["unit"], r["install_s"], r["remove_s"]))
 
 
+def cell_kernel_path(bed):
+    """The same through KernelPath, the object a kernel data-plane backend holds: an IKE ChildSaUp (GCM,
+    NAT-T) becomes an SA pair, the server's policies (any client port), a tunnel + LNS session + PPP unit;
+    stop() removes it all."""
+    g = bed.g1
+    _ready(g)
+    r = _kdp(g, "path", g.ip, PEER)
+    st, pol, tun = r["up"]["state"], r["up"]["policy"], r["up"]["tunnel"]
+    for want in ("spi 0xc4000001", "spi 0xc4000002", "aead rfc4106(gcm(aes))", "encap type espinudp sport 4500 "
+                 "dport 4500", "mark 0x5c000401/0xffffffff"):
+        check(want in st, "ip xfrm state lacks %r:\n%s" % (want, st))
+    check("src %s/32 dst %s/32 proto udp sport 1701" % (g.ip, PEER) in pol and "dir in" in pol,
+          "ip xfrm policy:\n%s" % pol)
+    check("Tunnel 77, encap UDP" in tun and "l2tp-path" in r["up"]["link"], "tunnel/ppp: %s" % tun)
+    check("spi=0xc4000002" in r["out"] and "spi=0xc4000001" in r["in"], "counters: %r %r" % (r["in"], r["out"]))
+    left = [line for line in r["down"]["state"].splitlines() + r["down"]["policy"].splitlines()
+            if "c400000" in line or "0x5c000401" in line]
+    check(not left and "Tunnel 77" not in r["down"]["tunnel"] and "l2tp-path" not in r["down"]["link"],
+          "KernelPath.stop() left: %r %s" % (left, r["down"]["tunnel"]))
+    return result(detail="KernelPath: ChildSaUp -> SA pair, policies, %s; stop() clean" % r["session"])
+
+
 def cell_kill9(bed):
     g = bed.g1
     _ready(g)

@@ -19,6 +19,9 @@ own view next to ours.
                                   shared=1 (SO_REUSEADDR on :1701 and :4500, policies that exist already are
                                   another end's: a server with two clients behind one NAT)
     kdp.py counters DST SPI SRC [MARK]   our GETSA reading of one SA
+    kdp.py path LOCAL PEER        the same as cycle through KernelPath (what the engine's backend calls):
+                                  start (flush), install_child(ChildSaUp), install_policies, open_session,
+                                  counters, stop
     kdp.py watch SECONDS FILE     XfrmEvents for SECONDS (EXPIRE, MAPPING), written to FILE as JSON
     kdp.py reencap LOCAL PEER SPI_OUT SPORT [MARK]   XFRM_MSG_UPDSA of our outbound SA with a new ESP-in-UDP
                                   source port (what a NAT rebinding looks like to the peer)
@@ -33,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from sluice.hal.net import l2tp_kernel, ppp_kernel, xfrm
+from sluice.hal.net import kernel_path, l2tp_kernel, ppp_kernel, xfrm
 
 REQID_OUT = xfrm.REQID_BASE | 0x000101
 REQID_IN = xfrm.REQID_BASE | 0x000102
@@ -216,6 +219,31 @@ def cmd_counters(dst, spi, src, mark=None):
     return dict(_sa_fields(x.get_sa(dst, int(spi, 0), m, src)), ok=True)
 
 
+def cmd_path(local, peer):
+    from sluice.ike.events import ChildSaUp
+
+    kp = kernel_path.KernelPath()
+    flushed = kp.start()
+    child = ChildSaUp((peer, 4500), 0xC4000001, 0xC4000002, "aes128gcm16", os.urandom(16), b"", os.urandom(4),
+                      os.urandom(16), b"", os.urandom(4), True, 3600, None)
+    reqid = xfrm.REQID_BASE | 0x401
+    mark = (reqid, 0xFFFFFFFF)
+    kp.install_child(local, child, reqid, mark)
+    key = kp.install_policies(local, peer, reqid, mark, peer_port=0)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, 36, mark[0])
+    u.bind((local, 1701))
+    u.connect((peer, 1701))
+    sess = kp.open_session(u, 77, 88, 7, 8, (peer, 1701), "l2tp-path", 1400, lns_mode=True)
+    c = kp.counters(local, peer, 0xC4000001, 0xC4000002, mark)
+    up = kernel_view()
+    kp.remove_policies(key)
+    kp.stop()
+    u.close()
+    return {"ok": True, "flushed": flushed, "session": repr(sess), "in": repr(c["in"]), "out": repr(c["out"]),
+            "up": up, "down": kernel_view()}
+
+
 def cmd_watch(seconds, path):
     ev = xfrm.XfrmEvents()
     with open(path + ".ready", "w") as f:
@@ -265,6 +293,8 @@ def main(argv):
         res = cmd_side(*argv[2:])
     elif cmd == "counters":
         res = cmd_counters(*argv[2:6])
+    elif cmd == "path":
+        res = cmd_path(argv[2], argv[3])
     elif cmd == "watch":
         res = cmd_watch(argv[2], argv[3])
     elif cmd == "reencap":
