@@ -127,6 +127,10 @@ def _bytes(n):
     return "%.1f TB" % n
 
 
+def _datapath_note(st):
+    return "; kernel data path (XFRM, l2tp_ppp, ppp units)" if st.get("datapath") == "kernel" else ""
+
+
 def format_status(st):
     if "error" in st:
         return "%s: %s" % (st.get("name"), st["error"])
@@ -135,13 +139,13 @@ def format_status(st):
         pool = st.get("pool", {})
         lines.append("%s: server on %s, TUN %s, pool %s-%s (%d in use), %d session(s)" % (
             st["name"], st.get("listen"), st.get("ifname"), pool.get("start"), pool.get("end"),
-            pool.get("used", 0), st.get("sessions", 0)))
+            pool.get("used", 0), st.get("sessions", 0)) + _datapath_note(st))
     else:
         c = st.get("counters", {})
         lines.append("%s: client to %s, TUN %s, %s%s; rx %s, tx %s" % (
             st["name"], st.get("server"), st.get("ifname"), st.get("state"),
             "" if st.get("wanted", True) else " (disconnected by request)",
-            _bytes(c.get("rx_bytes", 0)), _bytes(c.get("tx_bytes", 0))))
+            _bytes(c.get("rx_bytes", 0)), _bytes(c.get("tx_bytes", 0))) + _datapath_note(st))
     for t in st.get("tunnels", []):
         lines.append("  tunnel %s <-> %s (peer tunnel %s): %s" % (
             t.get("tunnel_id", t.get("local_tunnel_id")), t.get("peer"), t.get("peer_tunnel_id"), t.get("state")))
@@ -149,6 +153,8 @@ def format_status(st):
             extra = ""
             if "rx_bytes" in s:
                 extra = ", rx %s, tx %s" % (_bytes(s["rx_bytes"]), _bytes(s["tx_bytes"]))
+            if s.get("datapath") == "kernel":
+                extra += ", kernel data path (%s)" % (s.get("unit") or "no ppp unit")
             lines.append("    session %s: %s %s %s, up %ss%s" % (
                 s.get("session_id"), s.get("user") or "", s.get("ip") or "-", s.get("state"), s.get("uptime"), extra))
             v6 = s.get("ipv6")

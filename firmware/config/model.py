@@ -102,6 +102,7 @@ class ServerConfig(_Model):
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
         "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host", "ip6prefix", "dns6",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
+        "datapath",
     )
     _secret = ("tunnel_secret", "psk", "radius_secret")
 
@@ -122,6 +123,7 @@ class ClientConfig(_Model):
         "peerdns", "redial", "redial_delay", "hello_interval", "tunnel_secret", "allow_weak_psk",
         "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay", "dpd_timeout", "metric",
         "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes", "routes6",
+        "datapath",
     )
     _secret = ("password", "tunnel_secret", "psk")
 
@@ -189,6 +191,7 @@ _IPSEC_OPTIONS = {
     "dpd_delay": (_dur(0, 3600), 30),  # RFC 3706; 0 = off
     "dpd_timeout": (_dur(5, 3600), 150),
 }
+DATAPATHS = ("auto", "kernel", "user")
 _PPP_OPTIONS = {
     "enabled": (V.parse_bool, True),
     "port": (_int(1, 65535), 1701),
@@ -200,6 +203,11 @@ _PPP_OPTIONS = {
     "ipv6": (V.parse_bool, False),
     "hostname": (V.parse_host, None),  # L2TP Host Name AVP; default: the system's host name
     "ifname": (V.parse_ifname, None),
+    # Who carries ESP, L2TP data and PPP data: 'user' (Sluice, over a TUN device), 'kernel' (XFRM, l2tp_ppp
+    # and a ppp unit per session; Sluice keeps IKE, L2TP control and PPP negotiation) or 'auto' (kernel where
+    # the probe finds xfrm_user, l2tp_netlink, l2tp_ppp, /dev/ppp and esp4, else user). The default stays
+    # 'user' until `auto` -> kernel has passed the peer lab's kernel cells on the routers' kernels (issue 10).
+    "datapath": (V.parse_choice(DATAPATHS), "user"),
 }
 
 SERVER_OPTIONS = dict(_PPP_OPTIONS, **_IPSEC_OPTIONS)

@@ -107,6 +107,23 @@ class SessionUp(Action):
         self.ifname = ifname          # the tunnel device
 
 
+class SessionOpen(Action):
+    """An L2TP session is established and its PPP negotiation starts now (sent before its first PPP frame).
+
+    A user-space data plane needs nothing here; a kernel one creates the kernel session and PPP unit, so that
+    the peer's PPP frames reach the channel and unit fds (sluice.engine.kernelplane)."""
+
+    __slots__ = ("key", "peer", "peer_tunnel_id", "peer_session_id", "sequencing")
+    kind = "session_open"
+
+    def __init__(self, key, peer, peer_tunnel_id, peer_session_id, sequencing):
+        self.key = key                          # (our tunnel id, our session id)
+        self.peer = peer                        # the L2TP peer key, as in SendL2tp
+        self.peer_tunnel_id = peer_tunnel_id
+        self.peer_session_id = peer_session_id
+        self.sequencing = sequencing
+
+
 class SendToSession(Action):
     """One IPv4 packet into a session (the server's own answer, e.g. a DHCPACK): framed and sent like data."""
 

@@ -385,6 +385,8 @@ class ClientEndpoint:
                 echo_interval=getattr(c, "lcp_echo_interval", 30), echo_failure=getattr(c, "lcp_echo_failure", 4),
                 ipv6=bool(getattr(c, "ipv6", False)),
             ), self.rng)
+            self.q.add(A.SessionOpen((self.tunnel.local_tunnel_id, self.sid), self.key, self.tunnel.peer_tunnel_id,
+                                     ev.peer_session_id, ev.sequencing))
             self.link.open(now)
             self._pump_link(now)
         elif isinstance(ev, l2ev.SessionDown):

@@ -495,6 +495,8 @@ class ServerEndpoint:
             external_auth=self.aaa is not None and self.aaa.logins is not None,
         )
         sess.link = PppLink("server", cfg, self.rng)
+        self.q.add(A.SessionOpen((sess.tid, sess.sid), sess.peer, tunnel.peer_tunnel_id, sess.peer_sid,
+                                 sess.sequencing))
         sess.link.open(now)
         self._pump_link(sess, now)
 

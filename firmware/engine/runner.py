@@ -37,11 +37,12 @@ class Runner:
             "remove_sa": lambda a, now: self.plane.remove_sa(a.spi_in, a.spi_out),
             "outbound_sa": lambda a, now: self.plane.outbound_sa(a.peer, a.spi_out, a.encap),
             "move_peer": lambda a, now: self.plane.move_peer(a.old, a.new),
+            "session_open": lambda a, now: self.plane.session_open(a),
             "session_up": lambda a, now: self.plane.session_up(a),
             "session_down": lambda a, now: self.plane.session_down(a.key),
             "session6_up": lambda a, now: self.plane.session6_up(a),
             "session6_down": lambda a, now: self.plane.session6_down(a.key),
-            "host": lambda a, now: self.host.host(a.op, a.args),
+            "host": self._host,
             "hook": lambda a, now: self.host.run_hook(a.env),
             "open_transport": self._open_transport,
             "close_transport": lambda a, now: self._close_transport(),
@@ -152,6 +153,11 @@ class Runner:
 
     # -- actions with IO beyond the plane ------------------------------------------------------------------
 
+    def _host(self, a, now):
+        step = getattr(self.plane, "host_step", None)
+        op, args = step(a.op, a.args) if step is not None else (a.op, a.args)
+        self.host.host(op, args)
+
     def _install_sa(self, a, now):
         err = self.plane.install_sa(a)
         if err:
@@ -189,15 +195,16 @@ class Runner:
         now = self.now()
         st = self.endpoint.status(now)
         plane = self.plane
-        st["ifname"] = plane.tun.name if plane.tun is not None else None
-        st["datapath"] = "user"
+        st["ifname"] = plane.tun.name if plane.tun is not None else getattr(plane, "ifname", None)
+        datapath = getattr(plane, "datapath", "user")
+        st["datapath"] = datapath
         wall = _wall()
         for t in st.get("tunnels", ()):
             for s in t.get("sessions", ()):
                 c = plane.session_counters((t.get("tunnel_id"), s.get("session_id")))
                 if c is not None:
                     s.update(c)
-                s["datapath"] = "user"
+                s["datapath"] = datapath
                 if "since" in s:
                     s["since"] = round(wall - (now - s["since"]), 1)  # wall-clock time the session started
         ipsec = st.get("ipsec")
@@ -328,12 +335,43 @@ def _lifetime_bytes(section):
     return kb * 1024 if kb else None
 
 
+def _kernel_unsupported(section, role):
+    """Why this section needs the user-space path whatever the kernel has, or None."""
+    if getattr(section, "ipv6", False):
+        return "IPv6 in the tunnel is carried by the user-space path only (for now)"
+    if role == "server" and (getattr(section, "client_routes", None) or getattr(section, "domain", None)):
+        return "client_routes/domain (DHCPINFORM answers) need the user-space path"
+    return None
+
+
+def choose_datapath(section, role, log, probe=None):
+    """('kernel' | 'user', why) for `option datapath`: 'user' as asked; 'kernel' when the probe passes (else
+    the daemon refuses to start, saying what is missing); 'auto' the kernel where it can, else user space."""
+    want = getattr(section, "datapath", None) or "user"
+    if want == "user":
+        return "user", "option datapath 'user'"
+    why = _kernel_unsupported(section, role)
+    if why is None:
+        if probe is None:
+            from sluice.hal.net.ppp_kernel import probe
+        ok, why = probe()
+        if ok:
+            log.info("data path: kernel (%s)", why)
+            return "kernel", why
+    if want == "kernel":
+        raise RuntimeError("option datapath 'kernel' cannot be used here: %s" % why)
+    log.info("data path: user space (option datapath 'auto': %s)", why)
+    return "user", why
+
+
 def build_server(config, section, loop, log, tun=None, sockets=None, host=None, rng=os.urandom, backend=None,
-                 plain_sock=None):
+                 plain_sock=None, datapath=None, kernel=None, kernel_sockets=None):
     """A Runner for a server section: sockets bound first, then the crypto backend chosen, then IKE."""
     from sluice.endpoint.server import ServerEndpoint
     from sluice.engine.userplane import UserPlane
 
+    if datapath is None:
+        datapath = choose_datapath(section, "server", log)[0]
     sockets = sockets or RealSockets(log)
     if tun is None:
         from sluice.hal.net.tun import TunDevice
@@ -344,8 +382,19 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
 
         host = HostRunner(loop, log)
     runner = Runner(loop, log, None, None, host, net=sockets)
-    plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
-                      sockets=sockets)
+    if datapath == "kernel":
+        from sluice.engine.kernelplane import KernelPlane
+
+        # The TUN stays as the anchor of local_ip (the server's Host steps name it); data uses the ppp units.
+        plane = KernelPlane(loop, runner, "server", rng, section.ipsec, listen=section.listen,
+                            sockets=kernel_sockets, kernel=kernel, host=host, ifname=section.ifname,
+                            local_ip=section.local_ip, mtu=section.mtu, tun=tun, log=log, port=section.port)
+        n = plane.start()
+        if n:
+            log.info("removed %d XFRM entries an earlier run left behind", n)
+    else:
+        plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
+                          sockets=sockets)
     ike = None
     if section.ipsec:
         plane.open_ipsec()
@@ -355,6 +404,9 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
         from sluice.ike.table import IkeTable
 
         ike = IkeTable(responder_config(section), rng, backend)
+    elif datapath == "kernel":
+        plane.open_plain(plain_sock if plain_sock is not None else
+                         plane.sockets.l2tp_udp(section.listen, section.port))
     else:
         plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
     plane.backend = backend
@@ -440,12 +492,15 @@ def _radius(section, loop, runner, sockets, rng):
 
 
 def build_client(config, section, loop, log, hook=None, configure_host=True, interface=None, tun=None,
-                 sockets=None, host=None, rng=os.urandom, backend=None, plain_sock=None):
+                 sockets=None, host=None, rng=os.urandom, backend=None, plain_sock=None, datapath=None, kernel=None,
+                 kernel_sockets=None):
     from sluice.endpoint.client import ClientEndpoint
     from sluice.engine.userplane import UserPlane
 
+    if datapath is None:
+        datapath = choose_datapath(section, "client", log)[0]
     sockets = sockets or RealSockets(log)
-    if tun is None:
+    if tun is None and datapath != "kernel":
         from sluice.hal.net.tun import TunDevice
 
         tun = TunDevice(section.ifname)
@@ -454,7 +509,17 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
 
         host = HostRunner(loop, log, configure=configure_host, hook=hook)
     runner = Runner(loop, log, None, None, host, net=sockets)
-    plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
+    if datapath == "kernel":
+        from sluice.engine.kernelplane import KernelPlane
+
+        # The session's ppp unit is named ifname: the client's Host steps and hooks name it as they named the TUN.
+        plane = KernelPlane(loop, runner, "client", rng, section.ipsec, sockets=kernel_sockets, kernel=kernel,
+                            host=host, ifname=section.ifname, mtu=section.mtu, log=log)
+        n = plane.start()
+        if n:
+            log.info("removed %d XFRM entries an earlier run left behind", n)
+    else:
+        plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
     make_ike = None
     if section.ipsec:
         if backend is None:

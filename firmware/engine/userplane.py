@@ -92,6 +92,8 @@ class Bundle:
 
 
 class UserPlane:
+    datapath = "user"
+
     def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
         self.loop = loop
         self.up = up          # the runner: on_ike, on_l2tp, on_esp_from, on_traffic, on_expiring
@@ -226,6 +228,9 @@ class UserPlane:
             p = b.peer
             if len(p) == 3 and (p[0], p[1]) == old:
                 b.peer = (new[0], new[1], p[2])
+
+    def session_open(self, a):
+        """The L2TP session starts PPP: nothing to prepare here (its frames come and go as L2TP data)."""
 
     def session_up(self, a):
         addr = socket.inet_aton(a.address)
