@@ -390,8 +390,8 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
                             sockets=kernel_sockets, kernel=kernel, host=host, ifname=section.ifname,
                             local_ip=section.local_ip, mtu=section.mtu, tun=tun, log=log, port=section.port)
         n = plane.start()
-        if n:
-            log.info("removed %d XFRM entries an earlier run left behind", n)
+        if n and sum(n):
+            log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
         plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
                           sockets=sockets)
@@ -516,8 +516,8 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         plane = KernelPlane(loop, runner, "client", rng, section.ipsec, sockets=kernel_sockets, kernel=kernel,
                             host=host, ifname=section.ifname, mtu=section.mtu, log=log)
         n = plane.start()
-        if n:
-            log.info("removed %d XFRM entries an earlier run left behind", n)
+        if n and sum(n):
+            log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
         plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
     make_ike = None

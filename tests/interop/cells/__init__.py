@@ -6,7 +6,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 
 from .base import CellFailure, Testbed  # noqa: F401
 from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, reference, sluice, sluice_certs, sluice_guest,
-               sluice_ipsec)
+               sluice_ipsec, sluice_kernel)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -14,6 +14,8 @@ TESTBEDS = {
     "libreswan": ("libreswan", "strongswan"),
     # Debian 13 (kernel 6.12), one guest: Sluice's kernel glue read back with ip xfrm / ip l2tp.
     "trixie-single": ("trixie",),
+    # Debian 13 both: Sluice's kernel data path against the reference stack.
+    "trixie": ("trixie", "trixie"),
     "bookworm-single": ("strongswan",),
 }
 
@@ -84,6 +86,8 @@ CELLS = [
     Cell("sluice-lac-ipsec-certs-strongswan-sendcert", "strongswan", sluice_certs.cell_sluice_lac_certs,
          "sluice-ipsec", sendcert="always"),
     # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
+    Cell("sluice-guest-lac-kernel", "trixie", sluice_kernel.cell_lac_kernel, "kernel"),
+    Cell("sluice-guest-lns-kernel", "trixie", sluice_kernel.cell_lns_kernel, "kernel"),
     Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
     Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),

@@ -1,0 +1,212 @@
+"""Sluice's kernel data path in a Debian 13 guest (kernel 6.12) against strongSwan + xl2tpd + pppd.
+
+The same set-up as sluice-guest-lac-ipsec / sluice-guest-lns-ipsec (sluice_guest.py), with
+`option datapath 'kernel'`: ESP in XFRM, L2TP data in l2tp_core, PPP data through a kernel ppp unit; Sluice
+keeps IKE, L2TP control and PPP negotiation (testbed `trixie`: both guests Debian 13).
+
+- sluice-guest-lac-kernel: Sluice client in g2 -> strongSwan + xl2tpd + pppd LNS in g1;
+- sluice-guest-lns-kernel: strongSwan + xl2tpd + pppd LAC in g2 -> Sluice server in g1.
+
+Each checks: the ESP transform is the reference cell's (peer kernel and Sluice's log); Sluice's SAs are in its
+guest's kernel (`ip xfrm state`: reqid in Sluice's range 0x5c......, mode transport) with byte counters that
+grew by the transfers; the session is a kernel ppp unit (`ip -d link`: ppp, named slc0 / sls0-<sid>) and a
+kernel L2TP tunnel (`ip l2tp show tunnel`); `sluice status --json` says datapath "kernel"; tshark on the lab
+bridge during set-up sees IKE and ESP only (no plaintext L2TP); after Sluice stops (SIGTERM) its guest holds no
+SA, policy, L2TP tunnel or ppp unit of ours, and the peer's SA is gone (ISAKMP Delete).
+Figures as the sluice-guest cells: set-up, iperf3 both ways, the Sluice process's VmRSS.
+"""
+
+import json
+import re
+import time
+
+from .. import peers
+from . import capture
+from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, IpsecStack, guest_logs, save_guest_logs,
+                   iperf_guest_to_guest, result, rss_mb, fmt_rss)
+from .reference import _esp_counters, dial_xl2tpd
+from .sluice_guest import (SLUICE_DIR, SLUICE_LOG, UP_TIMEOUT, _esp_checked, _sluice_cmd, _stop, _stop_checked,
+                           _wait_listening, install_sluice)
+
+OURS = re.compile(r"reqid (\d+)")
+
+
+def _our_states(text):
+    """The XFRM states/policies of Sluice's reqid range (0x5c000000..0x5cffffff) in `ip xfrm` output."""
+    n = 0
+    for m in OURS.finditer(text):
+        if int(m.group(1)) >> 24 == 0x5C:
+            n += 1
+    return n
+
+
+def _kernel_view(g):
+    return {"state": g.sh("ip -s xfrm state"), "policy": g.sh("ip xfrm policy"),
+            "tunnel": g.sh("ip l2tp show tunnel 2>/dev/null; true"), "link": g.sh("ip -d -o link show")}
+
+
+def _status(g, name):
+    p = g.ssh("env PYTHONPATH=%s SLUICE_RUNDIR=/run/sluice python3 -m sluice status --json --name %s" % (
+        SLUICE_DIR, name), check=False, timeout=60)
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
+        raise CellFailure("sluice status --json --name %s printed no JSON:\n%s\n%s" % (name, p.stdout, p.stderr))
+
+
+def _check_kernel_up(g, name, unit_re):
+    v = _kernel_view(g)
+    check(_our_states(v["state"]) >= 2 and "mode transport" in v["state"],
+          "%s: no XFRM state of Sluice's reqid range:\n%s" % (g.name, v["state"]))
+    check(_our_states(v["policy"]) >= 2, "%s: no XFRM policy of Sluice's:\n%s" % (g.name, v["policy"]))
+    check("Tunnel" in v["tunnel"], "%s: no kernel L2TP tunnel:\n%s" % (g.name, v["tunnel"]))
+    units = [l for l in v["link"].splitlines() if re.search(unit_re, l) and "link/ppp" in l]
+    check(units, "%s: no ppp unit matching %r:\n%s" % (g.name, unit_re, v["link"]))
+    st = _status(g, name)
+    check(st.get("datapath") == "kernel", "%s: sluice status says datapath %r" % (g.name, st.get("datapath")))
+    sessions = [s for t in st.get("tunnels", []) for s in t.get("sessions", [])]
+    check(sessions and all(s.get("datapath") == "kernel" for s in sessions),
+          "%s: sessions in status: %r" % (g.name, sessions))
+    unit = re.search(r"^\d+: ([^:@]+)", units[0]).group(1)
+    return unit, _our_states(v["state"])
+
+
+def _check_clean(g):
+    v = _kernel_view(g)
+    left = []
+    if _our_states(v["state"]):
+        left.append("XFRM state")
+    if _our_states(v["policy"]):
+        left.append("XFRM policy")
+    if "Tunnel" in v["tunnel"]:
+        left.append("L2TP tunnel")
+    if "link/ppp" in v["link"]:
+        left.append("ppp unit")
+    check(not left, "%s: Sluice left %s behind:\n%s" % (g.name, ", ".join(left), json.dumps(v, indent=1)[-3000:]))
+
+
+def _wire(cap):
+    """tshark over the set-up capture: no plaintext L2TP, some ESP; '' without tshark."""
+    cap.stop()
+    d = capture.dissect(cap.path)
+    if d is None:
+        return "no tshark: wire not checked"
+    check(d["frames"] == 0, "plaintext L2TP on the wire: %r" % (d["control"],))
+    check(not d["errors"], "tshark flags malformed frames: %r" % d["errors"][:5])
+    esp = len(capture.tshark_fields(cap.path, "esp", "ip.src"))
+    isakmp = len(capture.tshark_fields(cap.path, "isakmp", "ip.src"))
+    check(esp > 0, "tshark saw no ESP during set-up")
+    return "tshark: %d IKE, %d ESP, 0 plaintext L2TP frames" % (isakmp, esp)
+
+
+def _conf(text):
+    return text.replace("    option ifname", "    option datapath 'kernel'\n    option ifname", 1)
+
+
+def cell_lac_kernel(bed):
+    lns, lac = bed.g1, bed.g2
+    stack = IpsecStack("strongswan")
+    tag = "sluice-guest-lac-kernel"
+    install(lns, dict(stack.files(lns, None), **peers.xl2tpd_lns("mschapv2")))
+    install_sluice(lac)
+    lac.write("/etc/sluice-lab.conf", _conf(peers.sluice_client(lns.ip, ipsec=True)), 0o600)
+    pid = None
+    cap = capture.Capture(bed.lab, tag + "-setup", capture.IPSEC_FILTER, 2048)
+    try:
+        stack.start(lns)
+        start_xl2tpd(lns)
+        cap.start()
+        up = lac.labctl("spawn-wait", "slc0", UP_TIMEOUT, SLUICE_LOG,
+                        *_sluice_cmd("client", "/etc/sluice-lab.conf", "lac"), timeout=UP_TIMEOUT + 20)
+        pid = up.get("pid")
+        if not up.get("ok"):
+            raise CellFailure("Sluice client (kernel path) in %s did not come up: %s\n%s\n%s" % (
+                lac.name, up.get("error"), guest_logs(lac, SLUICE_LOG),
+                guest_logs(lns, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)))
+        check(up["local"] == peers.POOL_START, "Sluice got %r, expected %s" % (up, peers.POOL_START))
+        lac.sh("ping -c 2 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
+        wire = _wire(cap)
+        unit, nstates = _check_kernel_up(lac, "lac", r"\bslc0\b")
+        esp = _esp_checked(lac, lns)
+        before = _esp_counters(lns)
+        ours_before = _esp_counters(lac)
+        tx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL)
+        rx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True)
+        rss = {lac.name: rss_mb(lac, "sluice=%d" % pid)}
+        ours_after = _esp_counters(lac)
+        check(ours_after[1] - ours_before[1] > 1000000, "Sluice's kernel SAs hardly moved (%r -> %r)" % (
+            ours_before, ours_after))
+        dial = re.search(r"connected: .*, ([\d.]+) s", lac.read(SLUICE_LOG))
+        detail = ("Sluice LAC (kernel path) in %s -> strongSwan+xl2tpd+pppd LNS %s, mschapv2, tx %.1f / rx %.1f "
+                  "Mbit/s; dial to up %s s; ppp unit %s, %d XFRM states of ours; %s" % (
+                      lac.name, lns.name, tx, rx, dial.group(1) if dial else "?", unit, nstates, wire))
+        detail += "; %s, %d packets" % (esp, _stop_checked(stack, lns, lac, pid, before))
+        pid = None
+        _check_clean(lac)
+        return result(up["elapsed"], tx, "%s; nothing left behind; %s" % (detail, fmt_rss(rss)), rss)
+    finally:
+        cap.stop()
+        _stop(lac, pid)
+        save_guest_logs(bed, tag, lac, SLUICE_LOG)
+        save_guest_logs(bed, tag, lns, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)
+        stop_xl2tpd(lns)
+        stack.stop(lns)
+
+
+def cell_lns_kernel(bed):
+    srv, lac = bed.g1, bed.g2
+    stack = IpsecStack("strongswan")
+    tag = "sluice-guest-lns-kernel"
+    install_sluice(srv)
+    srv.write("/etc/sluice-lab.conf", _conf(peers.sluice_server(srv.ip, "mschapv2", ipsec=True)), 0o600)
+    install(lac, dict(stack.files(lac, srv.ip), **peers.xl2tpd_lac(srv.ip, "mschapv2")))
+    pid = None
+    cap = capture.Capture(bed.lab, tag + "-setup", capture.IPSEC_FILTER, 2048)
+    try:
+        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
+                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
+        pid = ready.get("pid")
+        if not ready.get("ok"):
+            raise CellFailure("Sluice server (kernel path) in %s did not start: %s\n%s" % (
+                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
+        _wait_listening(srv)
+        cap.start()
+        stack.start(lac)
+        ok, r = stack.up(lac)
+        if not ok:
+            raise CellFailure("strongSwan in %s could not bring up IPsec with Sluice in %s (rc %s):\n%s\n%s" % (
+                lac.name, srv.name, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, SLUICE_LOG)))
+        ike = r["elapsed"]
+        start_xl2tpd(lac)
+        up = dial_xl2tpd(lac, UP_TIMEOUT)
+        if not up.get("ok"):
+            raise CellFailure("the xl2tpd LAC got no ppp0 from Sluice (kernel path) in %s: %s\n%s\n%s" % (
+                srv.name, up.get("error"), guest_logs(srv, SLUICE_LOG),
+                guest_logs(lac, "/var/log/xl2tpd.log", "/var/log/pppd.log")))
+        check(up["local"] == peers.POOL_START and up["peer"] == peers.POOL_LOCAL, "the LAC got %r" % up)
+        lac.sh("ping -c 2 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
+        wire = _wire(cap)
+        unit, nstates = _check_kernel_up(srv, "lns", r"\bsls0-\d+\b")
+        esp = _esp_checked(srv, lac)
+        before = _esp_counters(lac)
+        ours_before = _esp_counters(srv)
+        tx = iperf_guest_to_guest(srv, lac, peers.POOL_LOCAL)
+        rx = iperf_guest_to_guest(srv, lac, peers.POOL_LOCAL, reverse=True)
+        rss = {srv.name: rss_mb(srv, "sluice=%d" % pid)}
+        ours_after = _esp_counters(srv)
+        check(ours_after[1] - ours_before[1] > 1000000, "Sluice's kernel SAs hardly moved (%r -> %r)" % (
+            ours_before, ours_after))
+        detail = ("strongSwan+xl2tpd+pppd LAC %s -> Sluice LNS (kernel path) in %s, mschapv2, LAC tx %.1f / rx %.1f "
+                  "Mbit/s; IKE %.2f s + L2TP/PPP %.2f s; ppp unit %s, %d XFRM states of ours; %s" % (
+                      lac.name, srv.name, tx, rx, ike, up["elapsed"], unit, nstates, wire))
+        detail += "; %s, %d packets" % (esp, _stop_checked(stack, lac, srv, pid, before))
+        pid = None
+        _check_clean(srv)
+        return result(ike + up["elapsed"], tx, "%s; nothing left behind; %s" % (detail, fmt_rss(rss)), rss)
+    finally:
+        cap.stop()
+        save_guest_logs(bed, tag, lac, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)
+        stop_xl2tpd(lac)
+        stack.stop(lac)
+        _stop(srv, pid)
+        save_guest_logs(bed, tag, srv, SLUICE_LOG)

@@ -1,0 +1,331 @@
+"""KernelPlane (sluice.engine.kernelplane) without a kernel: XFRM through XfrmTwin, the kernel L2TP session and
+its ppp unit as socketpairs standing for the channel and unit fds, UDP sockets as fakes.
+
+Follows a server session: the first SA of a peer installs its policies, SCCRQ on the :1701 listener is handed up
+with the IKE peer's key, the answer leaves through a socket connected to the peer, SessionOpen makes the kernel
+session, PPP frames go to the channel (LCP/auth) or unit (NCP) fd and come back as L2TP data messages, SessionUp
+addresses the unit and the /32 route follows it, counters and EXPIRE events reach the endpoint, a rekey keeps
+the policies, and close() leaves nothing in the twin.
+"""
+
+import os
+import socket
+
+import pytest
+
+from sluice.endpoint import actions as A
+from sluice.engine import runner as R
+from sluice.engine.kernelplane import KernelPlane
+from sluice.hal.crypto import transforms
+from sluice.hal.net import kernel_path, xfrm
+from sluice.hal.net.xfrm_twin import XfrmTwin
+from sluice.ike.events import ChildSaUp
+
+ME, PEER = "192.0.2.1", "203.0.113.5"
+IKE_PEER = (PEER, 4500)
+
+
+def child(spi_in, spi_out, transform="aes256-sha1"):
+    ek, ak, sl = transforms.esp_key_lengths(transform)
+    return ChildSaUp(IKE_PEER, spi_in, spi_out, transform, bytes(ek), bytes(ak), bytes(sl), bytes(range(ek)),
+                     bytes(range(ak)), bytes(range(sl)), True, 3600, None)
+
+
+class Loop:
+    def __init__(self):
+        self.readers = {}
+        self.timers = []
+
+    def add_reader(self, fd, cb):
+        self.readers[fd] = cb
+
+    def remove_reader(self, fd):
+        self.readers.pop(fd, None)
+
+    def call_at(self, t, cb):
+        self.timers.append((t, cb))
+
+
+class Up:
+    hint_unknown_spi = True
+
+    def __init__(self):
+        self.got = []
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *a: self.got.append((name,) + a[:-1])
+        raise AttributeError(name)
+
+
+class FakeUdp:
+    def __init__(self, addr, peer=None):
+        self.addr = addr
+        self.peer = peer
+        self.sent = []
+        self.inbox = []
+        self.opts = []
+        self.closed = False
+
+    def setsockopt(self, *a):
+        self.opts.append(a)
+
+    def sendto(self, data, peer):
+        self.sent.append((bytes(data), peer))
+
+    def send(self, data):
+        self.sent.append((bytes(data), self.peer))
+
+    def recvfrom(self, n):
+        if not self.inbox:
+            raise BlockingIOError
+        return self.inbox.pop(0)
+
+    def recv(self, n):
+        return self.recvfrom(n)[0]
+
+    def getpeername(self):
+        return self.peer
+
+    def close(self):
+        self.closed = True
+
+
+class Sockets:
+    def __init__(self):
+        self.made = []
+        self.stats = {}
+
+    def udp(self, address, port, client):
+        s = FakeUdp((address, port))
+        self.made.append(s)
+        return s
+
+    def l2tp_udp(self, address, port, peer=None, mark=None):
+        s = FakeUdp((address, port), peer)
+        self.made.append(s)
+        return s
+
+    def set_espinudp(self, sock):
+        sock.setsockopt(17, 100, 2)
+
+    def source_address(self, peer_ip):
+        return ME
+
+    def netdev_stats(self, ifname):
+        return self.stats.get(ifname, (0, 0, 0, 0))
+
+
+class Unit:
+    def __init__(self, ifname):
+        self.chan_fd, self.chan_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.unit_fd, self.unit_peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.chan_fd.setblocking(False)   # as /dev/ppp is opened (O_NONBLOCK)
+        self.unit_fd.setblocking(False)
+        self.chan_fd, self.unit_fd = self.chan_fd.detach(), self.unit_fd.detach()
+        self.ifname = ifname
+
+    def close(self):
+        for fd in (self.chan_fd, self.unit_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.chan_fd = self.unit_fd = -1
+
+
+class Events:
+    """XfrmEvents over the twin: read() parses what the twin queued."""
+
+    def __init__(self, twin):
+        self.twin = twin
+
+    def fileno(self):
+        return -1
+
+    def read(self):
+        return [xfrm.parse_event(t, p) for t, p in self.twin.recv_events()]
+
+    def close(self):
+        pass
+
+
+class Host:
+    def __init__(self):
+        self.steps = []
+
+    def host(self, op, args):
+        self.steps.append((op,) + tuple(args))
+
+
+def make(role="server"):
+    twin = XfrmTwin()
+    kp = kernel_path.KernelPath(xfrm.Xfrm(twin), l2tp_api=object(), events=Events(twin))
+    opened = []
+
+    def open_session(sock, tid, ptid, sid, psid, peer, ifname, mru, lns_mode):
+        kp.tunnels.setdefault(tid, 0)
+        kp.tunnels[tid] += 1
+        ks = kernel_path.KernelSession(tid, sid, FakeUdp(None), Unit(ifname))
+        kp.sessions.append(ks)
+        opened.append((sock, tid, ptid, sid, psid, peer, ifname, mru, lns_mode))
+        return ks
+
+    def close_tunnel(tid):
+        kp.tunnels.pop(tid, None)
+
+    kp.open_session = open_session
+    kp.close_tunnel = close_tunnel
+    loop, up, socks, host = Loop(), Up(), Sockets(), Host()
+    plane = KernelPlane(loop, up, role, os.urandom, True, sockets=socks, kernel=kp, host=host, ifname="sls0"
+                        if role == "server" else "slc0", local_ip="10.77.0.1", mtu=1400)
+    plane.start()
+    plane.open_ipsec()
+    return twin, kp, plane, loop, up, socks, host, opened
+
+
+def test_server_session_life():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    s500, s4500, listener = socks.made
+    assert (17, 100, 2) in s4500.opts                       # ESP-in-UDP is the kernel's on 4500
+    # L2TP before any SA: refused, as the user-space path refuses L2TP outside IPsec.
+    listener.inbox.append((b"\xc8\x02sccrq", (PEER, 1701)))
+    loop.readers[listener](1.0)
+    assert up.got == [] and plane.counters["not_ipsec"] == 1
+
+    assert plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None)) is None
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    assert sas[0xA1].dst == ME and sas[0xB1].dst == PEER and sas[0xA1].reqid == sas[0xB1].reqid
+    assert sas[0xA1].reqid >> 24 == 0x5C
+    pols = kp.xfrm.list_policies()
+    assert len(pols) == 2
+
+    listener.inbox.append((b"\xc8\x02sccrq", (PEER, 1701)))
+    loop.readers[listener](2.0)
+    key = (PEER, 4500, 1701)
+    assert up.got[-1] == ("on_l2tp", b"\xc8\x02sccrq", key)
+    plane.send_l2tp(key, b"\xc8\x02sccrp")
+    tsock = socks.made[-1]
+    assert tsock.peer == (PEER, 1701) and tsock.addr == ("0.0.0.0", 1701) and tsock.sent == [(b"\xc8\x02sccrp",
+                                                                                               (PEER, 1701))]
+
+    plane.session_open(A.SessionOpen((5, 9), key, 77, 88, False))
+    assert opened[0][1:] == (5, 77, 9, 88, (PEER, 1701), "sls0-9", 1400, True) and opened[0][0] is tsock
+    s = plane.sessions[(5, 9)]
+    unit = s.ks.unit
+    # Our LCP Configure-Request: to the channel fd, without the L2TP header and FF 03.
+    plane.send_l2tp(key, b"\x00\x02\x00\x4d\x00\x58\xff\x03\xc0\x21\x01\x01\x00\x04")
+    assert unit.chan_peer.recv(100) == b"\xc0\x21\x01\x01\x00\x04"
+    plane.send_l2tp(key, b"\x00\x02\x00\x4d\x00\x58\xff\x03\x80\x21\x01\x01\x00\x04")   # IPCP: the unit fd
+    assert unit.unit_peer.recv(100) == b"\x80\x21\x01\x01\x00\x04"
+    # The peer's frames come up as L2TP data messages of our session.
+    unit.chan_peer.send(b"\xc0\x21\x02\x01\x00\x04")
+    loop.readers[unit.chan_fd](3.0)
+    assert up.got[-1] == ("on_l2tp", b"\x00\x02\x00\x05\x00\x09\xff\x03\xc0\x21\x02\x01\x00\x04", key)
+    # A data message for a session the kernel does not have goes out as L2TP data (closing PPP, say).
+    plane.send_l2tp(key, b"\x00\x02\x00\x4d\x00\x59\xff\x03\xc0\x21\x05\x01\x00\x04")
+    assert tsock.sent[-1][0].endswith(b"\xc0\x21\x05\x01\x00\x04")
+
+    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "sls0"))
+    assert host.steps == [("addr_add", "sls0-9", "10.77.0.1", None), ("link_up", "sls0-9", 1400)]
+    assert plane.host_step("route_add", ("10.77.0.10/32", "sls0", "10.77.0.1")) == (
+        "route_add", ("10.77.0.10/32", "sls0-9", "10.77.0.1"))
+    assert plane.host_step("addr_add", ("sls0", "10.77.0.1", None)) == ("addr_add", ("sls0", "10.77.0.1", None))
+    socks.stats["sls0-9"] = (100, 200, 1, 2)
+    assert plane.counters_of((5, 9)) == (100, 200, 1, 2)
+    assert plane.session_counters((5, 9))["unit"] == "sls0-9"
+
+    # DPD / idle: inbound bytes that grew are traffic.
+    plane.poll_counters(4.0)
+    assert ("on_traffic", IKE_PEER) not in up.got
+    twin.count(ME, 0xA1, 1000, 3)
+    plane.poll_counters(5.0)
+    assert up.got[-1] == ("on_traffic", IKE_PEER)
+    assert plane.sa_counters()[0xA1] == {"packets_in": 3, "bytes_in": 1000}
+
+    # Soft EXPIRE of the outbound SA names the pair by its inbound SPI; then a rekey.
+    twin.expire(PEER, 0xB1, hard=False)
+    plane._on_events(6.0)
+    assert up.got[-1] == ("on_expiring", 0xA1, False)
+    plane.install_sa(A.InstallSa(child(0xA2, 0xB2), None, None))
+    plane.remove_sa(0xA1, 0xB1)
+    assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA2, 0xB2] and len(kp.xfrm.list_policies()) == 2
+    assert (5, 9) in plane.sessions                     # the session survives the rekey
+
+    plane.session_down((5, 9))
+    assert (5, 9) not in plane.sessions and unit.chan_fd == -1 and 5 not in kp.tunnels
+    assert plane.host_step("route_del", ("10.77.0.10/32", "sls0")) == ("route_del", ("10.77.0.10/32", "sls0-9"))
+    plane.close()
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == [] and all(x.closed for x in socks.made)
+
+
+def test_last_sa_of_a_peer_takes_its_policies_and_sockets():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), 1000, 2000))
+    st = {s.spi: s for s in kp.xfrm.list_sas()}[0xA1]
+    assert (st.limits.soft_bytes, st.limits.hard_bytes) == (1000, 2000)
+    key = (PEER, 4500, 1701)
+    plane.send_l2tp(key, b"\xc8\x02x")
+    plane.session_open(A.SessionOpen((5, 9), key, 77, 88, False))
+    twin.expire(ME, 0xA1, hard=True)
+    plane._on_events(1.0)
+    assert up.got[-1] == ("on_expiring", 0xA1, True)
+    plane.remove_sa(0xA1, 0xB1)
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+    assert plane.sessions == {} and plane.tsocks == {} and socks.made[-1].closed
+
+
+def test_client_unit_is_ifname_and_status_says_kernel():
+    twin, kp, plane, loop, up, socks, host, opened = make("client")
+    assert len(socks.made) == 2                          # IKE only: no :1701 listener on a client
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
+    pol = [p for p in kp.xfrm.list_policies() if p.dir == xfrm.DIR_OUT][0]
+    assert pol.selector.dport == 1701                   # the server's L2TP port
+    key = (PEER, 4500, 1701)
+    plane.send_l2tp(key, b"\xc8\x02sccrq")
+    plane.session_open(A.SessionOpen((5, 9), key, 77, 88, False))
+    assert opened[0][6] == "slc0" and opened[0][8] is False
+    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "slc0"))
+    assert host.steps == [] and plane.single is plane.sessions[(5, 9)]
+
+    class Ep:
+        def status(self, now):
+            return {"role": "client", "tunnels": [{"tunnel_id": 5, "sessions": [{"session_id": 9}]}]}
+
+    r = R.Runner(loop, None, Ep(), plane, host, clock=lambda: 1.0)
+    st = r.status()
+    assert st["datapath"] == "kernel" and st["ifname"] == "slc0"
+    assert st["tunnels"][0]["sessions"][0]["datapath"] == "kernel"
+    plane.close()
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, fmt, *a):
+        self.lines.append(fmt % a if a else fmt)
+
+
+@pytest.mark.parametrize("want,ok,section,expect", [
+    ("user", True, {}, "user"),
+    ("auto", True, {}, "kernel"),
+    ("auto", False, {}, "user"),
+    ("auto", True, {"ipv6": True}, "user"),
+    ("kernel", True, {}, "kernel"),
+])
+def test_choose_datapath(want, ok, section, expect):
+    sec = type("S", (), dict(section, datapath=want))()
+    got, why = R.choose_datapath(sec, "server", Log(), probe=lambda: (ok, "probe says %s" % ok))
+    assert got == expect
+
+
+def test_kernel_refused_says_why():
+    sec = type("S", (), {"datapath": "kernel"})()
+    with pytest.raises(RuntimeError, match="kmod-pppol2tp"):
+        R.choose_datapath(sec, "client", Log(), probe=lambda: (False, "kmod-pppol2tp / l2tp_ppp missing"))
+
+
+def test_datapath_option_defaults_to_user():
+    from sluice.config.model import SERVER_OPTIONS, CLIENT_OPTIONS
+
+    assert SERVER_OPTIONS["datapath"][1] == "user" and CLIENT_OPTIONS["datapath"][1] == "user"
