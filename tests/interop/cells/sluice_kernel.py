@@ -2,10 +2,11 @@
 
 The same set-up as sluice-guest-lac-ipsec / sluice-guest-lns-ipsec (sluice_guest.py), with
 `option datapath 'kernel'`: ESP in XFRM, L2TP data in l2tp_core, PPP data through a kernel ppp unit; Sluice
-keeps IKE, L2TP control and PPP negotiation (testbed `trixie`: both guests Debian 13).
+keeps IKE, L2TP control and PPP negotiation. Testbed `kernel-peer`: Sluice in g2 (Debian 13, kernel 6.12), the
+reference stack in g1 (the Debian 12 image of the reference cells).
 
 - sluice-guest-lac-kernel: Sluice client in g2 -> strongSwan + xl2tpd + pppd LNS in g1;
-- sluice-guest-lns-kernel: strongSwan + xl2tpd + pppd LAC in g2 -> Sluice server in g1.
+- sluice-guest-lns-kernel: strongSwan + xl2tpd + pppd LAC in g1 -> Sluice server in g2.
 
 Each checks: the ESP transform is the reference cell's (peer kernel and Sluice's log); Sluice's SAs are in its
 guest's kernel (`ip xfrm state`: reqid in Sluice's range 0x5c......, mode transport) with byte counters that
@@ -154,7 +155,7 @@ def cell_lac_kernel(bed):
 
 
 def cell_lns_kernel(bed):
-    srv, lac = bed.g1, bed.g2
+    srv, lac = bed.g2, bed.g1
     stack = IpsecStack("strongswan")
     tag = "sluice-guest-lns-kernel"
     install_sluice(srv)
