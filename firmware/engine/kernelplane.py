@@ -28,8 +28,9 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   a crash); `close()` removes everything installed; kernel tunnels, sessions and units die with their fds.
 
 Not carried in this mode (the runner keeps the user-space plane for them): IPv6 in the tunnel, the server's
-DHCPINFORM answers, a NAT-T port move of an established SA (the endpoint follows, the kernel SA's encap port
-does not: counted as `moves_not_followed`).
+DHCPINFORM answers. A NAT-T port move of an established SA is followed with UPDSA (new encap port); a move to
+another address cannot be (the address is part of the SA's identity): counted as `moves_not_followed`, the
+next rekey carries the new address.
 """
 
 import os
@@ -99,15 +100,18 @@ class KernelSockets:
 
 
 class _Sa:
-    __slots__ = ("peer_ip", "local", "spi_in", "spi_out", "ike_peer", "rx_bytes")
+    __slots__ = ("peer_ip", "local", "spi_in", "spi_out", "ike_peer", "rx_bytes", "child", "reqid", "limits")
 
-    def __init__(self, peer_ip, local, spi_in, spi_out, ike_peer):
+    def __init__(self, peer_ip, local, spi_in, spi_out, ike_peer, child, reqid, limits):
         self.peer_ip = peer_ip
         self.local = local
         self.spi_in = spi_in
         self.spi_out = spi_out
         self.ike_peer = ike_peer
         self.rx_bytes = 0
+        self.child = child      # the ChildSaUp (keys: as the user-space plane's transforms hold them), for a NAT move
+        self.reqid = reqid
+        self.limits = limits
 
 
 class _Peer:
@@ -380,7 +384,8 @@ class KernelPlane:
         self.peers[peer_ip] = p
         p.sas += 1
         self.ike_peer[peer_ip] = e.peer
-        self.sas[e.spi_in] = _Sa(peer_ip, p.local, e.spi_in, e.spi_out, e.peer)
+        self.sas[e.spi_in] = _Sa(peer_ip, p.local, e.spi_in, e.spi_out, e.peer, e if e.encap else None, p.reqid,
+                                 limits)
         self.out_spi[e.spi_out] = e.spi_in
         return None
 
@@ -409,20 +414,33 @@ class KernelPlane:
             self.ike_peer.pop(rec.peer_ip, None)
 
     def move_peer(self, old, new):
+        """The peer's NAT mapping moved (same address, new port: RFC 3948): its ESP-in-UDP SAs follow (UPDSA
+        with the new encap port; the kernel keeps keys and algorithms, takes the encap)."""
         if old[0] == new[0]:
             self.ike_peer[new[0]] = new
-        if any(r.ike_peer == old for r in self.sas.values()):
-            self.counters["moves_not_followed"] += 1
-            self._log("the peer %s moved to port %d: the kernel SAs keep the old port until the next rekey"
-                      % (old[0], new[1]))
         for r in self.sas.values():
-            if r.ike_peer == old:
-                r.ike_peer = new
+            if r.ike_peer != old:
+                continue
+            r.ike_peer = new
+            if r.child is None or old[0] != new[0] or not self._follow(r, new[1]):
+                self.counters["moves_not_followed"] += 1
+                self._log("the peer %s moved to %s:%d: the kernel SA 0x%08x keeps the old port until the next rekey"
+                          % (old[0], new[0], new[1], r.spi_in))
         for k in [k for k in self.tsocks if len(k) == 3 and (k[0], k[1]) == old]:
             self.tsocks[(new[0], new[1], k[2])] = self.tsocks.pop(k)
         for s in self.sessions.values():
             if len(s.peer) == 3 and (s.peer[0], s.peer[1]) == old:
                 self._rekey_session(s, (new[0], new[1], s.peer[2]))
+
+    def _follow(self, r, port):
+        from sluice.hal.net import xfrm
+
+        e = r.child
+        inbound = xfrm.SaSpec(r.peer_ip, r.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
+                              reqid=r.reqid, encap=(port, NATT_PORT), limits=r.limits)
+        outbound = xfrm.SaSpec(r.local, r.peer_ip, e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out,
+                               reqid=r.reqid, encap=(NATT_PORT, port), limits=r.limits)
+        return self._kernel(self.kp.xfrm.update_sa, inbound) and self._kernel(self.kp.xfrm.update_sa, outbound)
 
     def _rekey_session(self, s, peer):
         self.by_peer_ids.pop((s.peer, s.ptid, s.psid), None)

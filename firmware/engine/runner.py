@@ -410,6 +410,8 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     else:
         plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
     plane.backend = backend
+    if datapath == "kernel" and section.ipsec:
+        log.info("ESP is the kernel's (XFRM); the crypto backend serves IKE only")
     aaa = None
     if getattr(section, "radius_auth", None) or getattr(section, "radius_acct", None):
         aaa, runner.radius = _radius(section, loop, runner, sockets, rng)
@@ -532,6 +534,8 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         def make_ike(local_ip, server_ip, files=files, backend=backend):
             return IkeTable(files(local_ip, server_ip), rng, backend)
     plane.backend = backend
+    if datapath == "kernel" and section.ipsec:
+        log.info("ESP is the kernel's (XFRM); the crypto backend serves IKE only")
     ep = ClientEndpoint(section, rng, _tunnel_config(section), make_ike=make_ike,
                         lifetime_bytes=_lifetime_bytes(section), interface=interface)
     runner.endpoint = ep

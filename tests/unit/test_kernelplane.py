@@ -17,7 +17,7 @@ from sluice.endpoint import actions as A
 from sluice.engine import runner as R
 from sluice.engine.kernelplane import KernelPlane
 from sluice.hal.crypto import transforms
-from sluice.hal.net import kernel_path, xfrm
+from sluice.hal.net import kernel_path, netlink as nl, xfrm
 from sluice.hal.net.xfrm_twin import XfrmTwin
 from sluice.ike.events import ChildSaUp
 
@@ -271,6 +271,25 @@ def test_last_sa_of_a_peer_takes_its_policies_and_sockets():
     plane.remove_sa(0xA1, 0xB1)
     assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
     assert plane.sessions == {} and plane.tsocks == {} and socks.made[-1].closed
+
+
+def test_nat_port_move_updates_the_kernel_sas():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
+    key = (PEER, 4500, 1701)
+    plane.send_l2tp(key, b"\xc8\x02x")
+    plane.session_open(A.SessionOpen((5, 9), key, 77, 88, False))
+    n = len(twin.requests)
+    plane.move_peer(IKE_PEER, (PEER, 31000))
+    upd = [xfrm.parse_sa(nl.split_messages(m)[0][4]) for m in twin.requests[n:]]
+    assert [(s.spi, s.encap) for s in upd] == [(0xA1, (2, 31000, 4500)), (0xB1, (2, 4500, 31000))]
+    assert plane.counters["moves_not_followed"] == 0
+    new_key = (PEER, 31000, 1701)
+    assert plane.sessions[(5, 9)].peer == new_key and new_key in plane.tsocks
+    # The socket's peer (the inner L2TP port) is unchanged: PPP frames still reach the channel.
+    plane.send_l2tp(new_key, b"\x00\x02\x00\x4d\x00\x58\xff\x03\xc0\x21\x01\x01\x00\x04")
+    assert plane.sessions[(5, 9)].ks.unit.chan_peer.recv(100) == b"\xc0\x21\x01\x01\x00\x04"
+    plane.close()
 
 
 def test_client_unit_is_ifname_and_status_says_kernel():
