@@ -348,3 +348,19 @@ def test_datapath_option_defaults_to_user():
     from sluice.config.model import SERVER_OPTIONS, CLIENT_OPTIONS
 
     assert SERVER_OPTIONS["datapath"][1] == "user" and CLIENT_OPTIONS["datapath"][1] == "user"
+
+
+def test_status_text_names_the_kernel_path():
+    from sluice.cli import format_status
+
+    st = {"name": "lns", "role": "server", "listen": "0.0.0.0", "ifname": "sls0", "pool": {}, "sessions": 1,
+          "datapath": "kernel", "tunnels": [{"tunnel_id": 5, "peer": "p", "peer_tunnel_id": 7, "state": "up",
+                                              "sessions": [{"session_id": 9, "user": "alice", "ip": "10.77.0.10",
+                                                            "state": "up", "uptime": 3, "rx_bytes": 1,
+                                                            "tx_bytes": 2, "datapath": "kernel",
+                                                            "unit": "sls0-9"}]}]}
+    text = format_status(st)
+    assert "kernel data path (XFRM" in text and "kernel data path (sls0-9)" in text
+    st["datapath"] = "user"
+    st["tunnels"][0]["sessions"][0]["datapath"] = "user"
+    assert "kernel" not in format_status(st)
