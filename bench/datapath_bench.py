@@ -244,7 +244,90 @@ config user
 """ % (LOCAL_IP, SERVER_TUN_IP)
 
 
-DRIVERS = [EngineDriver]
+class _Up:
+    """The endpoint side of the user-space data plane: what it is told about (nothing here needs an answer)."""
+
+    def __init__(self):
+        self.l2tp = 0
+
+    def on_ike(self, data, local, peer, now):
+        pass
+
+    def on_l2tp(self, data, key, now):
+        self.l2tp += 1
+
+    def on_esp_from(self, spi, outer, now):
+        pass
+
+    def on_traffic(self, peer, now):
+        pass
+
+    def on_expiring(self, spi, hard, now):
+        pass
+
+
+class UserPlaneDriver:
+    """The user-space data-plane backend behind the endpoint seam (issue 9): `sluice.engine.userplane`."""
+
+    name = "engine.userplane.UserPlane"
+
+    @staticmethod
+    def available():
+        try:
+            from sluice.engine.userplane import UserPlane  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def __init__(self, backend, name, keys, now):
+        from sluice.endpoint import actions as A
+        from sluice.engine.userplane import UserPlane
+        from sluice.ike.events import ChildSaUp
+
+        self.tun = Twin()
+        self.raw = Twin(fd=1001)
+        up = UserPlane(_NullLoop(), _Up(), "server", backend, os.urandom, self.tun, True, LOCAL_IP)
+        up.raw = self.raw
+        ek, ak, sl = keys
+        peer = (PEER_IP, 500)
+        child = ChildSaUp(peer, SPI_IN, SPI_OUT, name, ek, ak, sl, ek, ak, sl, False, 3600, None)
+        err = up.install_sa(A.InstallSa(child, None, None))
+        assert err is None, err
+        up.outbound_sa(peer, SPI_OUT, False)
+        import struct
+
+        header = struct.pack("!HHH", 0x0002, PEER_TID, PEER_SID)
+        up.session_up(A.SessionUp((TID, SID), (PEER_IP, 500, 1701), header, False, CLIENT_IP, "bench0"))
+        self.up, self.now = up, now
+
+    def outbound(self, packets):
+        tun, up, now = self.tun, self.up, self.now
+        tun.packets = packets
+        tun.i = 0
+        rounds = len(packets) // tun.batch
+        for _ in range(rounds):
+            tun.left = tun.batch
+            up._on_tun(now)
+        return rounds * tun.batch
+
+    def inbound(self, packets):
+        raw, up, now = self.raw, self.up, self.now
+        raw.packets = packets
+        raw.i = 0
+        rounds = len(packets) // raw.batch
+        for _ in range(rounds):
+            raw.left = raw.batch
+            up._on_raw(now)
+        return rounds * raw.batch
+
+    def sent(self):
+        return self.raw.last, self.raw.count
+
+    def delivered(self):
+        return self.tun.last, self.tun.count
+
+
+DRIVERS = [UserPlaneDriver, EngineDriver]
 
 
 def pick_driver():
