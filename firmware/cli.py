@@ -50,7 +50,7 @@ def _apply_globals(config):
 
 def cmd_server(args):
     from sluice.engine.daemon import Daemon
-    from sluice.engine.server import Server
+    from sluice.engine.runner import build_server
 
     config = _load(args.config)
     section = _pick(config.servers, args.section, "server", args.config)
@@ -59,13 +59,13 @@ def cmd_server(args):
     _apply_globals(config)
     d = Daemon(name, "server", log, lambda: _load(args.config),
                lambda c: _pick(c.servers, section.name, "server", args.config),
-               lambda c, s, loop: Server(c, s, loop, log))
+               lambda c, s, loop: build_server(c, s, loop, log))
     return d.run()
 
 
 def cmd_client(args):
-    from sluice.engine.client import Client
     from sluice.engine.daemon import Daemon
+    from sluice.engine.runner import build_client
 
     config = _load(args.config)
     section = _pick(config.clients, args.section, "client", args.config)
@@ -74,8 +74,8 @@ def cmd_client(args):
     _apply_globals(config)
     d = Daemon(name, "client", log, lambda: _load(args.config),
                lambda c: _pick(c.clients, section.name, "client", args.config),
-               lambda c, s, loop: Client(c, s, loop, log, hook=args.hook,
-                                         configure_host=not args.netifd, interface=args.section or s.name))
+               lambda c, s, loop: build_client(c, s, loop, log, hook=args.hook,
+                                               configure_host=not args.netifd, interface=args.section or s.name))
     return d.run()
 
 

@@ -100,7 +100,7 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes",
     )
     _secret = ("tunnel_secret", "psk")
 
@@ -120,7 +120,7 @@ class ClientConfig(_Model):
         "legacy", "cert", "key", "ca", "ike", "esp", "server_name", "defaultroute", "routes", "ifname", "mtu",
         "peerdns", "redial", "redial_delay", "hello_interval", "tunnel_secret", "allow_weak_psk",
         "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay", "dpd_timeout", "metric",
-        "route_lan", "route_src", "route_table", "killswitch", "lan_network",
+        "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes",
     )
     _secret = ("password", "tunnel_secret", "psk")
 
@@ -212,6 +212,8 @@ SERVER_OPTIONS.update({
     "max_sessions": (_int(1, 65535), None),
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
+    # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).
+    "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536
@@ -235,6 +237,7 @@ CLIENT_OPTIONS.update({
     "route_table": (_int(1, 252), 1701),
     "killswitch": (V.parse_bool, False),
     "lan_network": (V.parse_text, "lan"),
+    "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
 })
 
 USER_OPTIONS = {

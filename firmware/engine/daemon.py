@@ -11,6 +11,7 @@ from sluice.engine.control import ControlServer
 from sluice.engine.loop import EventLoop, monotonic
 
 STOP_GRACE = 3.0
+ERROR_REPEAT_WINDOW = 60.0  # an identical internal error within this many seconds is only counted
 
 
 class Daemon:
@@ -27,30 +28,53 @@ class Daemon:
         self.endpoint = make_endpoint(config, select_section(config), self.loop)
         self.control = None
         self.exit_code = 0
+        self._errors = {}  # (exception type, file, line) -> [first seen, repeats since]
 
     def _internal_error(self, exc):
+        """A bug of ours surfaced in a handler: the traceback once, then how often it repeated (the daemon
+        carries on; a reachable bug must not become a log flood)."""
         import traceback
 
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb else (type(exc).__name__,)
+        now = monotonic()
+        seen = self._errors.get(where)
+        if seen is not None and now - seen[0] < ERROR_REPEAT_WINDOW:
+            seen[1] += 1
+            return
+        if seen is not None and seen[1]:
+            self.log.error("internal error %s at %s:%s repeated %d more times", where[0], where[1] if len(where) > 1
+                           else "?", where[2] if len(where) > 2 else "?", seen[1])
+        if len(self._errors) >= 64:
+            self._errors.clear()
+        self._errors[where] = [now, 0]
         self.log.error("internal error (the daemon carries on): %s",
                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
 
     def handle(self, req):
         cmd = req.get("cmd")
         now = monotonic()
+        ep = self.endpoint
         if cmd == "status":
-            st = self.endpoint.status()
+            st = ep.status()
             st["name"] = self.name
             st["pid"] = os.getpid()
+            st["internal_errors"] = self.loop.errors
             st["recent"] = [{"time": t, "level": lvl, "message": m} for t, lvl, m in self.log.recent]
             return {"ok": True, "status": st}
         if cmd in ("connect", "disconnect"):
             if self.role != "client":
+                if cmd == "disconnect" and (req.get("user") or req.get("tunnel_id")):
+                    n = ep.command("disconnect", now, user=req.get("user"), tunnel_id=req.get("tunnel_id"),
+                                   session_id=req.get("session_id"))
+                    return {"ok": True, "closed": n}
                 return {"ok": False, "error": "%s is a server: connect/disconnect apply to clients" % self.name}
-            getattr(self.endpoint, cmd)(now)
+            ep.command(cmd, now)
             return {"ok": True}
         if cmd == "rekey":
-            n = self.endpoint.transport.rekey(now) if self.endpoint.transport is not None else 0
-            return {"ok": True, "rekeyed": n}
+            return {"ok": True, "rekeyed": ep.command("rekey", now)}
         if cmd == "reload":
             self.reload()
             return {"ok": True}
@@ -75,16 +99,13 @@ class Daemon:
         loop.on_signal(signal.SIGINT, lambda: stop.append(1))
         loop.on_signal(signal.SIGHUP, self.reload)
         try:
-            if self.role == "client":
-                self.endpoint.start(monotonic())
-            else:
-                self.endpoint.start()
+            self.endpoint.start(monotonic())
             loop.run(until=lambda: bool(stop))
             self.log.info("stopping")
-            self.endpoint.shutdown(monotonic())
+            self.endpoint.command("shutdown", monotonic())
             deadline = monotonic() + STOP_GRACE
             loop.run(until=lambda: monotonic() > deadline or self.endpoint.idle())
-            self.endpoint.finish(monotonic())
+            self.endpoint.finish(monotonic(), monotonic() + STOP_GRACE)
         finally:
             self.endpoint.close()
             self.control.close()

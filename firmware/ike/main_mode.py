@@ -18,6 +18,7 @@ NAT-D (RFC 3947 3) is sent only when both sides announced NAT-T; the float to 45
 Keys: sluice.ike.keys. Authentication failures become NegotiationFailed events in plain words.
 """
 
+from sluice.hal.crypto.digest import ct_equal
 from sluice.ike import constants as C
 from sluice.ike import keys as K
 from sluice.ike import informational as info
@@ -137,7 +138,7 @@ class _MainMode:
         sa.peer_id = idp.text()
         if sa.auth == C.AUTH_PSK:
             hp = find(payloads, HashPayload)
-            if hp is None or not _equal(hp.data, expect):
+            if hp is None or not ct_equal(hp.data, expect):
                 who = "HASH_I" if sa.role == "responder" else "HASH_R"
                 raise AuthFailed("pre-shared key mismatch (%s did not verify); check that both sides use the "
                                  "same key" % who)
@@ -158,15 +159,6 @@ class _MainMode:
         sa.established_at = now
         sa.mm = None
         t.phase1_done(sa, now)
-
-
-def _equal(a, b):
-    if len(a) != len(b):
-        return False
-    r = 0
-    for x, y in zip(a, b):
-        r |= x ^ y
-    return r == 0
 
 
 class MainModeInitiator(_MainMode):

@@ -27,13 +27,14 @@ payloads after the HASH payload exactly as sent (sluice.ike.crypt.chain_spans); 
   cached message 3 (sluice.ike.ikesa).
 """
 
+from sluice.hal.crypto.digest import ct_equal
 from sluice.hal.crypto import transforms
 from sluice.ike import constants as C
 from sluice.ike import keys as K
 from sluice.ike import natt
 from sluice.ike.crypt import chain_spans
 from sluice.ike.payloads import (HashPayload, IdPayload, IkeMalformed, KePayload, NatOaPayload, NoncePayload,
-                                 NotifyPayload, SaPayload, encode_attributes, encode_payloads, find, find_all,
+                                 NotifyPayload, attr_int, SaPayload, encode_attributes, encode_payloads, find, find_all,
                                  get_attr, life_attr, parse_attributes)
 from sluice.ike.proposals import (EspChoice, NoProposalChosen, ProposalSet, check_esp_reply,
                                   decode_esp_transform, esp_sa_payload, match_esp)
@@ -75,15 +76,6 @@ def _check_ids(ids):
     return ids
 
 
-def _equal(a, b):
-    if len(a) != len(b):
-        return False
-    r = 0
-    for x, y in zip(a, b):
-        r |= x ^ y
-    return r == 0
-
-
 def _random_spi(table):
     for _ in range(16):
         spi = int.from_bytes(table.rng(4), "big")
@@ -94,7 +86,7 @@ def _random_spi(table):
 
 class _QuickMode:
     __slots__ = ("sa", "t", "mid", "state", "spi_in", "spi_out", "ni", "nr", "dh", "gxy", "offer", "choice",
-                 "ids", "mode", "rekey_of", "lifetime", "natoa", "started")
+                 "ids", "mode", "rekey_of", "lifetime", "life_kbytes", "natoa", "started")
 
     def __init__(self, sa, table, mid, now):
         self.sa = sa
@@ -112,6 +104,7 @@ class _QuickMode:
         self.mode = None
         self.rekey_of = None
         self.lifetime = None
+        self.life_kbytes = None  # a byte lifetime the peer proposed or answered (RFC 2407 4.5), or None
         self.natoa = []         # peer's NAT-OA addresses, recorded
         self.started = now
 
@@ -192,7 +185,7 @@ class QuickModeInitiator(_QuickMode):
             sa.stats["malformed"] += 1
             return
         payloads, hv, rest, nxt = _open(sa, msg)
-        if not _equal(hv, K.qm_hash2(t.be, sa.hash, sa.skeyid_a, self.mid, self.ni, rest)):
+        if not ct_equal(hv, K.qm_hash2(t.be, sa.hash, sa.skeyid_a, self.mid, self.ni, rest)):
             raise IkeMalformed("Quick Mode HASH(2) did not verify")
         sa.crypt.commit(self.mid, nxt)
         sa.answered(self.mid)
@@ -223,10 +216,16 @@ class QuickModeInitiator(_QuickMode):
                     attrs = parse_attributes(n.data, "RESPONDER-LIFETIME")
                 except IkeMalformed:
                     continue
-                if get_attr(attrs, C.P2_LIFE_TYPE) == C.LIFE_SECONDS:
-                    v = get_attr(attrs, C.P2_LIFE_DURATION)
-                    if v:
-                        life = min(life, v)
+                kind = None
+                for at, v in attrs:
+                    if at == C.P2_LIFE_TYPE:
+                        kind = v
+                    elif at == C.P2_LIFE_DURATION and v:
+                        v = attr_int(v)
+                        if kind == C.LIFE_SECONDS:
+                            life = min(life, v)
+                        elif kind == C.LIFE_KILOBYTES:
+                            self.life_kbytes = v if not self.life_kbytes else min(self.life_kbytes, v)
         self.lifetime = min(life, t.cfg.esp_lifetime)
         h3 = HashPayload(K.qm_hash3(t.be, sa.hash, sa.skeyid_a, self.mid, self.ni, self.nr))
         reply = sa.crypt.seal(sa.icookie, sa.rcookie, C.EXCH_QUICK, self.mid, [h3])
@@ -251,7 +250,7 @@ class QuickModeResponder(_QuickMode):
         sa, t = self.sa, self.t
         cfg = t.cfg
         payloads, hv, rest, nxt = _open(sa, msg)
-        if not _equal(hv, K.qm_hash1(t.be, sa.hash, sa.skeyid_a, self.mid, rest)):
+        if not ct_equal(hv, K.qm_hash1(t.be, sa.hash, sa.skeyid_a, self.mid, rest)):
             raise IkeMalformed("Quick Mode HASH(1) did not verify")
         sa.crypt.commit(self.mid, nxt)
         sap = find(payloads, SaPayload)
@@ -277,6 +276,7 @@ class QuickModeResponder(_QuickMode):
             raise QuickModeFailed("the client sent a KE payload for a proposal without PFS")
         self.natoa = [p.text() for p in find_all(payloads, NatOaPayload)]
         offered = self.choice.life_seconds or DEFAULT_LIFETIME
+        self.life_kbytes = self.choice.life_kbytes or None
         self.lifetime = min(offered, cfg.esp_lifetime)
         self.nr = t.rng(NONCE_LEN)
         spi_b = self.spi_in.to_bytes(4, "big")
@@ -302,7 +302,7 @@ class QuickModeResponder(_QuickMode):
     def _message3(self, msg, data, now):
         sa, t = self.sa, self.t
         payloads, hv, rest, nxt = _open(sa, msg)
-        if not _equal(hv, K.qm_hash3(t.be, sa.hash, sa.skeyid_a, self.mid, self.ni, self.nr)):
+        if not ct_equal(hv, K.qm_hash3(t.be, sa.hash, sa.skeyid_a, self.mid, self.ni, self.nr)):
             raise IkeMalformed("Quick Mode HASH(3) did not verify")
         sa.crypt.commit(self.mid, nxt)
         sa.answered(self.mid)

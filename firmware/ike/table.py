@@ -278,6 +278,12 @@ class IkeTable:
         self.start_quick_mode(sa, now, old)
         return True
 
+    def expire_child(self, spi_in, now, reason="lifetime expired"):
+        """An ESP SA passed a limit the data plane counts (bytes): DELETE it; a rekeyed one carries on."""
+        ch = self._children.get(spi_in)
+        if ch is not None:
+            self._child_down(ch, reason, now, send_delete=True)
+
     def close(self, now):
         peers = []
         for x in list(self._children.values()) + self._all_sas():
@@ -597,7 +603,7 @@ class IkeTable:
         self._serial += 1
         self._children[qm.spi_in] = ch
         self.emit(ChildSaUp(sa.peer, qm.spi_in, qm.spi_out, name, keys_in[0], keys_in[1], keys_in[2],
-                            keys_out[0], keys_out[1], keys_out[2], encap, life, rekey_of))
+                            keys_out[0], keys_out[1], keys_out[2], encap, life, rekey_of, qm.life_kbytes))
 
     def _child_soft(self, ch):
         if ch.replaced_by is not None or ch.rekeying:

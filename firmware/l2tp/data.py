@@ -1,6 +1,6 @@
 """L2TP data messages (RFC 2661 3.1, 5.4): parsing and encoding outside the machines.
 
-Data messages carry PPP frames and never touch a Tunnel: the engine parses the header with `parse_header`
+Data messages carry PPP frames and never touch a Tunnel: the data plane parses the header with `parse_data`
 and sends with a `DataEncoder` built once per session, whose header octets are computed at construction.
 With sequencing (the Sequencing Required AVP, RFC 2661 4.4.6, or a peer that sends Ns) every message
 carries Ns; Nr is reserved in data messages and sent as 0 (RFC 2661 3.1).
@@ -13,25 +13,28 @@ from sluice.l2tp.header import L_BIT, O_BIT, S_BIT, T_BIT
 
 
 
-def parse_header(buf):
-    """(is_control, tunnel_id, session_id, payload_offset, ns_or_None) of one L2TP message.
+def parse_data(buf, start, n):
+    """(tunnel_id, session_id, ns_or_None, ppp_offset, end) of the data message in buf[start:n].
 
-    For data messages payload_offset is where the PPP frame starts; the L bit's Length (when present) bounds
-    the message and anything after it is padding. Raises HeaderError when malformed.
+    The one parser of L2TP data headers (RFC 2661 3.1): the data plane runs it per packet on its receive
+    buffer (no copy, no object), the endpoints on the messages the data plane hands up, and the fuzzers on
+    both. The L bit's Length (when present) bounds the message and anything after it is padding. Raises
+    HeaderError when malformed, and for a control message (T bit): those go to the tunnel machines.
     """
-    n = len(buf)
-    if n < 6:
+    if n - start < 6:
         raise HeaderError("message shorter than the smallest header")
-    flags = (buf[0] << 8) | buf[1]
+    flags = (buf[start] << 8) | buf[start + 1]
+    if flags & T_BIT:
+        raise HeaderError("a control message, not a data message")
     if flags & 0x000F != 2:
         raise HeaderError("not L2TP version 2")
-    p = 2
+    p = start + 2
     if flags & L_BIT:
-        length = (buf[2] << 8) | buf[3]
-        if length > n:
-            raise HeaderError("length field beyond the end of the datagram")
-        n = length
-        p = 4
+        length = (buf[p] << 8) | buf[p + 1]
+        if length > n - start or length < 6:
+            raise HeaderError("length field %d does not fit the datagram" % length)
+        n = start + length
+        p += 2
     if p + 4 > n:
         raise HeaderError("truncated tunnel/session id")
     tid = (buf[p] << 8) | buf[p + 1]
@@ -43,15 +46,13 @@ def parse_header(buf):
             raise HeaderError("truncated Ns/Nr")
         ns = (buf[p] << 8) | buf[p + 1]
         p += 4
-    elif flags & T_BIT:
-        raise HeaderError("control message without Ns/Nr")
     if flags & O_BIT:
         if p + 2 > n:
             raise HeaderError("truncated offset size")
         p += 2 + ((buf[p] << 8) | buf[p + 1])
         if p > n:
             raise HeaderError("offset beyond the end of the message")
-    return bool(flags & T_BIT), tid, sid, p, ns
+    return tid, sid, ns, p, n
 
 
 class DataEncoder:

@@ -93,6 +93,16 @@ class TunnelTable:
         self.stats["created"] += 1
         return tunnel
 
+    def move_peer(self, tunnel, peer):
+        """The tunnel's peer now has another key (its NAT mapping moved): re-key it, keeping the SCCRQ index
+        consistent, so a later SCCRQ from the old key cannot reach it and one from the new key finds it."""
+        old = (tunnel.peer, tunnel.peer_tunnel_id)
+        if self.by_peer.get(old) is tunnel:
+            del self.by_peer[old]
+        tunnel.peer = peer
+        if tunnel.state != "closed":
+            self.by_peer[(peer, tunnel.peer_tunnel_id)] = tunnel
+
     def _new_id(self):
         for _ in range(64):
             b = self.rng(2)

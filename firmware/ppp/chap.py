@@ -15,7 +15,8 @@ Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packe
 
 from sluice.hal.crypto import digest
 from sluice.ppp import mschapv2
-from sluice.ppp.framing import PppError, ct_equal
+from sluice.hal.crypto.digest import ct_equal
+from sluice.ppp.framing import PppError
 
 CHALLENGE = 1
 RESPONSE = 2

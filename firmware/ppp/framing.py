@@ -31,19 +31,27 @@ class PppError(ValueError):
 
 def split(frame):
     """(protocol, offset of the information field) of a PPP frame, with or without FF 03 and PFC."""
-    n = len(frame)
-    p = 0
-    if n >= 2 and frame[0] == 0xFF and frame[1] == 0x03:
-        p = 2
+    return protocol_at(frame, 0, len(frame))
+
+
+def protocol_at(buf, p, n):
+    """(protocol, offset of the information field) of the PPP frame at buf[p:n].
+
+    The one PPP protocol-field parser: the data plane runs it per packet in its receive buffer, the link on
+    control frames. RFC 1661 2: the field's last octet is odd and any octet before it even (so a one-octet
+    field is recognised by its odd first octet, RFC 1661 6.5 PFC); FF 03 may be absent (RFC 1661 6.6 ACFC).
+    """
+    if p + 2 <= n and buf[p] == 0xFF and buf[p + 1] == 0x03:
+        p += 2
     if p >= n:
         raise PppError("empty PPP frame")
-    if frame[p] & 1:
-        return frame[p], p + 1  # RFC 1661 6.5: a compressed (one-octet) protocol field
+    b = buf[p]
+    if b & 1:
+        return b, p + 1  # RFC 1661 6.5: a compressed (one-octet) protocol field
     if p + 2 > n:
         raise PppError("truncated PPP protocol field")
-    proto = (frame[p] << 8) | frame[p + 1]
+    proto = (b << 8) | buf[p + 1]
     if not proto & 1:
-        # RFC 1661 2: the least significant bit of the least significant octet must be 1.
         raise PppError("invalid PPP protocol 0x%04x" % proto)
     return proto, p + 2
 
@@ -135,13 +143,3 @@ def ip_to_bytes(s):
 
 def ip_to_str(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
-
-
-def ct_equal(a, b):
-    """Compare secrets-derived values without an early exit."""
-    if len(a) != len(b):
-        return False
-    r = 0
-    for i in range(len(a)):
-        r |= a[i] ^ b[i]
-    return r == 0

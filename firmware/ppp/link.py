@@ -170,8 +170,26 @@ class PppLink:
 
     # -- owner services for the option handlers ------------------------------------------------------------
 
+    def set_peer_address(self, addr):
+        """Server: the peer's IPv4 address, decided by the endpoint after `Authenticated` (before IPCP asks).
+
+        None means there is none to give: IPCP then fails the link with the reason. This is the pull side of
+        address assignment: the link never calls out while a frame is being processed.
+        """
+        if addr is None:
+            self._assigned = False
+            self._fail_later = ("no IPv4 address to give to user %s (address pool exhausted or no pool "
+                                "configured)" % (self.username,))
+            return
+        try:
+            self._assigned = ip_to_bytes(addr)
+        except ValueError:
+            self._assigned = False
+            self._fail_later = "%r is not an IPv4 address" % (addr,)
+
     def assigned_address(self):
-        """Server: the peer's address from assign_address(username), asked once; None if there is none."""
+        """Server: the peer's address set by `set_peer_address` (or, without one, from the config's
+        assign_address(username), asked once); None if there is none."""
         if self._assigned is None:
             fn = self.config.assign_address
             addr = fn(self.username) if fn is not None else None

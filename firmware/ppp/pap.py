@@ -6,7 +6,8 @@ same budget, answers each request, and repeats its verdict for a retransmitted r
 been lost). Results in ``result``: None, ('ok', username) or ('fail', reason).
 """
 
-from sluice.ppp.framing import PppError, ct_equal
+from sluice.hal.crypto.digest import ct_equal
+from sluice.ppp.framing import PppError
 
 AUTH_REQ = 1
 AUTH_ACK = 2

@@ -9,6 +9,27 @@ try:
 except ImportError:  # pragma: no cover - every MicroPython port we target has hashlib
     _hashlib = None
 
+try:
+    from hmac import compare_digest as _compare_digest
+except ImportError:  # MicroPython: no hmac module
+    _compare_digest = None
+
+
+def ct_equal(a, b):
+    """True when a == b, taking the same time whatever byte differs (ICVs, hashes, passwords).
+
+    The one constant-time compare of the project: C's compare_digest where the port has it, else a loop
+    with no early exit. The lengths are not secret.
+    """
+    if _compare_digest is not None:
+        return _compare_digest(a, b)
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= a[i] ^ b[i]
+    return r == 0
+
 
 def _native(name):
     if _hashlib is None:

@@ -40,6 +40,7 @@ from sluice.hal.crypto import groups, transforms
 from sluice.hal.crypto.errors import DhError, SignatureError, UnsupportedAlgorithm
 from sluice.hal.crypto.ivs import IvSource
 from sluice.hal.crypto.modp import ModpDh
+from sluice.hal.crypto.digest import ct_equal
 
 NAME = "openssl"
 
@@ -122,7 +123,7 @@ class CbcHmacTransform:
         if end < 8 + self.block or (end - 8) % self.block:
             # A partial block would stay buffered in the long-lived decryptor and shift every later packet.
             raise ValueError("CBC ciphertext is not whole blocks")
-        if not _hmac.compare_digest(self._mac.digest(mv[:end])[:self.icv_len], mv[end:]):
+        if not ct_equal(self._mac.digest(mv[:end])[:self.icv_len], mv[end:]):
             return None
         return self._dec.update(mv[8:end])[self.block:]
 
@@ -417,7 +418,7 @@ def rsa_verify(public_key, signature, data, hash_name=None):
         raise SignatureError("RSA signature out of range")
     em = pow(s, nums.e, nums.n).to_bytes(k, "big")
     expected = b"\x00\x01" + b"\xff" * (k - 3 - len(data)) + b"\x00" + bytes(data)
-    if len(data) > k - 11 or not _hmac.compare_digest(em, expected):
+    if len(data) > k - 11 or not ct_equal(em, expected):
         raise SignatureError("RSA signature does not verify")
 
 

@@ -218,19 +218,24 @@ def test_secrets_stay_out_of_reprs():
 def test_data_header_parse_and_encode():
     # RFC 2661 3.1 data message: flags 0x0002, tunnel 0x0a0b, session 0x0c0d, then the PPP frame.
     ppp = unhex("ff03 0021 4500")
-    assert D.parse_header(unhex("0002 0a0b 0c0d") + ppp) == (False, 0x0a0b, 0x0c0d, 6, None)
+    m = unhex("0002 0a0b 0c0d") + ppp
+    assert D.parse_data(m, 0, len(m)) == (0x0a0b, 0x0c0d, None, 6, len(m))
     # L, S and O bits: length, Ns 7 / Nr 0, offset size 2 with two pad octets, padding after Length.
     msg = unhex("4a02 0014 0a0b 0c0d 0007 0000 0002 aaaa") + ppp + b"\x00\x00"
-    assert D.parse_header(msg) == (False, 0x0a0b, 0x0c0d, 16, 7)
-    assert D.parse_header(HELLO_WIRE) == (True, 0x0102, 0, 12, 3)
+    assert D.parse_data(msg, 0, len(msg)) == (0x0a0b, 0x0c0d, 7, 16, 20)
+    # The same message at an offset inside a larger buffer (how the data plane reads it, in place).
+    buf = b"\xee" * 8 + msg
+    assert D.parse_data(buf, 8, len(buf)) == (0x0a0b, 0x0c0d, 7, 24, 28)
     for bad in (b"", unhex("0002 0a0b 0c"), unhex("0003 0a0b 0c0d"), unhex("4002 00ff 0a0b 0c0d"),
-                unhex("0802 0a0b 0c0d 00"), unhex("0202 0a0b 0c0d 0009"), unhex("8002 0a0b 0c0d")):
-        raises(HeaderError, D.parse_header, bad)
+                unhex("0802 0a0b 0c0d 00"), unhex("0202 0a0b 0c0d 0009"), unhex("8002 0a0b 0c0d"),
+                HELLO_WIRE, unhex("4002 0004 0a0b 0c0d")):
+        raises(HeaderError, D.parse_data, bad, 0, len(bad))
     enc = D.DataEncoder(0x0a0b, 0x0c0d)
     assert enc.encode(ppp) == unhex("0002 0a0b 0c0d") + ppp
     seq = D.DataEncoder(0x0a0b, 0x0c0d, sequencing=True)
     first = seq.encode(ppp)
     second = seq.encode(ppp)
-    assert first == unhex("0802 0a0b 0c0d 0000 0000") + ppp and D.parse_header(second)[4] == 1
+    assert first == unhex("0802 0a0b 0c0d 0000 0000") + ppp and D.parse_data(second, 0, len(second))[2] == 1
     seq.ns = 0xFFFF
-    assert D.parse_header(seq.encode(ppp))[4] == 0xFFFF and seq.ns == 0
+    last = seq.encode(ppp)
+    assert D.parse_data(last, 0, len(last))[2] == 0xFFFF and seq.ns == 0

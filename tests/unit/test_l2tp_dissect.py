@@ -128,9 +128,9 @@ def test_we_read_scapy_built_headers():
     assert M.parse(pkt, h.offset, h.end).type == M.HELLO
     data = bytes(L2TP(hdr="length+sequence+offset", tunnel_id=5, session_id=6, ns=4, nr=0, offset=3,
                       pad=b"\x00\x00\x00") / Raw(b"\xff\x03\x00\x21PPP"))
-    assert D.parse_header(data) == (False, 5, 6, len(data) - 7, 4)
+    assert D.parse_data(data, 0, len(data)) == (5, 6, 4, len(data) - 7, len(data))
     plain = bytes(L2TP(tunnel_id=1, session_id=2) / Raw(b"\xff\x03"))
-    assert D.parse_header(plain) == (False, 1, 2, 6, None)
+    assert D.parse_data(plain, 0, len(plain)) == (1, 2, None, 6, len(plain))
 
 
 TSHARK = shutil.which("tshark")

@@ -141,7 +141,8 @@ def test_in_sequence_garbage_never_raises(body, sid):
 @FUZZ
 @given(st.binary(max_size=100))
 def test_codecs_raise_only_their_own_errors(buf):
-    for fn in (H.parse, D.parse_header, lambda b: M.parse(b, 0, len(b), b"secret"),
+    for fn in (H.parse, lambda b: D.parse_data(b, 0, len(b)), lambda b: D.parse_data(b, 1, len(b)),
+               lambda b: M.parse(b, 0, len(b), b"secret"),
                lambda b: list(A.iter_avps(b, 0, len(b), b"secret"))):
         try:
             fn(buf)
@@ -154,8 +155,8 @@ def test_codecs_raise_only_their_own_errors(buf):
 def test_data_encoder_round_trips_through_our_parser(tid, sid, payload, seq):
     enc = D.DataEncoder(tid, sid, sequencing=seq)
     msg = enc.encode(payload)
-    is_ctl, t, s, off, ns = D.parse_header(msg)
-    assert (is_ctl, t, s, msg[off:]) == (False, tid, sid, payload)
+    t, s, ns, off, end = D.parse_data(msg, 0, len(msg))
+    assert (t, s, msg[off:end]) == (tid, sid, payload)
     assert ns == (0 if seq else None)
 
 

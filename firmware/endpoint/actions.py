@@ -1,0 +1,184 @@
+"""What an endpoint asks the engine to do.
+
+Theory of operation. An endpoint (`sluice.endpoint.client`, `sluice.endpoint.server`) takes datagrams,
+timers and commands and decides everything; it never touches a socket, a device, a clock or a process.
+Each decision that needs the outside world becomes one of these records, appended in order to the
+endpoint's queue and drained by the engine with `actions()`. The engine carries them out in that order:
+network sends, data-plane changes (SAs and sessions for whichever backend carries packets), host
+configuration (addresses, routes), hooks and log lines.
+
+Records are small classes with `__slots__`; `kind` is a short string so an engine can dispatch on a dict.
+"""
+
+
+class Action:
+    __slots__ = ()
+    kind = "?"
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join(
+            "%s=%r" % (k, getattr(self, k)) for k in self.__slots__ if k not in _SECRET))
+
+
+_SECRET = ("child",)  # ChildSaUp carries keys: never in a repr
+
+
+class SendIke(Action):
+    """One IKE datagram (or an RFC 3948 NAT keepalive) out of UDP `port` (500 or 4500)."""
+
+    __slots__ = ("port", "peer", "data")
+    kind = "send_ike"
+
+    def __init__(self, port, peer, data):
+        self.port = port  # our source port: 500, or 4500 (data then starts with the non-ESP marker)
+        self.peer = peer  # (ip, port)
+        self.data = data  # bytes as they go on the wire after the UDP header
+
+
+class SendL2tp(Action):
+    """One L2TP message (control, or a data message carrying a PPP control frame) for an L2TP peer."""
+
+    __slots__ = ("key", "data")
+    kind = "send_l2tp"
+
+    def __init__(self, key, data):
+        self.key = key    # the L2TP peer key: (ip, port) plain, (ip, port, inner port) inside IPsec
+        self.data = data  # the UDP/1701 payload; the data plane adds UDP and ESP as the key says
+
+
+class InstallSa(Action):
+    """A new ESP SA pair negotiated by IKE: the data plane builds its transforms (once per SA)."""
+
+    __slots__ = ("child", "soft_bytes", "hard_bytes")
+    kind = "install_sa"
+
+    def __init__(self, child, soft_bytes, hard_bytes):
+        self.child = child            # sluice.ike.events.ChildSaUp (peer, SPIs, transform, keys, encap)
+        self.soft_bytes = soft_bytes  # report the SA as expiring past this many bytes (None: no byte limit)
+        self.hard_bytes = hard_bytes  # stop using it past this many
+
+
+class RemoveSa(Action):
+    """An ESP SA pair is gone: the data plane forgets both directions."""
+
+    __slots__ = ("spi_in", "spi_out")
+    kind = "remove_sa"
+
+    def __init__(self, spi_in, spi_out):
+        self.spi_in = spi_in
+        self.spi_out = spi_out
+
+
+class OutboundSa(Action):
+    """Which SA carries traffic to `peer` from now on (None: none, traffic to it is dropped)."""
+
+    __slots__ = ("peer", "spi_out", "encap")
+    kind = "outbound_sa"
+
+    def __init__(self, peer, spi_out, encap):
+        self.peer = peer
+        self.spi_out = spi_out
+        self.encap = encap
+
+
+class MovePeer(Action):
+    """The peer's NAT mapping moved: SAs and L2TP keys of `old` now belong to `new` (both (ip, port))."""
+
+    __slots__ = ("old", "new")
+    kind = "move_peer"
+
+    def __init__(self, old, new):
+        self.old = old
+        self.new = new
+
+
+class SessionUp(Action):
+    """A PPP session carries IP: the data plane forwards between the tunnel device and this session."""
+
+    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname")
+    kind = "session_up"
+
+    def __init__(self, key, peer, header, sequencing, address, ifname):
+        self.key = key                # (our tunnel id, our session id): how data messages name it
+        self.peer = peer              # the L2TP peer key the messages must come from and go to
+        self.header = header          # the L2TP data header for our messages without Ns (bytes)
+        self.sequencing = sequencing  # True: every data message needs Ns (the engine's encoder keeps it)
+        self.address = address        # the client's inner IPv4 address (server) or ours (client)
+        self.ifname = ifname          # the tunnel device
+
+
+class SessionDown(Action):
+    __slots__ = ("key",)
+    kind = "session_down"
+
+    def __init__(self, key):
+        self.key = key
+
+
+class Host(Action):
+    """One host configuration step, in order: addr_flush, addr_add, link_up, route_add, route_del,
+    pin_route (keep the path to the server outside the tunnel), forwarding."""
+
+    __slots__ = ("op", "args")
+    kind = "host"
+
+    def __init__(self, op, *args):
+        self.op = op
+        self.args = args
+
+
+class RunHook(Action):
+    """Run the client's hook with these variables (the engine adds its own environment)."""
+
+    __slots__ = ("env",)
+    kind = "hook"
+
+    def __init__(self, env):
+        self.env = env
+
+
+class OpenTransport(Action):
+    """Client: resolve the server and make the sockets for a dial; the engine answers with
+    `transport_ready(address, local_ip, now)` or `transport_failed(reason, now)`."""
+
+    __slots__ = ("server", "port", "ipsec")
+    kind = "open_transport"
+
+    def __init__(self, server, port, ipsec):
+        self.server = server
+        self.port = port
+        self.ipsec = ipsec
+
+
+class CloseTransport(Action):
+    __slots__ = ()
+    kind = "close_transport"
+
+
+class Log(Action):
+    __slots__ = ("level", "text")
+    kind = "log"
+
+    def __init__(self, level, text):
+        self.level = level  # 'info', 'warning', 'error'
+        self.text = text
+
+
+class Queue:
+    """The endpoint's outbox."""
+
+    __slots__ = ("items",)
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, action):
+        self.items.append(action)
+
+    def log(self, level, fmt, *args):
+        self.items.append(Log(level, fmt % args if args else fmt))
+
+    def drain(self):
+        out = self.items
+        self.items = []
+        return out

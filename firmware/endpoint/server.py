@@ -1,0 +1,499 @@
+"""The LNS endpoint: every decision of an L2TP/IPsec server, with no IO.
+
+Theory of operation. One `ServerEndpoint` composes the IPsec layer (`sluice.endpoint.ipsec`, absent for
+plain L2TP), the L2TP tunnel table (`sluice.l2tp.demux.TunnelTable`), one PPP server link per session, the
+address pool and the user table. Inputs:
+
+    ike_received(data, local, peer, now)   a datagram from UDP 500/4500 (marker removed), local=(ip, port)
+    l2tp_received(data, key, now)          a UDP/1701 payload the data plane did not carry itself: control
+                                           messages, PPP control frames, data for a session not yet up
+    esp_from(spi_in, outer, now)           authenticated ESP from a new outer port (NAT re-mapping)
+    traffic_seen(peer, now), sa_expiring(spi_in, hard, now)
+    handle_timer(now); commands start, shutdown, finish, reload, rekey, disconnect
+
+Outputs are pulled: `actions()` (sluice.endpoint.actions, in order), `get_timer()`.
+
+Sessions. A session exists from the LAC's ICRQ; it counts toward `max_sessions` only once PPP has
+authenticated its user. Before that it is bounded per tunnel and in total and closed after
+`PREAUTH_TIMEOUT` s, so a PSK holder without an account cannot hold the server's capacity. The address is
+decided here when the user has authenticated (a static address, or the pool), then handed to the link
+(`set_peer_address`); a user who redials while the older session still holds a static address gets it and
+the older session closes, after the frame that authenticated the new one has been processed.
+
+Peers. With IPsec the L2TP peer key is (outer ip, outer port, inner UDP port), so several clients behind
+one NAT are distinct tunnels; when IKE or ESP says a peer moved, `TunnelTable.move_peer` re-keys each of its
+tunnels and the data plane is told with `MovePeer`.
+"""
+
+from sluice.endpoint import actions as A
+from sluice.endpoint.pool import IpPool, PoolExhausted
+from sluice.l2tp import events as l2ev
+from sluice.l2tp.data import DataEncoder, parse_data
+from sluice.l2tp.demux import TunnelTable
+from sluice.l2tp.errors import L2tpError
+from sluice.ppp import events as pppev
+from sluice.ppp.config import PppConfig
+from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
+from sluice.ppp.link import PppLink
+
+CDN_ADMIN = 3        # RFC 2661 4.4.2: call disconnected for administrative reasons
+CDN_NO_RESOURCES = 4  # temporary lack of facilities
+STOPCCN_SHUTDOWN = 6  # "requester is being shut down"
+PREAUTH_TIMEOUT = 30.0  # an unauthenticated session has this long to authenticate
+PREAUTH_PER_TUNNEL = 4  # unauthenticated sessions one tunnel may hold at once
+PREAUTH_MIN_TOTAL = 16  # ... and all tunnels together (at least; max_sessions if larger)
+
+
+def peer_text(peer):
+    """'192.0.2.7:1701', or for L2TP inside IPsec '192.0.2.7:4500 (L2TP port 1701)'."""
+    if isinstance(peer, tuple):
+        if len(peer) == 2:
+            return "%s:%d" % peer
+        if len(peer) == 3:
+            return "%s:%d (L2TP port %d)" % peer
+    return str(peer)
+
+
+def why(ev):
+    """'result 2, message' from an L2TP/PPP down event, or its message alone."""
+    msg = getattr(ev, "message", None) or getattr(ev, "reason", None) or ""
+    code = getattr(ev, "result_code", None)
+    if code is None:
+        return msg or "no reason given"
+    return "result %s%s" % (code, (", " + msg) if msg else "")
+
+
+class ServerSession:
+    """One PPP session inside one L2TP tunnel."""
+
+    __slots__ = ("tunnel", "peer", "tid", "sid", "peer_sid", "link", "enc", "ip", "username", "started",
+                 "authed", "up_since", "closed", "sequencing")
+
+    def __init__(self, tunnel, tid, sid, peer_sid, sequencing, started):
+        self.tunnel = tunnel
+        self.peer = tunnel.peer
+        self.tid = tid
+        self.sid = sid
+        self.peer_sid = peer_sid
+        self.sequencing = sequencing
+        self.link = None
+        self.enc = DataEncoder(tunnel.peer_tunnel_id, peer_sid, sequencing)
+        self.ip = None
+        self.username = None
+        self.started = started
+        self.authed = False
+        self.up_since = None
+        self.closed = False
+
+
+class ServerEndpoint:
+    def __init__(self, section, users, rng, tunnel_config, ike=None, lifetime_bytes=None):
+        self.srv = section
+        self.rng = rng
+        self.q = A.Queue()
+        self.users = {}
+        self.set_users(users)
+        self.pool = IpPool(section.pool_start, section.pool_end, reserved=self._reserved(users))
+        self.table = TunnelTable(rng, tunnel_config)
+        self.ipsec = None
+        if ike is not None:
+            from sluice.endpoint.ipsec import IpsecLayer
+
+            self.ipsec = IpsecLayer(ike, self, self.q, lifetime_bytes)
+        self.sessions = {}  # (tid, sid) -> ServerSession
+        self.by_ip = {}     # client address (str) -> ServerSession
+        self.authed = 0     # sessions past authentication (what max_sessions bounds)
+        self.counters = {"malformed": 0, "unknown_session": 0, "wrong_peer": 0, "early_data": 0,
+                         "sessions_total": 0, "auth_failures": 0, "rejected_full": 0, "rejected_preauth": 0,
+                         "preauth_timeouts": 0}
+        self.last_error = None
+        self.stopping = False
+
+    # -- set-up and commands -------------------------------------------------------------------------------
+
+    def set_users(self, users):
+        self.users = dict((u.username, u) for u in users if getattr(u, "enabled", True))
+
+    def _reserved(self, users):
+        # Users' static addresses are never handed out dynamically, even when they sit inside the pool.
+        return [self.srv.local_ip] + [u.ip for u in users if getattr(u, "ip", None) and getattr(u, "enabled", True)]
+
+    def start(self, now):
+        srv = self.srv
+        ifname = srv.ifname
+        self.q.add(A.Host("addr_flush", ifname))
+        self.q.add(A.Host("addr_add", ifname, srv.local_ip, None))
+        self.q.add(A.Host("link_up", ifname, srv.mtu))
+        self.q.add(A.Host("forwarding"))
+
+    def actions(self):
+        return self.q.drain()
+
+    def reload(self, section, users, now):
+        """Users and passwords apply to new authentications; address settings need a restart."""
+        self.set_users(users)
+        self.pool.reserved = IpPool(section.pool_start, section.pool_end, self._reserved(users)).reserved
+        old = self.srv
+        for opt in ("listen", "port", "ifname", "local_ip", "pool_start", "pool_end", "ipsec", "psk", "cert",
+                    "key", "ca", "ike", "esp", "legacy", "dpd_delay", "dpd_timeout", "lifetime", "ike_lifetime",
+                    "tunnel_secret", "hello_interval"):
+            if getattr(old, opt, None) != getattr(section, opt, None):
+                self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
+        for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
+            setattr(old, opt, getattr(section, opt))
+        self.q.log("info", "configuration reloaded: %d users", len(self.users))
+
+    def rekey(self, now):
+        return self.ipsec.rekey(now) if self.ipsec is not None else 0
+
+    def disconnect(self, now, user=None, tunnel_id=None, session_id=None):
+        """Close the sessions of `user`, or one session by its ids; returns how many were closed."""
+        n = 0
+        for s in list(self.sessions.values()):
+            if (user is not None and s.username == user) or (tunnel_id == s.tid and session_id == s.sid):
+                self._close_session(s, now, "disconnected by the administrator")
+                n += 1
+        return n
+
+    def shutdown(self, now):
+        """LCP Terminate and CDN for every session, StopCCN for every tunnel."""
+        self.stopping = True
+        for sess in list(self.sessions.values()):
+            if sess.link is not None:
+                sess.link.close(now, "server shutting down")
+                self._pump_link(sess, now)
+        for tunnel in self.table.tunnels():
+            if tunnel.is_active():
+                tunnel.close(now, STOPCCN_SHUTDOWN, "server shutting down")
+        self._pump_table(now)
+
+    def finish(self, now):
+        """After the L2TP goodbyes: IPsec DELETE notifications for every SA."""
+        if self.ipsec is not None:
+            self.ipsec.delete_all(now)
+
+    def idle(self):
+        return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
+
+    # -- network input -------------------------------------------------------------------------------------
+
+    def ike_received(self, data, local, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.datagram_received(data, local, peer, now)
+
+    def esp_from(self, spi_in, outer, now):
+        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
+
+    def traffic_seen(self, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.traffic_seen(peer, now)
+
+    def sa_expiring(self, spi_in, hard, now):
+        if self.ipsec is not None:
+            self.ipsec.sa_expiring(spi_in, hard, now)
+
+    def l2tp_received(self, data, key, now):
+        n = len(data)
+        if n >= 2 and data[0] & 0x80:
+            self.table.datagram_received(data, key, now)
+            self._pump_table(now)
+            return
+        try:
+            tid, sid, _ns, p, end = parse_data(data, 0, n)
+            proto, _q = protocol_at(data, p, end)
+        except (L2tpError, PppError):
+            self.counters["malformed"] += 1
+            return
+        sess = self.sessions.get((tid, sid))
+        if sess is None:
+            self.counters["unknown_session"] += 1
+            return
+        if sess.peer != key:
+            self.counters["wrong_peer"] += 1
+            return
+        if proto == PROTO_IP or proto == PROTO_IPV6:
+            self.counters["early_data"] += 1  # before IPCP is up the data plane has no route for it
+            return
+        if sess.link is not None:
+            sess.link.frame_received(data[p:end], now)
+            self._pump_link(sess, now)
+
+    # -- IPsec layer callbacks -----------------------------------------------------------------------------
+
+    def ipsec_sa_up(self, peer, now):
+        pass  # a client dials L2TP through it; nothing to do until it does
+
+    def ipsec_failed(self, peer, reason, now):
+        self.last_error = reason
+
+    def ipsec_peer_moved(self, old, new, now):
+        for t in self.table.tunnels():
+            if isinstance(t.peer, tuple) and len(t.peer) == 3 and t.peer[:2] == old:
+                self.table.move_peer(t, (new[0], new[1], t.peer[2]))
+                for sess in self.sessions.values():
+                    if sess.tunnel is t:
+                        sess.peer = t.peer
+
+    def ipsec_peer_down(self, peer, reason, now):
+        """Every SA of the peer is gone: its tunnels cannot be reached any more."""
+        for t in self.table.tunnels():
+            if isinstance(t.peer, tuple) and t.peer[:2] == peer:
+                for sess in [s for s in self.sessions.values() if s.tunnel is t]:
+                    self._drop_session(sess, now, notify_l2tp=False)
+                if t.is_active():
+                    # StopCCN cannot reach the peer now; the tunnel gives up after its retransmissions.
+                    t.close(now, STOPCCN_SHUTDOWN, "IPsec SA lost")
+        self._pump_table(now)
+
+    # -- timers --------------------------------------------------------------------------------------------
+
+    def get_timer(self):
+        best = self.table.get_timer()
+        if self.ipsec is not None:
+            d = self.ipsec.get_timer()
+            if d is not None and (best is None or d < best):
+                best = d
+        for s in self.sessions.values():
+            d = s.link.get_timer() if s.link is not None else None
+            if not s.authed:
+                pre = s.started + PREAUTH_TIMEOUT
+                d = pre if d is None or pre < d else d
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def handle_timer(self, now):
+        if self.ipsec is not None:
+            self.ipsec.handle_timer(now)
+        d = self.table.get_timer()
+        if d is not None and d <= now:
+            self.table.handle_timer(now)
+        self._pump_table(now)
+        for s in list(self.sessions.values()):
+            if s.closed:
+                continue
+            if not s.authed and now >= s.started + PREAUTH_TIMEOUT:
+                self.counters["preauth_timeouts"] += 1
+                self.q.log("warning", "session %d/%d from %s did not authenticate within %d s: closed", s.tid,
+                           s.sid, peer_text(s.peer), int(PREAUTH_TIMEOUT))
+                self._drop_session(s, now, notify_l2tp=True)
+                continue
+            link = s.link
+            if link is not None:
+                d = link.get_timer()
+                if d is not None and d <= now:
+                    link.handle_timer(now)
+                    self._pump_link(s, now)
+
+    # -- L2TP ----------------------------------------------------------------------------------------------
+
+    def _pump_table(self, now):
+        table = self.table
+        for key, data in table.datagrams_to_send():
+            self.q.add(A.SendL2tp(key, data))
+        while True:
+            item = table.next_event()
+            if item is None:
+                break
+            tunnel, ev = item
+            self._tunnel_event(tunnel, ev, now)
+
+    def _tunnel_event(self, tunnel, ev, now):
+        if isinstance(ev, l2ev.SessionUp):
+            self._session_up(tunnel, ev, now)
+        elif isinstance(ev, l2ev.SessionDown):
+            sess = self.sessions.get((ev.tunnel_id, ev.session_id))
+            if sess is not None:
+                self.q.log("info", "session %d/%d closed by peer or tunnel: %s", ev.tunnel_id, ev.session_id,
+                           why(ev))
+                self._drop_session(sess, now, notify_l2tp=False)
+        elif isinstance(ev, l2ev.TunnelUp):
+            self.q.log("info", "tunnel %d up with %s (%s)", ev.tunnel_id, peer_text(tunnel.peer),
+                       ev.peer_host_name)
+        elif isinstance(ev, l2ev.TunnelDown):
+            for sess in [s for s in self.sessions.values() if s.tid == ev.tunnel_id]:
+                self._drop_session(sess, now, notify_l2tp=False)
+            self.q.log("info", "tunnel %d down: %s", ev.tunnel_id, why(ev))
+
+    def _refuse(self, tunnel, ev, now, counter, reason):
+        self.counters[counter] += 1
+        self.q.log("warning", "refusing a session from %s: %s", peer_text(tunnel.peer), reason)
+        tunnel.close_session(ev.session_id, now, CDN_NO_RESOURCES, "server is full")
+        self._pump_table(now)
+
+    def _session_up(self, tunnel, ev, now):
+        if self.stopping:
+            tunnel.close_session(ev.session_id, now, CDN_ADMIN, "server shutting down")
+            self._pump_table(now)
+            return
+        pre_tunnel = pre_total = 0
+        for s in self.sessions.values():
+            if not s.authed:
+                pre_total += 1
+                if s.tunnel is tunnel:
+                    pre_tunnel += 1
+        if self.authed >= self.srv.max_sessions:
+            self._refuse(tunnel, ev, now, "rejected_full", "max_sessions (%d) reached" % self.srv.max_sessions)
+            return
+        if pre_tunnel >= PREAUTH_PER_TUNNEL or pre_total >= max(PREAUTH_MIN_TOTAL, self.srv.max_sessions):
+            self._refuse(tunnel, ev, now, "rejected_preauth", "too many sessions waiting to authenticate")
+            return
+        sess = ServerSession(tunnel, ev.tunnel_id, ev.session_id, ev.peer_session_id, ev.sequencing, now)
+        self.sessions[(sess.tid, sess.sid)] = sess
+        self.counters["sessions_total"] += 1
+        srv = self.srv
+        cfg = PppConfig(
+            mru=srv.mtu, auth=tuple(srv.auth), get_password=self._password_for, assign_address=None,
+            local_ip=srv.local_ip, dns=list(srv.dns), echo_interval=srv.lcp_echo_interval,
+            echo_failure=srv.lcp_echo_failure, ipv6=bool(getattr(srv, "ipv6", False)),
+        )
+        sess.link = PppLink("server", cfg, self.rng)
+        sess.link.open(now)
+        self._pump_link(sess, now)
+
+    def _password_for(self, username):
+        u = self.users.get(username)
+        return u.password if u is not None else None
+
+    # -- PPP -----------------------------------------------------------------------------------------------
+
+    def _pump_link(self, sess, now):
+        link = sess.link
+        if link is None:
+            return
+        for frame in link.frames_to_send():
+            self.q.add(A.SendL2tp(sess.peer, sess.enc.next_header() + frame))
+        while not sess.closed:
+            ev = link.next_event()
+            if ev is None:
+                break
+            self._link_event(sess, ev, now)
+
+    def _link_event(self, sess, ev, now):
+        if isinstance(ev, pppev.Authenticated):
+            self._authenticated(sess, ev.username, now)
+        elif isinstance(ev, pppev.AuthFailed):
+            self.counters["auth_failures"] += 1
+            self.last_error = ev.reason
+            self.q.log("warning", "authentication failed from %s: %s", peer_text(sess.peer), ev.reason)
+        elif isinstance(ev, pppev.IpUp):
+            self._ip_up(sess, ev, now)
+        elif isinstance(ev, pppev.LinkDown):
+            self.q.log("info", "PPP down for %s: %s", sess.username or peer_text(sess.peer), ev.reason)
+            self._drop_session(sess, now, notify_l2tp=True)
+
+    def _authenticated(self, sess, username, now):
+        sess.username = username
+        self.q.log("info", "user %s authenticated from %s", username, peer_text(sess.peer))
+        u = self.users.get(username)
+        static = getattr(u, "ip", None) if u is not None else None
+        if static:
+            # A user who redials before the old session timed out gets the address back at once.
+            old = self.by_ip.get(static)
+            if old is None:
+                old = [s for s in self.sessions.values() if s is not sess and s.ip == static]
+                old = old[0] if old else None
+            if old is not None and old is not sess and old.username == username:
+                self.q.log("info", "user %s reconnected: closing the older session at %s", username, static)
+                self._drop_session(old, now, notify_l2tp=True)
+        if self.authed >= self.srv.max_sessions:
+            self.counters["rejected_full"] += 1
+            self.q.log("warning", "refusing user %s from %s: max_sessions (%d) reached", username,
+                       peer_text(sess.peer), self.srv.max_sessions)
+            self._close_session(sess, now, "server is full")
+            return
+        sess.authed = True
+        self.authed += 1
+        try:
+            sess.ip = self.pool.allocate(static)
+        except PoolExhausted as e:
+            self.last_error = str(e)
+            self.q.log("warning", "no address for user %s: %s", username, e)
+            sess.link.set_peer_address(None)
+            return
+        sess.link.set_peer_address(sess.ip)
+
+    def _ip_up(self, sess, ev, now):
+        ip = ev.peer_ip
+        if not ip or ip != sess.ip:
+            self.q.log("warning", "PPP for %s came up without its address: closing it", sess.username)
+            self._close_session(sess, now, "no address was agreed")
+            return
+        old = self.by_ip.get(ip)
+        if old is not None and old is not sess:
+            self.q.log("warning", "address %s moved from an older session of %s", ip, old.username)
+            self._drop_session(old, now, notify_l2tp=True)
+        self.by_ip[ip] = sess
+        sess.up_since = now
+        srv = self.srv
+        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname))
+        self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
+        self.q.log("info", "session up: %s at %s from %s (%.2f s)", sess.username, ip, peer_text(sess.peer),
+                   now - sess.started)
+
+    def _close_session(self, sess, now, reason):
+        if sess.link is not None:
+            sess.link.close(now, reason)
+            self._pump_link(sess, now)
+        if not sess.closed:
+            self._drop_session(sess, now, notify_l2tp=True)
+
+    def _drop_session(self, sess, now, notify_l2tp):
+        if sess.closed:
+            return
+        sess.closed = True
+        self.sessions.pop((sess.tid, sess.sid), None)
+        if sess.authed:
+            self.authed -= 1
+        if sess.ip is not None:
+            if self.by_ip.get(sess.ip) is sess:
+                del self.by_ip[sess.ip]
+                self.q.add(A.SessionDown((sess.tid, sess.sid)))
+                self.q.add(A.Host("route_del", sess.ip + "/32", self.srv.ifname))
+            self.pool.release(sess.ip)
+        sess.link = None
+        if notify_l2tp and sess.tunnel.is_active():
+            sess.tunnel.close_session(sess.sid, now, CDN_ADMIN, "PPP link closed")
+            self._pump_table(now)
+
+    # -- status --------------------------------------------------------------------------------------------
+
+    def status(self, now):
+        tunnels = []
+        by_tunnel = {}
+        for s in self.sessions.values():
+            by_tunnel.setdefault(s.tid, []).append(s)
+        for t in self.table.tunnels():
+            st = t.status()
+            st["peer"] = peer_text(t.peer)
+            st["sessions"] = [self._session_status(s, now) for s in by_tunnel.get(t.local_tunnel_id, ())]
+            tunnels.append(st)
+        srv = self.srv
+        return {
+            "role": "server",
+            "listen": ("%s:500/4500 (IPsec)" % srv.listen if self.ipsec is not None else "%s:%d" % (srv.listen,
+                                                                                                 srv.port)),
+            "tunnels": tunnels,
+            "sessions": len(self.sessions),
+            "authenticated": self.authed,
+            "pool": {"start": self.srv.pool_start, "end": self.srv.pool_end, "used": self.pool.used()},
+            "counters": dict(self.counters),
+            "l2tp": dict(self.table.stats),
+            "ipsec": self._ipsec_status(),
+            "last_error": self.last_error,
+        }
+
+    def _ipsec_status(self):
+        if self.ipsec is None:
+            return None
+        st = {"sas": self.ipsec.status(), "ike": dict(self.ipsec.ike.stats)}
+        st["ike"].update(self.ipsec.counters)
+        return st
+
+    def _session_status(self, s, now):
+        return {
+            "tunnel_id": s.tid, "session_id": s.sid, "user": s.username, "ip": s.ip, "peer": peer_text(s.peer),
+            "state": "up" if s.up_since is not None else ("authenticated" if s.authed else "negotiating"),
+            "since": s.started, "uptime": round(now - s.up_since, 1) if s.up_since is not None else 0,
+            "ppp": s.link.status() if s.link is not None else None,
+        }

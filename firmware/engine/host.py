@@ -1,0 +1,253 @@
+"""Host configuration and hooks as children the event loop watches: nothing here blocks the loop.
+
+Each `Host` action (sluice.endpoint.actions) becomes an `ip` command; commands and hooks run one at a time,
+in the order the endpoint asked for them (an address before the routes that use it, the connect hook after
+both). A child's output is read as it comes; its exit is noticed through its stdout closing (checked with
+`waitpid(WNOHANG)`), and a child still running at its deadline is killed with its process group and said so
+in the log. `MemoryHost` is the in-memory twin for tests.
+"""
+
+import os
+import signal
+import subprocess
+
+IP_TIMEOUT = 10.0
+HOOK_TIMEOUT = 15.0
+KEEP_OUTPUT = 2048
+
+
+def ip_argv(op, args):
+    """The `ip` argument list for one Host action, or None for an operation that is not an `ip` call."""
+    if op == "addr_flush":
+        return ["addr", "flush", "dev", args[0]]
+    if op == "addr_add":
+        ifname, local, peer = args
+        if peer:
+            return ["addr", "add", local, "peer", peer, "dev", ifname]
+        return ["addr", "add", local + "/32", "dev", ifname]
+    if op == "link_up":
+        return ["link", "set", "dev", args[0], "mtu", str(args[1]), "up"]
+    if op == "route_add":
+        dst, ifname, src = args
+        return ["route", "replace", dst, "dev", ifname] + (["src", src] if src else [])
+    if op == "route_del":
+        dst, ifname = args
+        return ["route", "del", dst] + (["dev", ifname] if ifname else [])
+    return None
+
+
+class _Job:
+    __slots__ = ("what", "argv", "env", "quiet", "then", "proc", "out", "deadline", "timeout")
+
+    def __init__(self, what, argv, env=None, quiet=False, then=None, timeout=IP_TIMEOUT):
+        self.what = what      # for the log: "ip addr add ..." or "hook connect"
+        self.argv = argv
+        self.env = env
+        self.quiet = quiet    # a failure is expected sometimes (flush, delete): do not warn
+        self.then = then      # then(output_text) after a successful exit
+        self.proc = None
+        self.out = bytearray()
+        self.deadline = None
+        self.timeout = timeout
+
+
+class HostRunner:
+    def __init__(self, loop, log, configure=True, hook=None):
+        self.loop = loop
+        self.log = log
+        self.configure = configure  # False under netifd: it applies what the hook reports
+        self.hook = hook
+        self.queue = []
+        self.job = None
+        self.counters = {"commands": 0, "failures": 0, "timeouts": 0}
+
+    # -- what the runner calls -----------------------------------------------------------------------------
+
+    def host(self, op, args):
+        if not self.configure:
+            return
+        if op == "forwarding":
+            if _enable_forwarding():
+                self.log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+            return
+        if op == "pin_route":
+            dst, server = args
+            self._add(_Job("ip route get " + server, ["ip", "-o", "route", "get", server], quiet=True,
+                           then=lambda out, d=dst: self._pin(d, out)))
+            return
+        argv = ip_argv(op, args)
+        if argv is None:
+            self.log.error("unknown host operation %r", op)
+            return
+        self._add(_Job("ip " + " ".join(argv), ["ip"] + argv, quiet=op in ("addr_flush", "route_del")))
+
+    def run_hook(self, env):
+        if not self.hook:
+            return
+        full = dict(os.environ)
+        full.update(env)
+        self._add(_Job("hook %s %s" % (self.hook, env.get("reason", "")), [self.hook], env=full,
+                       timeout=HOOK_TIMEOUT))
+
+    def idle(self):
+        return self.job is None and not self.queue
+
+    def run_now(self, deadline):
+        """At exit: run what is queued without the loop, each child bounded by its timeout and `deadline`."""
+        import time
+
+        while (self.job is not None or self.queue) and time.monotonic() < deadline:
+            if self.job is None:
+                self._next()
+                continue
+            job = self.job
+            try:
+                out, _ = job.proc.communicate(timeout=max(0.1, min(job.timeout, deadline - time.monotonic())))
+                job.out += out or b""
+            except subprocess.TimeoutExpired:
+                self._kill(job)
+            self._finish(job)
+
+    # -- children ------------------------------------------------------------------------------------------
+
+    def _add(self, job):
+        self.queue.append(job)
+        if self.job is None:
+            self._next()
+
+    def _next(self):
+        while self.queue and self.job is None:
+            job = self.queue.pop(0)
+            try:
+                job.proc = subprocess.Popen(job.argv, env=job.env, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+            except OSError as e:
+                self.counters["failures"] += 1
+                self.log.warning("%s failed: %s", job.what, e.strerror or e)
+                continue
+            self.counters["commands"] += 1
+            self.job = job
+            os.set_blocking(job.proc.stdout.fileno(), False)
+            self.loop.add_reader(job.proc.stdout, self._readable)
+            job.deadline = _now() + job.timeout
+            self.loop.call_at(job.deadline, lambda now, j=job: self._timeout(j))
+
+    def _readable(self, now):
+        job = self.job
+        if job is None:
+            return
+        try:
+            data = os.read(job.proc.stdout.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            if len(job.out) < KEEP_OUTPUT:
+                job.out += data[:KEEP_OUTPUT - len(job.out)]
+            return
+        # EOF: the child closed its output (it exited, almost always). Reap it without blocking.
+        self.loop.remove_reader(job.proc.stdout)
+        self._reap(job)
+
+    def _reap(self, job):
+        if job is not self.job:
+            return
+        if job.proc.poll() is None:
+            self.loop.call_at(_now() + 0.02, lambda now, j=job: self._reap(j))
+            return
+        self._finish(job)
+
+    def _timeout(self, job):
+        if job is not self.job or job.proc.poll() is not None:
+            return
+        self.counters["timeouts"] += 1
+        self._kill(job)
+        self.log.warning("%s did not finish within %d s: killed", job.what, int(job.timeout))
+        try:
+            self.loop.remove_reader(job.proc.stdout)
+        except (ValueError, OSError):
+            pass
+        self._finish(job, killed=True)
+
+    def _kill(self, job):
+        try:
+            os.killpg(job.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            job.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+            pass
+
+    def _finish(self, job, killed=False):
+        self.job = None
+        try:
+            job.proc.stdout.close()
+        except OSError:
+            pass
+        rc = job.proc.returncode
+        text = job.out.decode("utf-8", "replace").strip()
+        if not killed:
+            if rc == 0:
+                if job.then is not None:
+                    job.then(text)
+            elif not job.quiet:
+                self.counters["failures"] += 1
+                self.log.warning("%s exited %s: %s", job.what, rc, text[-200:].replace("\n", " | "))
+        self._next()
+
+    def _pin(self, dst, out):
+        words = out.split()
+        if "via" not in words:
+            return
+        i = words.index("via")
+        argv = ["route", "replace", dst, "via", words[i + 1]]
+        if "dev" in words:
+            j = words.index("dev")
+            argv += ["dev", words[j + 1]]
+        self.queue.insert(0, _Job("ip " + " ".join(argv), ["ip"] + argv))
+
+
+def _now():
+    from sluice.engine.loop import monotonic
+
+    return monotonic()
+
+
+def _enable_forwarding():
+    path = "/proc/sys/net/ipv4/ip_forward"
+    try:
+        with open(path) as f:
+            if f.read().strip() == "1":
+                return False
+        with open(path, "w") as f:
+            f.write("1\n")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryHost:
+    """HostRunner's twin: records what would have run (`ops`, `hooks`), runs nothing."""
+
+    def __init__(self, configure=True, hook=None):
+        self.configure = configure
+        self.hook = hook
+        self.ops = []
+        self.hooks = []
+
+    def host(self, op, args):
+        if self.configure:
+            self.ops.append((op,) + tuple(args))
+
+    def run_hook(self, env):
+        if self.hook:
+            self.hooks.append(dict(env))
+
+    def idle(self):
+        return True
+
+    def run_now(self, deadline):
+        pass

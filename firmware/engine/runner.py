@@ -1,0 +1,377 @@
+"""Carries out what an endpoint decides: the thin engine around `sluice.endpoint`.
+
+After every input (a datagram the data plane handed up, a timer, a command) the runner drains the
+endpoint's actions and hands each to the piece of IO it names: the data plane (`userplane.UserPlane`), the
+host configuration and hooks (`host.HostRunner`), the log. It then re-arms the one timer the endpoint
+asked for. It decides nothing about the protocols.
+
+`build_server` / `build_client` make the pieces from a configuration: the crypto backend is chosen here
+once and injected into both IKE and ESP (with `option crypto 'pure'`, `cryptography` is never imported).
+"""
+
+import os
+import socket
+
+from sluice.engine.timers import TimerSlot
+
+_LEVELS = ("info", "warning", "error", "debug")
+
+
+class Runner:
+    def __init__(self, loop, log, endpoint, plane, host, net=None, clock=None):
+        self.loop = loop
+        self.log = log
+        self.endpoint = endpoint
+        self.plane = plane
+        self.host = host
+        self.net = net          # client: resolve + sockets for each dial (RealNet or a twin)
+        self.clock = clock
+        self.timer = TimerSlot(loop, self._fire)
+        self.transport = None   # client: (address, ipsec) the plane's sockets are open for
+        self.internal_errors = 0
+        self._dispatch = {
+            "send_ike": lambda a, now: self.plane.send_ike(a.port, a.peer, a.data),
+            "send_l2tp": lambda a, now: self.plane.send_l2tp(a.key, a.data),
+            "install_sa": self._install_sa,
+            "remove_sa": lambda a, now: self.plane.remove_sa(a.spi_in, a.spi_out),
+            "outbound_sa": lambda a, now: self.plane.outbound_sa(a.peer, a.spi_out, a.encap),
+            "move_peer": lambda a, now: self.plane.move_peer(a.old, a.new),
+            "session_up": lambda a, now: self.plane.session_up(a),
+            "session_down": lambda a, now: self.plane.session_down(a.key),
+            "host": lambda a, now: self.host.host(a.op, a.args),
+            "hook": lambda a, now: self.host.run_hook(a.env),
+            "open_transport": self._open_transport,
+            "close_transport": lambda a, now: self._close_transport(),
+            "log": lambda a, now: self.log.log(_level(a.level), "%s", a.text),
+        }
+
+    def now(self):
+        if self.clock is not None:
+            return self.clock()
+        t = getattr(self.loop, "time", None)  # the in-memory twin's virtual clock
+        return t() if t is not None else _monotonic()
+
+    # -- driving the endpoint ------------------------------------------------------------------------------
+
+    def flush(self, now):
+        ep = self.endpoint
+        for _ in range(64):  # an action may feed the endpoint (open_transport): drain until quiet, bounded
+            acts = ep.actions()
+            if not acts:
+                break
+            for a in acts:
+                self._dispatch[a.kind](a, now)
+        self.timer.arm(ep.get_timer())
+
+    def _fire(self, now):
+        self.endpoint.handle_timer(now)
+        self.flush(now)
+
+    def start(self, now):
+        self.endpoint.start(now)
+        self.flush(now)
+
+    def command(self, name, now, *args, **kw):
+        r = getattr(self.endpoint, name)(now, *args, **kw)
+        self.flush(now)
+        return r
+
+    def reload(self, config, section):
+        now = self.now()
+        if getattr(self.endpoint, "users", None) is not None:
+            self.endpoint.reload(section, config.users, now)
+        else:
+            self.endpoint.reload(section, now)
+        self.flush(now)
+
+    def idle(self):
+        return self.endpoint.idle() and self.host.idle()
+
+    def finish(self, now, deadline):
+        """The daemon is about to exit: last goodbyes, then whatever host steps and hooks are still queued."""
+        self.command("finish", now)
+        self.host.run_now(deadline)
+
+    def close(self):
+        self.plane.close()
+
+    # -- what the data plane hands up ----------------------------------------------------------------------
+
+    def on_ike(self, data, local, peer, now):
+        self.endpoint.ike_received(data, local, peer, now)
+        self.flush(now)
+
+    def on_l2tp(self, data, key, now):
+        self.endpoint.l2tp_received(data, key, now)
+        self.flush(now)
+
+    def on_esp_from(self, spi_in, outer, now):
+        self.endpoint.esp_from(spi_in, outer, now)
+        self.flush(now)
+
+    def on_traffic(self, peer, now):
+        self.endpoint.traffic_seen(peer, now)
+
+    def on_expiring(self, spi_in, hard, now):
+        now = self.now() if now is None else now
+        self.endpoint.sa_expiring(spi_in, hard, now)
+        self.flush(now)
+
+    # -- actions with IO beyond the plane ------------------------------------------------------------------
+
+    def _install_sa(self, a, now):
+        err = self.plane.install_sa(a)
+        if err:
+            self.log.error("%s", err)
+
+    def _open_transport(self, a, now):
+        net = self.net
+        try:
+            addr = net.resolve(a.server, a.port)
+            if self.transport == "fixed":  # a test handed in a connected socket
+                self.endpoint.transport_ready(addr, None, now)
+                return
+            want = (addr, a.ipsec)
+            if self.transport is not None and self.transport != want:
+                self._close_transport()
+            if self.transport is None:
+                if a.ipsec:
+                    self.plane.open_ipsec()
+                else:
+                    self.plane.open_plain(net.connected_udp(addr))
+                self.transport = want
+            local = net.source_address(addr[0]) if a.ipsec else None
+        except (RuntimeError, OSError) as e:
+            self.endpoint.transport_failed(getattr(e, "strerror", None) or str(e), now)
+            return
+        self.endpoint.transport_ready(addr, local, now)
+
+    def _close_transport(self):
+        self.plane.close_sockets()
+        self.transport = None
+
+    # -- status --------------------------------------------------------------------------------------------
+
+    def status(self):
+        now = self.now()
+        st = self.endpoint.status(now)
+        plane = self.plane
+        st["ifname"] = plane.tun.name if plane.tun is not None else None
+        st["datapath"] = "user"
+        wall = _wall()
+        for t in st.get("tunnels", ()):
+            for s in t.get("sessions", ()):
+                c = plane.session_counters((t.get("tunnel_id"), s.get("session_id")))
+                if c is not None:
+                    s.update(c)
+                s["datapath"] = "user"
+                if "since" in s:
+                    s["since"] = round(wall - (now - s["since"]), 1)  # wall-clock time the session started
+        ipsec = st.get("ipsec")
+        if ipsec is not None:
+            counts = plane.sa_counters()
+            for sa in ipsec["sas"]:
+                sa.update(counts.get(int(sa["spi_in"], 16), {}))
+                out = counts.get(int(sa["spi_out"], 16), {})
+                sa["packets_out"] = out.get("packets_out", 0)
+                sa["bytes_out"] = out.get("bytes_out", 0)
+        # Kept for the tools that read it (LuCI, the interop lab): the transport as one block.
+        transport = {"ipsec": ipsec is not None or bool(plane.s500), "sas": ipsec["sas"] if ipsec else []}
+        transport.update(plane.counters)
+        if ipsec is not None:
+            transport["ike"] = ipsec["ike"]
+        st["transport"] = transport
+        st["counters"] = dict(st.get("counters") or {})
+        if st.get("role") == "client" and plane.single is not None:
+            c = plane.session_counters(plane.single.key) or {}
+            for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
+                st["counters"][k] = c.get(k, 0)
+        st["internal_errors"] = self.internal_errors
+        return st
+
+
+def _level(name):
+    from sluice.engine import log as L
+
+    return {"debug": L.DEBUG, "info": L.INFO, "warning": L.WARNING, "error": L.ERROR}.get(name, L.INFO)
+
+
+def _monotonic():
+    from sluice.engine.loop import monotonic
+
+    return monotonic()
+
+
+def _wall():
+    import time
+
+    return time.time()
+
+
+# -- real IO ---------------------------------------------------------------------------------------------------
+
+class RealSockets:
+    """Sockets for the user-space plane (the in-memory twin is sluice.engine.twins.MemoryNet)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def udp(self, address, port, client):
+        from sluice.hal.net.udp import bind_udp
+
+        return bind_udp(address, port, fallback_ephemeral=client)
+
+    def raw_esp(self):
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
+            s.setblocking(False)
+            return s
+        except OSError as e:
+            # Without CAP_NET_RAW only UDP-encapsulated ESP works; say so once.
+            self.log.warning("no raw ESP socket (%s): only NAT-T (UDP 4500) peers can connect", e.strerror)
+            return None
+
+    def resolve(self, host, port):
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        except socket.gaierror as e:
+            raise RuntimeError("cannot resolve server %r: %s" % (host, e))
+        return infos[0][4]
+
+    def connected_udp(self, addr):
+        from sluice.hal.net.udp import bind_udp
+
+        s = bind_udp("0.0.0.0", 1701, fallback_ephemeral=True)
+        try:
+            s.connect(addr)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def source_address(self, server_ip):
+        """The address this host sends from toward server_ip (asks the routing table; no packet is sent)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect((server_ip, 500))
+            return s.getsockname()[0]
+        finally:
+            s.close()
+
+
+def choose_crypto(choice, log):
+    """The crypto backend module for `option crypto` ('auto' measures; a name must pass its known answers)."""
+    from sluice.hal import crypto
+
+    if choice and choice != "auto":
+        from sluice.hal.crypto import kat
+
+        mod = crypto.load(choice)
+        reason = mod.available()
+        if reason is not None or not kat.ok(kat.run(mod)):
+            raise RuntimeError("crypto backend %r cannot be used here: %s" % (
+                choice, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
+        log.info("crypto backend: %s (set by option crypto)", choice)
+        return mod
+    from sluice.hal.crypto import select
+
+    chosen = select.choose()
+    if chosen is None:
+        raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
+    log.info("crypto backend: %s (`sluice crypto` shows the measurements)", chosen)
+    return crypto.load(chosen)
+
+
+def _tunnel_config(section):
+    from sluice.l2tp.tunnel import TunnelConfig
+
+    return TunnelConfig(host_name=section.hostname or socket.gethostname() or "sluice",
+                        secret=(getattr(section, "tunnel_secret", None) or None),
+                        hello_interval=getattr(section, "hello_interval", 60))
+
+
+def _lifetime_bytes(section):
+    kb = getattr(section, "lifetime_kbytes", 0) or 0
+    return kb * 1024 if kb else None
+
+
+def build_server(config, section, loop, log, tun=None, sockets=None, host=None, rng=os.urandom, backend=None,
+                 plain_sock=None):
+    """A Runner for a server section: sockets bound first, then the crypto backend chosen, then IKE."""
+    from sluice.endpoint.server import ServerEndpoint
+    from sluice.engine.userplane import UserPlane
+
+    sockets = sockets or RealSockets(log)
+    if tun is None:
+        from sluice.hal.net.tun import TunDevice
+
+        tun = TunDevice(section.ifname)
+    if host is None:
+        from sluice.engine.host import HostRunner
+
+        host = HostRunner(loop, log)
+    runner = Runner(loop, log, None, None, host, net=sockets)
+    plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
+                      sockets=sockets)
+    ike = None
+    if section.ipsec:
+        plane.open_ipsec()
+        if backend is None:
+            backend = choose_crypto(_crypto_option(config), log)
+        from sluice.engine.ikeconf import responder_config
+        from sluice.ike.table import IkeTable
+
+        ike = IkeTable(responder_config(section), rng, backend)
+    else:
+        plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
+    plane.backend = backend
+    ep = ServerEndpoint(section, config.users, rng, _tunnel_config(section), ike=ike,
+                        lifetime_bytes=_lifetime_bytes(section))
+    runner.endpoint = ep
+    runner.plane = plane
+    plane.attach_tun()
+    return runner
+
+
+def build_client(config, section, loop, log, hook=None, configure_host=True, interface=None, tun=None,
+                 sockets=None, host=None, rng=os.urandom, backend=None, plain_sock=None):
+    from sluice.endpoint.client import ClientEndpoint
+    from sluice.engine.userplane import UserPlane
+
+    sockets = sockets or RealSockets(log)
+    if tun is None:
+        from sluice.hal.net.tun import TunDevice
+
+        tun = TunDevice(section.ifname)
+    if host is None:
+        from sluice.engine.host import HostRunner
+
+        host = HostRunner(loop, log, configure=configure_host, hook=hook)
+    runner = Runner(loop, log, None, None, host, net=sockets)
+    plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
+    make_ike = None
+    if section.ipsec:
+        if backend is None:
+            backend = choose_crypto(_crypto_option(config), log)
+        from sluice.engine.ikeconf import initiator_config
+        from sluice.ike.table import IkeTable
+
+        files = initiator_config(section)
+
+        def make_ike(local_ip, server_ip, files=files, backend=backend):
+            return IkeTable(files(local_ip, server_ip), rng, backend)
+    plane.backend = backend
+    ep = ClientEndpoint(section, rng, _tunnel_config(section), make_ike=make_ike,
+                        lifetime_bytes=_lifetime_bytes(section), interface=interface)
+    runner.endpoint = ep
+    runner.plane = plane
+    if plain_sock is not None:
+        plane.open_plain(plain_sock)
+        runner.transport = "fixed"
+    plane.attach_tun()
+    return runner
+
+
+def _crypto_option(config):
+    g = getattr(config, "globals", None)
+    return getattr(g, "crypto", None) or "auto"

@@ -1,0 +1,485 @@
+"""The user-space data plane: ESP and L2TP/PPP framing between UDP sockets and a TUN device.
+
+One of the data-plane backends behind the endpoint seam (`sluice.endpoint.actions`): the endpoint decides
+which SAs exist, which one carries a peer's traffic and which sessions carry IP; this module holds the
+sockets, the TUN device, the ESP transforms and one bundle per session, and moves packets.
+
+Per packet, outbound: one TUN read into a buffer that leaves room in front, one dict lookup (server: by the
+destination address; client: the one session), the UDP/L2TP/PPP prefix written in front of the packet, one
+`seal`, one `sendto`. Inbound: one `recvfrom_into`, one SPI lookup, one `open`, the one L2TP data parser
+(`sluice.l2tp.data.parse_data`) and PPP protocol parser (`sluice.ppp.framing.protocol_at`) on the buffer in
+place, one session lookup by (tunnel id, session id), one TUN write. Everything else (control messages, PPP
+control frames, data for sessions not yet up) goes to the endpoint through the `up` object.
+
+The bundle of a session refers to the route of its peer (`_Route`: outbound SA, encapsulation, destination,
+soft byte mark); an SA change or a NAT move updates the route in place, so no bundle is rebuilt per packet.
+"""
+
+import socket
+import struct
+
+from sluice.esp.errors import EspError, EspExpired
+from sluice.esp.lifetime import Lifetime
+from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
+from sluice.l2tp.data import DataEncoder, parse_data
+from sluice.l2tp.errors import L2tpError
+from sluice.ppp.framing import PROTO_IP, PppError, protocol_at
+
+IKE_PORT = 500
+NATT_PORT = 4500
+L2TP_PORT = 1701
+IPPROTO_ESP = 50
+HEADROOM = 64  # room in front of a TUN packet for UDP (8) + L2TP (up to 16) + PPP (4) headers
+LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
+_NEVER = 1 << 62
+_PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
+_PKTINFO_SPACE = socket.CMSG_SPACE(12)
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+class _Route:
+    """Where a peer's packets go: the outbound SA, UDP encapsulation, destination."""
+
+    __slots__ = ("peer", "sa", "spi_in", "encap", "soft", "told")
+
+    def __init__(self, peer):
+        self.peer = peer
+        self.sa = None       # Outbound
+        self.spi_in = 0      # the inbound SPI of the same pair (how the endpoint names the SA)
+        self.encap = False
+        self.soft = _NEVER   # tell the endpoint once the SA has sealed this many bytes
+        self.told = False
+
+
+class _InSa:
+    __slots__ = ("sa", "route", "encap", "last_rx", "soft", "told", "hard_told")
+
+    def __init__(self, sa, route, encap, soft):
+        self.sa = sa
+        self.route = route
+        self.encap = encap
+        self.last_rx = -1e9
+        self.soft = soft
+        self.told = False
+        self.hard_told = False
+
+
+class Bundle:
+    """One session's data path, built when it comes up."""
+
+    __slots__ = ("key", "peer", "route", "sport", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
+                 "tx_packets", "tx_bytes", "spoofed")
+
+    def __init__(self, key, peer, route, header, sequencing, addr):
+        self.key = key
+        self.peer = peer     # the L2TP peer key
+        self.route = route   # _Route (IPsec) or None (plain UDP)
+        self.sport = peer[2] if len(peer) == 3 else 0
+        self.addr = addr     # 4 bytes: the client's address (server side), ours (client side)
+        self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = self.spoofed = 0
+        if sequencing:
+            # Every message needs the next Ns: the encoder makes the header per packet (rare: RFC 2661 5.4).
+            self.enc = DataEncoder((header[2] << 8) | header[3], (header[4] << 8) | header[5], True)
+            self.prefix = None
+        else:
+            self.enc = None
+            self.prefix = bytes(header) + _PPP_IP
+
+
+class UserPlane:
+    def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
+        self.loop = loop
+        self.up = up          # the runner: on_ike, on_l2tp, on_esp_from, on_traffic, on_expiring
+        self.role = role      # 'server' or 'client'
+        self.backend = backend  # crypto backend module, chosen once (the same one IKE uses)
+        self.rng = rng
+        self.tun = tun
+        self.ipsec = ipsec
+        self.listen = listen
+        self.sockets = sockets  # factory: udp(address, port, client) / raw_esp() (the in-memory twin replaces it)
+        self.s500 = self.s4500 = self.raw = self.udp = None
+        self.inbound = {}     # SPI (4 bytes) -> _InSa
+        self.outs = {}        # spi_out -> (Outbound, soft byte mark, spi_in)
+        self.routes = {}      # IKE peer (ip, port) -> _Route
+        self.bundles = {}     # (tid, sid) -> Bundle
+        self.by_addr = {}     # 4-byte address -> Bundle (server)
+        self.single = None    # client: the one Bundle
+        self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
+        self.buf = bytearray(65535)
+        self.view = memoryview(self.buf)
+        self.tbuf = bytearray(HEADROOM + 65535)
+        self.tview = memoryview(self.tbuf)
+        self.counters = {"esp_in": 0, "esp_out": 0, "unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0,
+                         "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
+                         "spoofed": 0, "send_errors": 0, "expired": 0}
+
+    # -- sockets -------------------------------------------------------------------------------------------
+
+    def open_ipsec(self):
+        client = self.role == "client"
+        f = self.sockets
+        # Bound first: a peer's first IKE packet waits in the socket while the backends prove themselves.
+        self.s500 = f.udp(self.listen, IKE_PORT, client)
+        self.s4500 = f.udp(self.listen, NATT_PORT, client)
+        self.raw = f.raw_esp()
+        if self.listen in ("0.0.0.0", "") and hasattr(self.s500, "setsockopt"):
+            # NAT-D hashes our address as the peer sees it: learn it per datagram (IP_PKTINFO).
+            self.s500.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        self.loop.add_reader(self.s500, self._on_500)
+        self.loop.add_reader(self.s4500, self._on_4500)
+        if self.raw is not None:
+            self.loop.add_reader(self.raw, self._on_raw)
+
+    def open_plain(self, sock):
+        """Plain L2TP over UDP: `sock` is bound (server) or bound and connected to the server (client)."""
+        self.udp = sock
+        self.loop.add_reader(sock, self._on_udp)
+
+    def attach_tun(self):
+        self.loop.add_reader(self.tun, self._on_tun)
+
+    def close_sockets(self):
+        for s in (self.s500, self.s4500, self.raw, self.udp):
+            if s is not None:
+                self.loop.remove_reader(s)
+                s.close()
+        self.s500 = self.s4500 = self.raw = self.udp = None
+        self.inbound.clear()
+        self.outs.clear()
+        self.routes.clear()
+
+    def close(self):
+        self.close_sockets()
+        if self.tun is not None:
+            if self.tun.fileno() >= 0:
+                self.loop.remove_reader(self.tun)
+            self.tun.close()
+
+    # -- actions from the endpoint -------------------------------------------------------------------------
+
+    def send_ike(self, port, peer, data):
+        s = self.s4500 if port == NATT_PORT else self.s500
+        if s is None:
+            return
+        try:
+            s.sendto(data, peer)
+        except OSError:
+            self.counters["send_errors"] += 1
+
+    def send_l2tp(self, key, data):
+        """A control message or PPP control frame for the L2TP peer `key`."""
+        if self.udp is not None:
+            self._send_plain(key, (data,))
+            return
+        route = self.routes.get((key[0], key[1]))
+        if route is None or route.sa is None:
+            self.counters["no_sa"] += 1
+            return
+        self._seal_send(route, struct.pack("!HHHH", L2TP_PORT, key[2], 8 + len(data), 0) + data, None)
+
+    def install_sa(self, a):
+        e = a.child
+        soft = a.soft_bytes if a.soft_bytes else _NEVER
+        life = Lifetime(hard_bytes=a.hard_bytes) if a.hard_bytes else None
+        try:
+            inb = Inbound(e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in, self.rng, self.backend, life)
+            out = Outbound(e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out, self.rng, self.backend, life)
+        except (ValueError, EspError) as err:
+            return "cannot install ESP SA %s with %s: %s" % (e.transform, e.peer[0], err)
+        route = self._route(e.peer)
+        self.inbound[e.spi_in.to_bytes(4, "big")] = _InSa(inb, route, e.encap, soft)
+        self.outs[e.spi_out] = (out, soft, e.spi_in)
+        return None
+
+    def outbound_sa(self, peer, spi_out, encap):
+        route = self._route(peer)
+        if spi_out is None:
+            route.sa = None
+            return
+        got = self.outs.get(spi_out)
+        if got is None:
+            return
+        route.sa, route.soft, route.spi_in = got
+        route.encap = encap
+        route.told = False
+
+    def remove_sa(self, spi_in, spi_out):
+        self.inbound.pop(spi_in.to_bytes(4, "big"), None)
+        self.outs.pop(spi_out, None)
+        for r in self.routes.values():
+            if r.sa is not None and r.sa.spi == spi_out:
+                r.sa = None
+
+    def move_peer(self, old, new):
+        route = self.routes.pop(old, None)
+        if route is not None:
+            route.peer = new
+            self.routes[new] = route
+        for b in self.bundles.values():
+            p = b.peer
+            if len(p) == 3 and (p[0], p[1]) == old:
+                b.peer = (new[0], new[1], p[2])
+
+    def session_up(self, a):
+        addr = socket.inet_aton(a.address)
+        route = self.routes.get((a.peer[0], a.peer[1])) if len(a.peer) == 3 else None
+        if len(a.peer) == 3 and route is None:
+            route = self._route((a.peer[0], a.peer[1]))
+        b = Bundle(a.key, a.peer, route, a.header, a.sequencing, addr)
+        self.bundles[a.key] = b
+        if self.role == "server":
+            self.by_addr[addr] = b
+        else:
+            self.single = b
+
+    def session_down(self, key):
+        b = self.bundles.pop(key, None)
+        if b is None:
+            return None
+        if self.by_addr.get(b.addr) is b:
+            del self.by_addr[b.addr]
+        if self.single is b:
+            self.single = None
+        return b
+
+    def _route(self, peer):
+        r = self.routes.get(peer)
+        if r is None:
+            r = self.routes[peer] = _Route(peer)
+        return r
+
+    # -- receive -------------------------------------------------------------------------------------------
+
+    def _on_500(self, now):
+        local_for = self.local_for
+        for _ in range(16):
+            try:
+                data, anc, _flags, peer = self.s500.recvmsg(65535, _PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            local = self.listen
+            for level, kind, cdata in anc:
+                if level == socket.IPPROTO_IP and len(cdata) >= 12:
+                    local = socket.inet_ntoa(cdata[8:12])  # in_pktinfo.ipi_addr: the header's destination
+                    if local_for.get(peer[0]) != local:
+                        if len(local_for) >= LOCAL_FOR_MAX:
+                            del local_for[next(iter(local_for))]  # oldest first: bounded, O(1)
+                        local_for[peer[0]] = local
+            self.up.on_ike(data, (local, IKE_PORT), peer, now)
+
+    def _on_4500(self, now):
+        buf, view = self.buf, self.view
+        for _ in range(64):
+            try:
+                n, peer = self.s4500.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if n == 1 and buf[0] == 0xFF:
+                continue  # NAT keepalive (RFC 3948 2.3)
+            if n < 8:
+                self.counters["esp_errors"] += 1
+                continue
+            if buf[0] == 0 and buf[1] == 0 and buf[2] == 0 and buf[3] == 0:
+                local = self.local_for.get(peer[0], self.listen)
+                self.up.on_ike(bytes(view[4:n]), (local, NATT_PORT), peer, now)
+                continue
+            self._esp_in(bytes(view[:n]), peer, True, now)
+
+    def _on_raw(self, now):
+        buf, view = self.buf, self.view
+        for _ in range(64):
+            try:
+                n, addr = self.raw.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            ihl = (buf[0] & 0x0F) * 4
+            if n < ihl + 8:
+                self.counters["esp_errors"] += 1
+                continue
+            self._esp_in(bytes(view[ihl:n]), (addr[0], 0), False, now)
+
+    def _esp_in(self, packet, outer, encap, now):
+        rec = self.inbound.get(packet[:4])
+        c = self.counters
+        if rec is None:
+            c["unknown_spi"] += 1
+            return
+        route = rec.route
+        # The SA is bound to its peer's address: ESP for it from elsewhere is dropped before any crypto.
+        if outer[0] != route.peer[0] or encap != rec.encap:
+            c["unknown_spi"] += 1
+            return
+        sa = rec.sa
+        try:
+            payload, nh = sa.open(packet)
+        except EspExpired:
+            c["expired"] += 1
+            if not rec.hard_told:
+                rec.hard_told = True
+                self.up.on_expiring(sa.spi, True, now)
+            return
+        except EspError:
+            c["esp_errors"] += 1
+            return
+        c["esp_in"] += 1
+        if encap and outer[1] != route.peer[1]:
+            # Authenticated ESP from a new port of the same address: the endpoint decides whether to follow.
+            self.up.on_esp_from(sa.spi, outer, now)
+        if now - rec.last_rx > 1.0:  # DPD only needs to know the peer is alive, not every packet
+            rec.last_rx = now
+            self.up.on_traffic(route.peer, now)
+        if sa.bytes >= rec.soft and not rec.told:
+            rec.told = True
+            self.up.on_expiring(sa.spi, False, now)
+        n = len(payload)
+        if nh != NEXT_HEADER_UDP or n < 8 or ((payload[2] << 8) | payload[3]) != L2TP_PORT:
+            c["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
+            return
+        self._l2tp_in(payload, 8, n, route, (payload[0] << 8) | payload[1], None, now)
+
+    def _on_udp(self, now):
+        buf, sock = self.buf, self.udp
+        for _ in range(64):
+            try:
+                n, peer = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # ICMP errors surface here (port unreachable): the L2TP machines notice silence themselves.
+                self.counters["send_errors"] += 1
+                return
+            self._l2tp_in(buf, 0, n, None, 0, peer, now)
+
+    def _l2tp_in(self, buf, start, n, route, sport, peer, now):
+        """One UDP/1701 payload in buf[start:n], from `route` + inner port `sport` (IPsec) or `peer` (plain)."""
+        c = self.counters
+        if n - start >= 2 and not buf[start] & 0x80:
+            try:
+                tid, sid, _ns, p, end = parse_data(buf, start, n)
+                proto, q = protocol_at(buf, p, end)
+            except (L2tpError, PppError):
+                c["malformed"] += 1
+                return
+            b = self.bundles.get((tid, sid))
+            if b is not None and proto == PROTO_IP:
+                if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
+                    c["wrong_peer"] += 1
+                    return
+                if self.role == "server":
+                    # Only the address this session was given may appear as the source (no spoofing through
+                    # us), and only IPv4: the TUN takes the version from the packet itself.
+                    if end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr:
+                        b.spoofed += 1
+                        c["spoofed"] += 1
+                        return
+                b.rx_packets += 1
+                b.rx_bytes += end - q
+                self.tun.write(memoryview(buf)[q:end])
+                return
+        if route is not None:
+            key = (route.peer[0], route.peer[1], sport)
+        elif self.role == "client":
+            key = self.single.peer if self.single is not None else peer
+            key = peer if key is None else key
+        else:
+            key = peer
+        self.up.on_l2tp(bytes(buf[start:n]), key, now)
+
+    # -- send ----------------------------------------------------------------------------------------------
+
+    def _on_tun(self, now):
+        tbuf, tview = self.tbuf, self.tview
+        c = self.counters
+        server = self.role == "server"
+        for _ in range(64):
+            n = self.tun.read_into(tview[HEADROOM:])
+            if n <= 0:
+                return
+            if n < 20 or tbuf[HEADROOM] >> 4 != 4:
+                continue
+            if server:
+                b = self.by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20]))
+            else:
+                b = self.single
+            if b is None:
+                c["no_route"] += 1
+                continue
+            b.tx_packets += 1
+            b.tx_bytes += n
+            prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
+            k = len(prefix)
+            start = HEADROOM - k
+            tview[start:HEADROOM] = prefix
+            route = b.route
+            if route is None:
+                self._send_plain(b.peer, (tview[start:HEADROOM + n],))
+                continue
+            start -= 8
+            struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
+            self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
+
+    def _send_plain(self, peer, parts):
+        try:
+            if self.role == "client":
+                self.udp.sendmsg(parts)
+            else:
+                self.udp.sendmsg(parts, (), 0, peer)
+        except OSError:
+            self.counters["send_errors"] += 1
+
+    def _seal_send(self, route, inner, now):
+        sa = route.sa
+        c = self.counters
+        if sa is None:
+            c["no_sa"] += 1
+            return
+        try:
+            pkt = sa.seal(inner, NEXT_HEADER_UDP)
+        except EspExpired:
+            c["expired"] += 1
+            if route.told is not None:
+                route.told = None  # hard: said once (None), soft: True
+                self.up.on_expiring(route.spi_in, True, now)
+            return
+        except EspError:
+            c["esp_errors"] += 1
+            return
+        try:
+            if route.encap:
+                self.s4500.sendto(pkt, route.peer)
+            elif self.raw is not None:
+                self.raw.sendto(pkt, (route.peer[0], 0))
+            else:
+                c["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                return
+        except OSError:
+            c["send_errors"] += 1
+            return
+        c["esp_out"] += 1
+        if sa.bytes >= route.soft and route.told is False:
+            route.told = True
+            self.up.on_expiring(route.spi_in, False, now)
+
+    # -- status --------------------------------------------------------------------------------------------
+
+    def session_counters(self, key):
+        b = self.bundles.get(key)
+        if b is None:
+            return None
+        return {"rx_packets": b.rx_packets, "rx_bytes": b.rx_bytes, "tx_packets": b.tx_packets,
+                "tx_bytes": b.tx_bytes, "spoofed": b.spoofed}
+
+    def sa_counters(self):
+        """spi_in (int) -> {packets_in, bytes_in}, and spi_out -> {packets_out, bytes_out}."""
+        out = {}
+        for rec in self.inbound.values():
+            out[rec.sa.spi] = {"packets_in": rec.sa.packets, "bytes_in": rec.sa.bytes}
+        for sa, _soft, _spi_in in self.outs.values():
+            out[sa.spi] = {"packets_out": sa.packets, "bytes_out": sa.bytes}
+        return out
