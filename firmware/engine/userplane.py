@@ -13,6 +13,14 @@ control frames, data for sessions not yet up) goes to the endpoint through the `
 
 The bundle of a session refers to the route of its peer (`_Route`: outbound SA, encapsulation, destination,
 soft byte mark); an SA change or a NAT move updates the route in place, so no bundle is rebuilt per packet.
+
+What a packet costs, and what it does not: the TUN packet is read at HEADROOM into `tbuf`, its UDP/L2TP/PPP
+prefix (built once per session, only the UDP length patched) is written in front of it and the ESP trailer
+after it (`Outbound.seal_view`), so the payload is not copied before the cipher reads it; the received ESP
+packet is opened from a view of the receive buffer. One dict lookup per packet each way finds the session
+(bytes key: the destination address; int key: tunnel id << 16 | session id), one more finds the inbound SA
+(bytes key: the SPI). Counters are integers in slots (the per-packet ones on `UserPlane`, `counters` adds them
+to the rare ones); nothing per packet logs, builds a tuple key or calls a method that only forwards.
 """
 
 import socket
@@ -30,9 +38,12 @@ NATT_PORT = 4500
 L2TP_PORT = 1701
 IPPROTO_ESP = 50
 HEADROOM = 64  # room in front of a TUN packet for UDP (8) + L2TP (up to 16) + PPP (4) headers
+TAILROOM = 32  # room after it for the ESP trailer (padding to a 16-byte block + pad length + next header)
+MAX_PACKET = 65535
 LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
 _NEVER = 1 << 62
 _PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
+_UDP = struct.Struct("!HHHH")
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -40,10 +51,11 @@ _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 class _Route:
     """Where a peer's packets go: the outbound SA, UDP encapsulation, destination."""
 
-    __slots__ = ("peer", "sa", "spi_in", "encap", "soft", "told")
+    __slots__ = ("peer", "dest", "sa", "spi_in", "encap", "soft", "told")
 
     def __init__(self, peer):
         self.peer = peer
+        self.dest = (peer[0], 0)  # raw ESP's sendto address, built once (and on a move)
         self.sa = None       # Outbound
         self.spi_in = 0      # the inbound SPI of the same pair (how the endpoint names the SA)
         self.encap = False
@@ -67,11 +79,12 @@ class _InSa:
 class Bundle:
     """One session's data path, built when it comes up."""
 
-    __slots__ = ("key", "peer", "route", "sport", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
-                 "tx_packets", "tx_bytes", "spoofed")
+    __slots__ = ("key", "ids", "peer", "route", "sport", "prefix", "udp_prefix", "enc", "addr", "rx_packets",
+                 "rx_bytes", "tx_packets", "tx_bytes", "spoofed")
 
     def __init__(self, key, peer, route, header, sequencing, addr):
         self.key = key
+        self.ids = (key[0] << 16) | key[1]  # the int the receive path looks the session up by
         self.peer = peer     # the L2TP peer key
         self.route = route   # _Route (IPsec) or None (plain UDP)
         self.sport = peer[2] if len(peer) == 3 else 0
@@ -80,17 +93,24 @@ class Bundle:
         if sequencing:
             # Every message needs the next Ns: the encoder makes the header per packet (rare: RFC 2661 5.4).
             self.enc = DataEncoder((header[2] << 8) | header[3], (header[4] << 8) | header[5], True)
-            self.prefix = None
+            self.prefix = self.udp_prefix = None
         else:
             self.enc = None
             self.prefix = bytes(header) + _PPP_IP
+            # UDP/1701 header (length patched per packet, checksum 0: RFC 3948 3.1.2) + L2TP + PPP, for IPsec.
+            self.udp_prefix = _UDP.pack(L2TP_PORT, self.sport, 0, 0) + self.prefix
 
 
 class UserPlane:
+    __slots__ = ("loop", "up", "role", "server", "backend", "rng", "tun", "ipsec", "listen", "sockets", "s500",
+                 "s4500", "raw", "udp", "inbound", "outs", "routes", "bundles", "by_addr", "by_ids", "single",
+                 "local_for", "buf", "view", "tbuf", "tview", "tread", "esp_in", "esp_out", "rare")
+
     def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
         self.loop = loop
         self.up = up          # the runner: on_ike, on_l2tp, on_esp_from, on_traffic, on_expiring
         self.role = role      # 'server' or 'client'
+        self.server = role == "server"
         self.backend = backend  # crypto backend module, chosen once (the same one IKE uses)
         self.rng = rng
         self.tun = tun
@@ -105,13 +125,23 @@ class UserPlane:
         self.by_addr = {}     # 4-byte address -> Bundle (server)
         self.single = None    # client: the one Bundle
         self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
-        self.buf = bytearray(65535)
+        self.by_ids = {}      # tid << 16 | sid -> Bundle: the receive path's one lookup
+        self.buf = bytearray(MAX_PACKET)
         self.view = memoryview(self.buf)
-        self.tbuf = bytearray(HEADROOM + 65535)
+        self.tbuf = bytearray(HEADROOM + MAX_PACKET + TAILROOM)
         self.tview = memoryview(self.tbuf)
-        self.counters = {"esp_in": 0, "esp_out": 0, "unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0,
-                         "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
-                         "spoofed": 0, "send_errors": 0, "expired": 0}
+        self.tread = self.tview[HEADROOM:HEADROOM + MAX_PACKET]  # where a TUN packet is read
+        self.esp_in = self.esp_out = 0  # the per-packet counters; `counters` shows them with the rest
+        self.rare = {"unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0, "no_sa": 0, "malformed": 0,
+                     "unknown_session": 0, "wrong_peer": 0, "no_route": 0, "spoofed": 0, "send_errors": 0,
+                     "expired": 0}
+
+    @property
+    def counters(self):
+        c = dict(self.rare)
+        c["esp_in"] = self.esp_in
+        c["esp_out"] = self.esp_out
+        return c
 
     # -- sockets -------------------------------------------------------------------------------------------
 
@@ -164,7 +194,7 @@ class UserPlane:
         try:
             s.sendto(data, peer)
         except OSError:
-            self.counters["send_errors"] += 1
+            self.rare["send_errors"] += 1
 
     def send_l2tp(self, key, data):
         """A control message or PPP control frame for the L2TP peer `key`."""
@@ -173,7 +203,7 @@ class UserPlane:
             return
         route = self.routes.get((key[0], key[1]))
         if route is None or route.sa is None:
-            self.counters["no_sa"] += 1
+            self.rare["no_sa"] += 1
             return
         self._seal_send(route, struct.pack("!HHHH", L2TP_PORT, key[2], 8 + len(data), 0) + data, None)
 
@@ -214,6 +244,7 @@ class UserPlane:
         route = self.routes.pop(old, None)
         if route is not None:
             route.peer = new
+            route.dest = (new[0], 0)
             self.routes[new] = route
         for b in self.bundles.values():
             p = b.peer
@@ -227,6 +258,7 @@ class UserPlane:
             route = self._route((a.peer[0], a.peer[1]))
         b = Bundle(a.key, a.peer, route, a.header, a.sequencing, addr)
         self.bundles[a.key] = b
+        self.by_ids[b.ids] = b
         if self.role == "server":
             self.by_addr[addr] = b
         else:
@@ -236,6 +268,8 @@ class UserPlane:
         b = self.bundles.pop(key, None)
         if b is None:
             return None
+        if self.by_ids.get(b.ids) is b:
+            del self.by_ids[b.ids]
         if self.by_addr.get(b.addr) is b:
             del self.by_addr[b.addr]
         if self.single is b:
@@ -281,56 +315,60 @@ class UserPlane:
             if n == 1 and buf[0] == 0xFF:
                 continue  # NAT keepalive (RFC 3948 2.3)
             if n < 8:
-                self.counters["esp_errors"] += 1
+                self.rare["esp_errors"] += 1
                 continue
             if buf[0] == 0 and buf[1] == 0 and buf[2] == 0 and buf[3] == 0:
                 local = self.local_for.get(peer[0], self.listen)
                 self.up.on_ike(bytes(view[4:n]), (local, NATT_PORT), peer, now)
                 continue
-            self._esp_in(bytes(view[:n]), peer, True, now)
+            self._esp_in(bytes(view[:n]), peer[0], peer[1], True, now)
 
     def _on_raw(self, now):
-        buf, view = self.buf, self.view
+        buf, view, recv = self.buf, self.view, self.raw.recvfrom_into
         for _ in range(64):
             try:
-                n, addr = self.raw.recvfrom_into(buf)
+                n, addr = recv(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
             ihl = (buf[0] & 0x0F) * 4
             if n < ihl + 8:
-                self.counters["esp_errors"] += 1
+                self.rare["esp_errors"] += 1
                 continue
-            self._esp_in(bytes(view[ihl:n]), (addr[0], 0), False, now)
+            self._esp_in(bytes(view[ihl:n]), addr[0], 0, False, now)
 
-    def _esp_in(self, packet, outer, encap, now):
+    def _esp_in(self, packet, src, src_port, encap, now):
+        """One ESP packet (bytes: one copy out of the receive buffer measured cheaper than opening a memoryview,
+        whose indexing and slicing cost more in `Inbound.open`) from src:src_port.
+
+        The data messages it carries go to the TUN device here, with the checks `_l2tp_in` makes for plain
+        L2TP (one function per packet instead of two); everything else goes up to the endpoint."""
         rec = self.inbound.get(packet[:4])
-        c = self.counters
         if rec is None:
-            c["unknown_spi"] += 1
+            self.rare["unknown_spi"] += 1
             return
         route = rec.route
         # The SA is bound to its peer's address: ESP for it from elsewhere is dropped before any crypto.
-        if outer[0] != route.peer[0] or encap != rec.encap:
-            c["unknown_spi"] += 1
+        if src != route.peer[0] or encap != rec.encap:
+            self.rare["unknown_spi"] += 1
             return
         sa = rec.sa
         try:
             payload, nh = sa.open(packet)
         except EspExpired:
-            c["expired"] += 1
+            self.rare["expired"] += 1
             if not rec.hard_told:
                 rec.hard_told = True
                 self.up.on_expiring(sa.spi, True, now)
             return
         except EspError:
-            c["esp_errors"] += 1
+            self.rare["esp_errors"] += 1
             return
-        c["esp_in"] += 1
-        if encap and outer[1] != route.peer[1]:
+        self.esp_in += 1
+        if encap and src_port != route.peer[1]:
             # Authenticated ESP from a new port of the same address: the endpoint decides whether to follow.
-            self.up.on_esp_from(sa.spi, outer, now)
+            self.up.on_esp_from(sa.spi, (src, src_port), now)
         if now - rec.last_rx > 1.0:  # DPD only needs to know the peer is alive, not every packet
             rec.last_rx = now
             self.up.on_traffic(route.peer, now)
@@ -339,9 +377,32 @@ class UserPlane:
             self.up.on_expiring(sa.spi, False, now)
         n = len(payload)
         if nh != NEXT_HEADER_UDP or n < 8 or ((payload[2] << 8) | payload[3]) != L2TP_PORT:
-            c["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
+            self.rare["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
             return
-        self._l2tp_in(payload, 8, n, route, (payload[0] << 8) | payload[1], None, now)
+        sport = (payload[0] << 8) | payload[1]
+        if n > 9 and not payload[8] & 0x80:
+            try:
+                tid, sid, _ns, p, end = parse_data(payload, 8, n)
+                proto, q = protocol_at(payload, p, end)
+            except (L2tpError, PppError):
+                self.rare["malformed"] += 1
+                return
+            b = self.by_ids.get((tid << 16) | sid)
+            if b is not None and proto == PROTO_IP:
+                if b.route is not route or b.sport != sport:
+                    self.rare["wrong_peer"] += 1
+                    return
+                # Server: only the address this session was given may appear as the source (no spoofing
+                # through us), and only IPv4: the TUN takes the version from the packet itself.
+                if self.server and (end - q < 20 or payload[q] >> 4 != 4 or payload[q + 12:q + 16] != b.addr):
+                    b.spoofed += 1
+                    self.rare["spoofed"] += 1
+                    return
+                b.rx_packets += 1
+                b.rx_bytes += end - q
+                self.tun.write(payload[q:end])
+                return
+        self.up.on_l2tp(payload[8:n], (route.peer[0], route.peer[1], sport), now)
 
     def _on_udp(self, now):
         buf, sock = self.buf, self.udp
@@ -352,39 +413,33 @@ class UserPlane:
                 return
             except OSError:
                 # ICMP errors surface here (port unreachable): the L2TP machines notice silence themselves.
-                self.counters["send_errors"] += 1
+                self.rare["send_errors"] += 1
                 return
-            self._l2tp_in(buf, 0, n, None, 0, peer, now)
+            self._l2tp_in(buf, 0, n, peer, now)
 
-    def _l2tp_in(self, buf, start, n, route, sport, peer, now):
-        """One UDP/1701 payload in buf[start:n], from `route` + inner port `sport` (IPsec) or `peer` (plain)."""
-        c = self.counters
+    def _l2tp_in(self, buf, start, n, peer, now):
+        """One plain UDP/1701 datagram in buf[start:n] from `peer` (IPsec's are in `_esp_in`)."""
         if n - start >= 2 and not buf[start] & 0x80:
             try:
                 tid, sid, _ns, p, end = parse_data(buf, start, n)
                 proto, q = protocol_at(buf, p, end)
             except (L2tpError, PppError):
-                c["malformed"] += 1
+                self.rare["malformed"] += 1
                 return
-            b = self.bundles.get((tid, sid))
+            b = self.by_ids.get((tid << 16) | sid)
             if b is not None and proto == PROTO_IP:
-                if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
-                    c["wrong_peer"] += 1
+                if b.peer != peer:
+                    self.rare["wrong_peer"] += 1
                     return
-                if self.role == "server":
-                    # Only the address this session was given may appear as the source (no spoofing through
-                    # us), and only IPv4: the TUN takes the version from the packet itself.
-                    if end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr:
-                        b.spoofed += 1
-                        c["spoofed"] += 1
-                        return
+                if self.server and (end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr):
+                    b.spoofed += 1
+                    self.rare["spoofed"] += 1
+                    return
                 b.rx_packets += 1
                 b.rx_bytes += end - q
                 self.tun.write(memoryview(buf)[q:end])
                 return
-        if route is not None:
-            key = (route.peer[0], route.peer[1], sport)
-        elif self.role == "client":
+        if self.role == "client":
             key = self.single.peer if self.single is not None else peer
             key = peer if key is None else key
         else:
@@ -394,35 +449,73 @@ class UserPlane:
     # -- send ----------------------------------------------------------------------------------------------
 
     def _on_tun(self, now):
-        tbuf, tview = self.tbuf, self.tview
-        c = self.counters
-        server = self.role == "server"
+        tbuf, tview, tread, read_into = self.tbuf, self.tview, self.tread, self.tun.read_into
+        by_addr = self.by_addr if self.server else None
+        single, raw = self.single, self.raw
         for _ in range(64):
-            n = self.tun.read_into(tview[HEADROOM:])
+            n = read_into(tread)  # straight into the buffer, HEADROOM bytes in
             if n <= 0:
                 return
             if n < 20 or tbuf[HEADROOM] >> 4 != 4:
                 continue
-            if server:
-                b = self.by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20]))
-            else:
-                b = self.single
+            b = by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20])) if by_addr is not None else single
             if b is None:
-                c["no_route"] += 1
+                self.rare["no_route"] += 1
                 continue
             b.tx_packets += 1
             b.tx_bytes += n
-            prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
-            k = len(prefix)
-            start = HEADROOM - k
-            tview[start:HEADROOM] = prefix
+            end = HEADROOM + n
             route = b.route
-            if route is None:
-                self._send_plain(b.peer, (tview[start:HEADROOM + n],))
+            pre = b.udp_prefix
+            if route is None or pre is None:
+                self._send_framed(b, route, end, now)  # plain L2TP, or Ns on every message
                 continue
-            start -= 8
-            struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
-            self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
+            # UDP + L2TP + PPP in front, the ESP trailer after: sealed in place, no copy of the packet.
+            start = HEADROOM - len(pre)
+            tview[start:HEADROOM] = pre
+            length = end - start
+            tbuf[start + 4] = length >> 8
+            tbuf[start + 5] = length & 0xFF
+            sa = route.sa
+            if sa is None:
+                self.rare["no_sa"] += 1
+                continue
+            try:
+                pkt = sa.seal_view(tview, start, end, NEXT_HEADER_UDP)
+            except EspExpired:
+                self._expired(route, now)
+                continue
+            except EspError:
+                self.rare["esp_errors"] += 1
+                continue
+            try:
+                if route.encap:
+                    self.s4500.sendto(pkt, route.peer)
+                elif raw is not None:
+                    raw.sendto(pkt, route.dest)
+                else:
+                    self.rare["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                    continue
+            except OSError:
+                self.rare["send_errors"] += 1
+                continue
+            self.esp_out += 1
+            if sa.bytes >= route.soft and route.told is False:
+                route.told = True
+                self.up.on_expiring(route.spi_in, False, now)
+
+    def _send_framed(self, b, route, end, now):
+        tview = self.tview
+        prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
+        k = len(prefix)
+        start = HEADROOM - k
+        tview[start:HEADROOM] = prefix
+        if route is None:
+            self._send_plain(b.peer, (tview[start:end],))
+            return
+        start -= 8
+        _UDP.pack_into(self.tbuf, start, L2TP_PORT, b.sport, end - start, 0)
+        self._seal_send(route, bytes(tview[start:end]), now)
 
     def _send_plain(self, peer, parts):
         try:
@@ -431,37 +524,42 @@ class UserPlane:
             else:
                 self.udp.sendmsg(parts, (), 0, peer)
         except OSError:
-            self.counters["send_errors"] += 1
+            self.rare["send_errors"] += 1
 
-    def _seal_send(self, route, inner, now):
-        sa = route.sa
-        c = self.counters
-        if sa is None:
-            c["no_sa"] += 1
-            return
-        try:
-            pkt = sa.seal(inner, NEXT_HEADER_UDP)
-        except EspExpired:
-            c["expired"] += 1
-            if route.told is not None:
-                route.told = None  # hard: said once (None), soft: True
-                self.up.on_expiring(route.spi_in, True, now)
-            return
-        except EspError:
-            c["esp_errors"] += 1
-            return
+    def _send_esp(self, route, pkt):
         try:
             if route.encap:
                 self.s4500.sendto(pkt, route.peer)
             elif self.raw is not None:
-                self.raw.sendto(pkt, (route.peer[0], 0))
+                self.raw.sendto(pkt, route.dest)
             else:
-                c["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                self.rare["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
                 return
         except OSError:
-            c["send_errors"] += 1
+            self.rare["send_errors"] += 1
             return
-        c["esp_out"] += 1
+        self.esp_out += 1
+
+    def _expired(self, route, now):
+        self.rare["expired"] += 1
+        if route.told is not None:
+            route.told = None  # hard: said once (None), soft: True
+            self.up.on_expiring(route.spi_in, True, now)
+
+    def _seal_send(self, route, inner, now):
+        sa = route.sa
+        if sa is None:
+            self.rare["no_sa"] += 1
+            return
+        try:
+            pkt = sa.seal(inner, NEXT_HEADER_UDP)
+        except EspExpired:
+            self._expired(route, now)
+            return
+        except EspError:
+            self.rare["esp_errors"] += 1
+            return
+        self._send_esp(route, pkt)
         if sa.bytes >= route.soft and route.told is False:
             route.told = True
             self.up.on_expiring(route.spi_in, False, now)
