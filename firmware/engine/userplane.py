@@ -355,7 +355,7 @@ class UserPlane:
             return
         sa = rec.sa
         try:
-            payload, nh = sa.open(packet)
+            payload, n, nh = sa.open_in(packet)  # the UDP datagram is payload[:n]
         except EspExpired:
             self.rare["expired"] += 1
             if not rec.hard_told:
@@ -375,7 +375,6 @@ class UserPlane:
         if sa.bytes >= rec.soft and not rec.told:
             rec.told = True
             self.up.on_expiring(sa.spi, False, now)
-        n = len(payload)
         if nh != NEXT_HEADER_UDP or n < 8 or ((payload[2] << 8) | payload[3]) != L2TP_PORT:
             self.rare["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
             return

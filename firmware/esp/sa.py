@@ -167,7 +167,13 @@ class Inbound(_Sa):
 
     def open(self, packet):
         """(payload, next_header) of an ESP packet (bytes, or a memoryview the caller keeps unchanged until
-        this returns); raises an EspError subclass and counts it.
+        this returns); raises an EspError subclass and counts it."""
+        pt, end, nh = self.open_in(packet)
+        return pt[:end], nh
+
+    def open_in(self, packet):
+        """`open` without copying the payload out: (plaintext, end, next_header), the payload being
+        plaintext[:end] (the ESP trailer follows it). For the data path, which reads the payload in place.
 
         The replay window's check and update (ReplayWindow.check/update) are written out here: this runs
         once per packet and two method calls cost more than the arithmetic."""
@@ -206,7 +212,7 @@ class Inbound(_Sa):
             w.bitmap |= 1 << (top - seq)
         self.bytes += end
         self.packets += 1
-        return pt[:end], pt[m - 1]
+        return pt, end, pt[m - 1]
 
 
 class EspSa:

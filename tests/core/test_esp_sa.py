@@ -203,3 +203,13 @@ def test_open_replay_checks_written_out_match_the_window():
     zero = bytearray(pkts[1])
     zero[4:8] = bytes(4)
     harness.raises(EspReplayError, inb.open, bytes(zero))
+
+
+def test_open_in_gives_the_payload_in_place_with_its_end():
+    for name, ek, ak, salt in (("aes128-sha1", EK16, AK20, b""), ("aes128gcm16", EK16, b"", SALT)):
+        out, inb = _pair(name, ek, ak, salt)
+        for n in (0, 5, 16, 99):
+            payload = bytes([7]) * n
+            pt, end, nh = inb.open_in(out.seal(payload, 17))
+            assert bytes(pt[:end]) == payload and nh == 17 and len(pt) >= end + 2
+        assert inb.packets == 4 and inb.bytes == 120
