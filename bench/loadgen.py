@@ -19,7 +19,7 @@ import sys
 import time
 
 from sluice.l2tp import events as l2ev
-from sluice.l2tp.data import DataEncoder, parse_header
+from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.tunnel import LAC, Tunnel, TunnelConfig
 from sluice.ppp import events as pppev
 from sluice.ppp.config import PppConfig
@@ -48,14 +48,15 @@ class Client:
         self.pump(now)
 
     def received(self, data, now):
-        try:
-            is_ctl, tid, sid, p, _ = parse_header(data)
-        except ValueError:
-            return
-        if is_ctl:
+        if len(data) >= 2 and data[0] & 0x80:  # T bit: control (RFC 2661 3.1)
             self.tunnel.datagram_received(data, now)
-        elif self.link is not None and sid == self.sid:
-            self.link.frame_received(data[p:], now)
+        else:
+            try:
+                _tid, sid, _ns, p, end = parse_data(data, 0, len(data))
+            except ValueError:
+                return
+            if self.link is not None and sid == self.sid:
+                self.link.frame_received(data[p:end], now)
         self.pump(now)
 
     def timers(self, now):
