@@ -20,7 +20,6 @@ import time
 
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder
-
 from sluice.l2tp.tunnel import LAC, Tunnel, TunnelConfig
 from sluice.ppp import events as pppev
 from sluice.ppp.config import PppConfig
