@@ -125,7 +125,8 @@ class CbcHmacTransform:
             raise ValueError("CBC ciphertext is not whole blocks")
         if not ct_equal(self._mac.digest(mv[:end])[:self.icv_len], mv[end:]):
             return None
-        return self._dec.update(mv[8:end])[self.block:]
+        # A bytes slice is cheaper for cryptography than a memoryview (its bytes fast path; measured).
+        return self._dec.update(packet[8:end] if type(packet) is bytes else mv[8:end])[self.block:]
 
     # Lower-level primitives (IKE-style explicit IV); not used on the per-packet path.
     def encrypt(self, iv, data):
@@ -175,6 +176,13 @@ class GcmTransform:
         return b"".join((hdr, _IV_HIGH, seq, ct))
 
     def open(self, packet):
+        if self._key is None and type(packet) is bytes:
+            # bytes slices: AESGCM.decrypt takes bytes faster than memoryviews, even at the cost of the
+            # ciphertext copy (about 0.5 us of 2.5 per 1400-byte packet, measured with cryptography 51).
+            try:
+                return self._aead.decrypt(self._salt + packet[8:16], packet[16:], packet[:8])
+            except InvalidTag:
+                return None
         mv = memoryview(packet)
         if self._key is None:
             try:
