@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-TRANSFORMS = "aes128gcm16,aes256gcm16,aes256-sha1"
+TRANSFORMS = "plain,aes128gcm16,aes256gcm16,aes256-sha1"  # plain: L2TP over UDP, no IPsec
 # CPU time of this process by default: on a shared machine the time the scheduler gives to others is not
 # the path's cost (wall time is there with --clock wall).
 _clock = time.process_time
@@ -72,8 +72,9 @@ def keys_for(backend_mod, name):
 class Twin:
     """In-memory TUN device and socket: hands out prepared packets in batches, keeps what it is given."""
 
-    def __init__(self, packets=(), batch=64, fd=1000):
+    def __init__(self, packets=(), batch=64, fd=1000, addr=(PEER_IP, 0)):
         self.packets = packets
+        self.addr = addr
         self.i = 0
         self.batch = batch
         self.left = 0
@@ -119,12 +120,16 @@ class Twin:
             raise BlockingIOError
         n = len(p)
         buf[:n] = p
-        return n, (PEER_IP, 0)
+        return n, self.addr
 
     def sendto(self, data, addr):
         self.last = data
         self.count += 1
         return len(data)
+
+    def sendmsg(self, parts, anc=(), flags=0, addr=None):
+        self.last = parts  # the kernel gathers them; joined only when a check reads it
+        self.count += 1
 
 
 class _NullLoop:
@@ -182,26 +187,33 @@ class EngineDriver:
         log = Log("bench", stream=io.StringIO())
         loop = _NullLoop()
         self.tun = Twin()
-        self.raw = Twin(fd=1001)
-        srv = Server(conf, conf.servers[0], loop, log, tun=self.tun, configure_host=False)
-        tr = IpsecTransport(loop, log, None, LOCAL_IP, srv._l2tp_in, srv._ipsec_event, os.urandom,
-                            backend=backend, ike_table=_IkeStub())
-        tr.raw = self.raw
-        srv.transport = tr
-        ek, ak, sl = keys
-        peer = (PEER_IP, 500)
-        # Quick Mode's result, as IkeTable reports it: the real install path.
-        tr._child_up(ChildSaUp(peer, SPI_IN, SPI_OUT, name, ek, ak, sl, ek, ak, sl, False, 3600, None), now)
+        self.plain = name == "plain"
+        if self.plain:
+            self.raw = Twin(fd=1001, addr=(PEER_IP, 1701))
+            srv = Server(conf, conf.servers[0], loop, log, tun=self.tun, sock=self.raw, configure_host=False)
+            self.tr, key = srv.transport, (PEER_IP, 1701)
+        else:
+            self.raw = Twin(fd=1001)
+            srv = Server(conf, conf.servers[0], loop, log, tun=self.tun, configure_host=False)
+            tr = IpsecTransport(loop, log, None, LOCAL_IP, srv._l2tp_in, srv._ipsec_event, os.urandom,
+                                backend=backend, ike_table=_IkeStub())
+            tr.raw = self.raw
+            srv.transport = self.tr = tr
+            ek, ak, sl = keys
+            peer = (PEER_IP, 500)
+            # Quick Mode's result, as IkeTable reports it: the real install path.
+            tr._child_up(ChildSaUp(peer, SPI_IN, SPI_OUT, name, ek, ak, sl, ek, ak, sl, False, 3600, None), now)
+            key = (PEER_IP, 500, 1701)
 
         class _Tunnel:
             peer_tunnel_id = PEER_TID
 
-        sess = ServerSession(_Tunnel(), (PEER_IP, 500, 1701), TID, SID, PEER_SID, False, now)
+        sess = ServerSession(_Tunnel(), key, TID, SID, PEER_SID, False, now)
         sess.ip = CLIENT_IP
         sess.ip_key = _aton(CLIENT_IP)
         srv.sessions[(TID, SID)] = sess
         srv.by_ip[sess.ip_key] = sess
-        self.srv, self.tr, self.now = srv, tr, now
+        self.srv, self.now = srv, now
 
     def outbound(self, packets):
         """Run `packets` TUN packets through the send path in batches of 64; returns the count sent."""
@@ -219,16 +231,21 @@ class EngineDriver:
         raw.packets = packets
         raw.i = 0
         rounds = len(packets) // raw.batch
+        readable = tr.readable if self.plain else tr._on_raw
         for _ in range(rounds):
             raw.left = raw.batch
-            tr._on_raw(now)
+            readable(now)
         return rounds * raw.batch
 
     def sent(self):
-        return self.raw.last, self.raw.count
+        return _joined(self.raw.last), self.raw.count
 
     def delivered(self):
         return self.tun.last, self.tun.count
+
+
+def _joined(last):
+    return b"".join(bytes(p) for p in last) if isinstance(last, (list, tuple)) else last
 
 
 CONF = """
@@ -288,7 +305,18 @@ class UserPlaneDriver:
         from sluice.engine.userplane import UserPlane
         from sluice.ike.events import ChildSaUp
 
+        import struct
+
         self.tun = Twin()
+        header = struct.pack("!HHH", 0x0002, PEER_TID, PEER_SID)
+        self.plain = name == "plain"
+        if self.plain:
+            self.raw = Twin(fd=1001, addr=(PEER_IP, 1701))
+            up = UserPlane(_NullLoop(), _Up(), "server", backend, os.urandom, self.tun, False, LOCAL_IP)
+            up.udp = self.raw
+            up.session_up(A.SessionUp((TID, SID), (PEER_IP, 1701), header, False, CLIENT_IP, "bench0"))
+            self.up, self.now = up, now
+            return
         self.raw = Twin(fd=1001)
         up = UserPlane(_NullLoop(), _Up(), "server", backend, os.urandom, self.tun, True, LOCAL_IP)
         up.raw = self.raw
@@ -298,9 +326,6 @@ class UserPlaneDriver:
         err = up.install_sa(A.InstallSa(child, None, None))
         assert err is None, err
         up.outbound_sa(peer, SPI_OUT, False)
-        import struct
-
-        header = struct.pack("!HHH", 0x0002, PEER_TID, PEER_SID)
         up.session_up(A.SessionUp((TID, SID), (PEER_IP, 500, 1701), header, False, CLIENT_IP, "bench0"))
         self.up, self.now = up, now
 
@@ -319,13 +344,14 @@ class UserPlaneDriver:
         raw.packets = packets
         raw.i = 0
         rounds = len(packets) // raw.batch
+        readable = up._on_udp if self.plain else up._on_raw
         for _ in range(rounds):
             raw.left = raw.batch
-            up._on_raw(now)
+            readable(now)
         return rounds * raw.batch
 
     def sent(self):
-        return self.raw.last, self.raw.count
+        return _joined(self.raw.last), self.raw.count
 
     def delivered(self):
         return self.tun.last, self.tun.count
@@ -364,16 +390,31 @@ def inbound_packets(peer_out, count, size):
     return [outer_hdr + peer_out.seal(inner, NEXT_HEADER_UDP) for _ in range(count)], ip
 
 
+def plain_packets(count, size):
+    """UDP/1701 payloads (L2TP data + PPP + IP) the client sends without IPsec."""
+    import struct
+
+    ip = ip_packet(CLIENT_IP, SERVER_TUN_IP, size)
+    return [struct.pack("!HHH", 0x0002, TID, SID) + b"\xff\x03\x00\x21" + ip] * count, ip
+
+
 def check_cell(driver_cls, backend, name, keys, size, now):
     """Run one packet each way and check the bytes; raises AssertionError with what was wrong."""
     import struct
 
     d = driver_cls(backend, name, keys, now)
-    peer_out, peer_in = peer_sas(backend, name, keys, now)
     ip = ip_packet(SERVER_TUN_IP, CLIENT_IP, size)
     d.outbound([ip] * 64)
     pkt, count = d.sent()
     assert count == 64, "outbound sent %d of 64 packets" % count
+    if name == "plain":
+        assert pkt == struct.pack("!HHH", 0x0002, PEER_TID, PEER_SID) + b"\xff\x03\x00\x21" + ip, "plain differs"
+        pkts, ip_in = plain_packets(64, size)
+        d.inbound(pkts)
+        got, count = d.delivered()
+        assert count == 64 and bytes(got) == ip_in, "plain inbound TUN write differs"
+        return
+    peer_out, peer_in = peer_sas(backend, name, keys, now)
     payload, nh = peer_in.open(bytes(pkt))
     assert nh == 17, "next header %d" % nh
     sport, dport, length, _ = struct.unpack("!HHHH", payload[:8])
@@ -396,15 +437,21 @@ def run_round(backend_name, transforms, size, packets):
     now = 1000.0
     out = {}
     for name in transforms:
-        keys = keys_for(backend, name)
+        keys = keys_for(backend, name) if name != "plain" else None
         check_cell(driver_cls, backend, name, keys, size, now)
         d = driver_cls(backend, name, keys, now)
-        peer_out, _ = peer_sas(backend, name, keys, now)
         ip = ip_packet(SERVER_TUN_IP, CLIENT_IP, size)
         tun_pkts = [ip] * packets
         t0 = _clock()
         n = d.outbound(tun_pkts)
         out["%s out" % name] = (_clock() - t0) / n * 1e6
+        if name == "plain":
+            pkts, _ = plain_packets(packets, size)
+            t0 = _clock()
+            n = d.inbound(pkts)
+            out["%s in" % name] = (_clock() - t0) / n * 1e6
+            continue
+        peer_out, _ = peer_sas(backend, name, keys, now)
         esp_pkts, _ = inbound_packets(peer_out, packets, size)
         t0 = _clock()
         n = d.inbound(esp_pkts)
@@ -517,6 +564,9 @@ def main(argv=None):
         rounds[0]["driver"], args.backend, args.size, args.packets, args.rounds, args.clock))
     print("%-14s %9s %9s %11s %11s" % ("transform", "out us", "in us", "bare seal", "bare open"))
     for name in names:
+        if name == "plain":
+            print("%-14s %9.2f %9.2f %11s %11s" % (name, cells[name + " out"], cells[name + " in"], "-", "-"))
+            continue
         print("%-14s %9.2f %9.2f %11.2f %11.2f" % (name, cells[name + " out"], cells[name + " in"],
                                                    cells[name + " bare seal"], cells[name + " bare open"]))
     return 0
