@@ -100,7 +100,8 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host", "ip6prefix", "dns6",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "rate_kbit",
+        "public_host", "ip6prefix", "dns6",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
     _secret = ("tunnel_secret", "psk", "radius_secret")
@@ -109,7 +110,7 @@ class ServerConfig(_Model):
 class UserConfig(_Model):
     """One `config user` section: a login for the servers."""
 
-    __slots__ = ("name", "ref", "enabled", "username", "password", "ip")
+    __slots__ = ("name", "ref", "enabled", "username", "password", "ip", "rate_kbit")
     _secret = ("password",)
 
 
@@ -212,6 +213,7 @@ SERVER_OPTIONS.update({
     "auth": ((LIST, V.parse_auth), ["mschapv2", "chap"]),
     "max_sessions": (_int(1, 65535), None),
     "max_sessions_per_user": (_int(0, 65535), 0),  # 0: no limit per user
+    "rate_kbit": (_int(0, 10000000), 0),  # each session, kbit/s each way, policed in the data path; 0: none
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).
@@ -263,6 +265,7 @@ USER_OPTIONS = {
     "username": (V.parse_text, None),
     "password": (V.parse_secret, None),
     "ip": (V.parse_unicast, None),
+    "rate_kbit": (_int(0, 10000000), 0),  # this user's sessions: kbit/s each way (0: the server's rate_kbit)
 }
 
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")

@@ -594,7 +594,10 @@ class ServerEndpoint:
         self.by_ip[ip] = sess
         sess.up_since = now
         srv = self.srv
-        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname))
+        u = self.users.get(sess.username)
+        kbit = (getattr(u, "rate_kbit", 0) if u is not None else 0) or getattr(srv, "rate_kbit", 0) or 0
+        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname,
+                               kbit * 125 if kbit else None))
         self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
         if self.aaa is not None:
             self.aaa.started((sess.tid, sess.sid), sess.username, ip, now, self.counters_of((sess.tid, sess.sid)))

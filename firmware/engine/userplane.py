@@ -65,12 +65,38 @@ class _InSa:
         self.hard_told = False
 
 
+class Meter:
+    """A token bucket: a session's rate limit in one direction (bytes per second, policed: excess is dropped
+    and TCP adapts). The burst allows a quarter second at the rate (at least 32 kB), enough for TCP to reach it."""
+
+    __slots__ = ("rate", "burst", "tokens", "t", "dropped")
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.burst = max(rate / 4.0, 32768.0)
+        self.tokens = self.burst
+        self.t = None
+        self.dropped = 0
+
+    def allow(self, n, now):
+        t = self.t
+        if t is not None and now > t:
+            tokens = self.tokens + (now - t) * self.rate
+            self.tokens = tokens if tokens < self.burst else self.burst
+        self.t = now
+        if self.tokens < n:
+            self.dropped += 1
+            return False
+        self.tokens -= n
+        return True
+
+
 class Bundle:
     """One session's data path, built when it comes up."""
 
     __slots__ = ("key", "peer", "route", "sport", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
                  "tx_packets", "tx_bytes", "spoofed", "net6", "prefix6", "rx6_packets", "rx6_bytes", "tx6_packets",
-                 "tx6_bytes")
+                 "tx6_bytes", "meter_in", "meter_out")
 
     def __init__(self, key, peer, route, header, sequencing, addr):
         self.key = key
@@ -89,6 +115,7 @@ class Bundle:
         # IPv6 (Session6Up): net6 is the session's /64 (server), b"" (client), None while it has no IPv6.
         self.net6 = self.prefix6 = None
         self.rx6_packets = self.rx6_bytes = self.tx6_packets = self.tx6_bytes = 0
+        self.meter_in = self.meter_out = None  # Meter per direction when the session has a rate limit
 
 
 class UserPlane:
@@ -118,7 +145,7 @@ class UserPlane:
         self.tview = memoryview(self.tbuf)
         self.counters = {"esp_in": 0, "esp_out": 0, "unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0,
                          "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
-                         "spoofed": 0, "send_errors": 0, "expired": 0}
+                         "spoofed": 0, "send_errors": 0, "expired": 0, "policed": 0}
 
     # -- sockets -------------------------------------------------------------------------------------------
 
@@ -233,6 +260,9 @@ class UserPlane:
         if len(a.peer) == 3 and route is None:
             route = self._route((a.peer[0], a.peer[1]))
         b = Bundle(a.key, a.peer, route, a.header, a.sequencing, addr)
+        rate = getattr(a, "rate", None)
+        if rate:
+            b.meter_in, b.meter_out = Meter(rate), Meter(rate)
         self.bundles[a.key] = b
         if self.role == "server":
             self.by_addr[addr] = b
@@ -419,6 +449,9 @@ class UserPlane:
                             # DHCPINFORM to the server (Windows, macOS): answered by the endpoint, not routed.
                             self.up.on_dhcp(b.key, bytes(buf[q:end]), now)
                             return
+                if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+                    c["policed"] += 1
+                    return
                 b.rx_packets += 1
                 b.rx_bytes += end - q
                 self.tun.write(memoryview(buf)[q:end])
@@ -453,6 +486,9 @@ class UserPlane:
             b.spoofed += 1
             c["spoofed"] += 1
             return True
+        if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+            c["policed"] += 1
+            return True
         b.rx_packets += 1
         b.rx6_packets += 1
         b.rx_bytes += end - q
@@ -473,6 +509,9 @@ class UserPlane:
                 b = None
         if b is None:
             self.counters["no_route"] += 1
+            return
+        if b.meter_out is not None and not b.meter_out.allow(n, now):
+            self.counters["policed"] += 1
             return
         b.tx_packets += 1
         b.tx_bytes += n
@@ -511,6 +550,9 @@ class UserPlane:
                 b = self.single
             if b is None:
                 c["no_route"] += 1
+                continue
+            if b.meter_out is not None and not b.meter_out.allow(n, now):
+                c["policed"] += 1
                 continue
             b.tx_packets += 1
             b.tx_bytes += n
