@@ -26,6 +26,7 @@ tunnels and the data plane is told with `MovePeer`.
 """
 
 from sluice.endpoint import actions as A
+from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.pool import IpPool, PoolExhausted
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
@@ -108,7 +109,7 @@ class ServerSession:
         self.close_cause = None   # the RADIUS Acct-Terminate-Cause for it
 
 
-class ServerEndpoint:
+class ServerEndpoint(IpsecFront):
     def __init__(self, section, users, rng, tunnel_config, ike=None, lifetime_bytes=None, aaa=None):
         self.srv = section
         self.rng = rng
@@ -195,9 +196,6 @@ class ServerEndpoint:
         if self.v6 is not None:
             self.v6.set_dns(old.dns6)
 
-    def rekey(self, now):
-        return self.ipsec.rekey(now) if self.ipsec is not None else 0
-
     def disconnect(self, now, user=None, tunnel_id=None, session_id=None):
         """Close the sessions of `user`, or one session by its ids; returns how many were closed."""
         n = 0
@@ -228,25 +226,7 @@ class ServerEndpoint:
         return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
 
     # -- network input -------------------------------------------------------------------------------------
-
-    def ike_received(self, data, local, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.datagram_received(data, local, peer, now)
-
-    def esp_from(self, spi_in, outer, now):
-        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
-
-    def traffic_seen(self, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.traffic_seen(peer, now)
-
-    def unknown_spi(self, spi, outer, encap, size, now):
-        if self.ipsec is not None:
-            self.ipsec.unknown_spi(spi, outer, encap, size, now)
-
-    def sa_expiring(self, spi_in, hard, now):
-        if self.ipsec is not None:
-            self.ipsec.sa_expiring(spi_in, hard, now)
+    # (IKE, ESP-driven moves, SA expiry: IpsecFront)
 
     def l2tp_received(self, data, key, now):
         n = len(data)

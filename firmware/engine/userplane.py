@@ -517,17 +517,7 @@ class UserPlane:
         b.tx_bytes += n
         b.tx6_packets += 1
         b.tx6_bytes += n
-        prefix = b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6
-        k = len(prefix)
-        start = HEADROOM - k
-        tview[start:HEADROOM] = prefix
-        route = b.route
-        if route is None:
-            self._send_plain(b.peer, (tview[start:HEADROOM + n],))
-            return
-        start -= 8
-        struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
-        self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
+        self._frame_out(b, b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6, n, now)
 
     # -- send ----------------------------------------------------------------------------------------------
 
@@ -556,17 +546,22 @@ class UserPlane:
                 continue
             b.tx_packets += 1
             b.tx_bytes += n
-            prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
-            k = len(prefix)
-            start = HEADROOM - k
-            tview[start:HEADROOM] = prefix
-            route = b.route
-            if route is None:
-                self._send_plain(b.peer, (tview[start:HEADROOM + n],))
-                continue
-            start -= 8
-            struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
-            self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
+            self._frame_out(b, b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP, n, now)
+
+    def _frame_out(self, b, prefix, n, now):
+        """Send the packet read at tbuf[HEADROOM:HEADROOM + n] into session `b`: the L2TP/PPP `prefix` (and
+        for IPsec the inner UDP header) written in front of it in place, then sealed or sent as it is."""
+        tbuf, tview = self.tbuf, self.tview
+        k = len(prefix)
+        start = HEADROOM - k
+        tview[start:HEADROOM] = prefix
+        route = b.route
+        if route is None:
+            self._send_plain(b.peer, (tview[start:HEADROOM + n],))
+            return
+        start -= 8
+        struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
+        self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
 
     def _send_plain(self, peer, parts):
         try:
