@@ -268,6 +268,8 @@ config user
 class _Up:
     """The endpoint side of the user-space data plane: what it is told about (nothing here needs an answer)."""
 
+    hint_unknown_spi = False
+
     def __init__(self):
         self.l2tp = 0
 

@@ -65,7 +65,6 @@ def cmd_server(args):
 
 def cmd_client(args):
     from sluice.engine.daemon import Daemon
-    from sluice.engine.runner import build_client
 
     config = _load(args.config)
     section = _pick(config.clients, args.section, "client", args.config)
@@ -74,9 +73,19 @@ def cmd_client(args):
     _apply_globals(config)
     d = Daemon(name, "client", log, lambda: _load(args.config),
                lambda c: _pick(c.clients, section.name, "client", args.config),
-               lambda c, s, loop: build_client(c, s, loop, log, hook=args.hook,
-                                               configure_host=not args.netifd, interface=args.section or s.name))
+               lambda c, s, loop: _client(c, s, loop, log, args))
     return d.run()
+
+
+def _client(config, section, loop, log, args):
+    from sluice.engine.runner import build_client
+
+    r = build_client(config, section, loop, log, hook=args.hook, configure_host=not args.netifd,
+                     interface=args.section or section.name)
+    # Under netifd a refused login ends the daemon (exit status 3) so that the handler's teardown can report
+    # AUTH_FAILED and block the restart, as ppp.sh does for pppd's exit status 19.
+    r.endpoint.stop_on_auth_failure = bool(args.netifd)
+    return r
 
 
 def _daemon_names(args):
@@ -142,6 +151,11 @@ def format_status(st):
                 extra = ", rx %s, tx %s" % (_bytes(s["rx_bytes"]), _bytes(s["tx_bytes"]))
             lines.append("    session %s: %s %s %s, up %ss%s" % (
                 s.get("session_id"), s.get("user") or "", s.get("ip") or "-", s.get("state"), s.get("uptime"), extra))
+            v6 = s.get("ipv6")
+            if v6:
+                lines.append("      IPv6 %s, link-local %s%s" % (
+                    v6.get("prefix") or v6.get("address") or "waiting for the RA", v6.get("link_local"),
+                    ", rx %s, tx %s" % (_bytes(s["rx6_bytes"]), _bytes(s["tx6_bytes"])) if "rx6_bytes" in s else ""))
     tr = st.get("transport") or {}
     for sa in tr.get("sas", []):
         lines.append("  ESP SA %s with %s: in %s (%d packets), out %s (%d packets)%s" % (
@@ -161,8 +175,11 @@ def cmd_control(args):
         return EXIT_RUNTIME
     code = 0
     for n in names:
+        req = {"cmd": args.command}
+        if getattr(args, "user", None):
+            req["user"] = args.user
         try:
-            reply = request(n, {"cmd": args.command})
+            reply = request(n, req)
         except (OSError, ValueError) as e:
             print("%s: not running (%s)" % (n, e), file=sys.stderr)
             code = EXIT_RUNTIME
@@ -179,6 +196,33 @@ def cmd_check(args):
         print("warning: %s" % w, file=sys.stderr)
     print("%s: %d server(s), %d client(s), %d user(s): OK" % (
         args.config, len(config.servers), len(config.clients), len(config.users)))
+    enabled = [s for s in config.servers if getattr(s, "enabled", True)]
+    for s in config.servers:
+        # what the firewall needs (the TUN device) and how each is started (several need --section)
+        print("  server %r: %s, TUN %s, %s%s" % (
+            s.name, "enabled" if getattr(s, "enabled", True) else "disabled", s.ifname,
+            "L2TP/IPsec" if s.ipsec else "plain L2TP", ", start with --section %s" % s.name
+            if len(enabled) > 1 and s in enabled else ""))
+    return 0
+
+
+def cmd_client_setup(args):
+    from sluice.clientsetup import OSES, SetupError, render_text, setup
+
+    config = _load(args.config)
+    server = _pick(config.servers, args.section, "server", args.config)
+    try:
+        d = setup(config, server, args.user, host=args.host, oses=[args.os] if args.os else OSES)
+    except SetupError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.json:
+        json.dump(d, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif args.os == "apple":
+        sys.stdout.write(d["apple"]["mobileconfig"])  # sluice client-setup bob --os apple > bob.mobileconfig
+    else:
+        print(render_text(d))
     return 0
 
 
@@ -221,11 +265,23 @@ def build_parser():
     sp.add_argument("--name", "-n", help="only this daemon")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_status)
-    for c, what in (("connect", "connect a running client"), ("disconnect", "disconnect a running client"),
+    for c, what in (("connect", "connect a running client"),
+                    ("disconnect", "disconnect a running client, or with --user a user's sessions on a server"),
                     ("rekey", "renegotiate the ESP SAs of a running daemon now")):
         sp = sub.add_parser(c, help=what)
         sp.add_argument("--name", "-n", help="the daemon (default: all running)")
+        if c == "disconnect":
+            sp.add_argument("--user", "-u", help="server: close every session of this user")
         sp.set_defaults(func=cmd_control, command=c)
+    sp = sub.add_parser("client-setup", help="set-up instructions for one user's phone or computer")
+    sp.add_argument("user", help="the user name (a config user section)")
+    sp.add_argument("--os", choices=("windows", "apple", "android", "linux"),
+                    help="only this system (apple: prints the .mobileconfig profile itself)")
+    sp.add_argument("--config", "-c", default="/etc/config/sluice")
+    sp.add_argument("--section", "-s", help="which server section (default: the only enabled one)")
+    sp.add_argument("--host", help="the address or name clients dial (default: option public_host)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_client_setup)
     sp = sub.add_parser("check", help="validate a configuration file")
     sp.add_argument("--config", "-c", required=True)
     sp.set_defaults(func=cmd_check)

@@ -40,11 +40,19 @@ def load(path, section=None):
         line = data.count(b"\n", 0, e.start) + 1
         raise UciSyntaxError(path, line, "not valid UTF-8 (byte 0x%02x); save the file as UTF-8" % data[e.start])
     config = loads(text, path, section, check_files=True)
-    if st.st_mode & 0o077 and _holds_secret(config):
+    if st.st_mode & 0o077 and _holds_secret(config) and not _is_netifd_file(config):
         config.warnings.append(
             "%s: holds passwords or keys but is readable by other users (mode %04o); run chmod 600 %s" % (
                 path, st.st_mode & 0o7777, path))
     return config
+
+
+def _is_netifd_file(config):
+    """netifd's /etc/config/network (`config interface` sections with proto 'sluice', no server or user of ours):
+    OpenWrt ships it 0644 with the WAN's PPPoE and Wi-Fi secrets in it, so its mode is the system's business, not
+    something to warn about at every start."""
+    return bool(config.clients) and all(c.interface for c in config.clients) and not config.servers \
+        and not config.users
 
 
 def _holds_secret(config):

@@ -33,7 +33,7 @@ from .uci import section_ref
 from .values import check_psk, genpsk  # noqa: F401  (public helpers of this module)
 
 HIDDEN = "<hidden>"
-SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret"))
+SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "radius_secret"))
 NETIFD_PROTO = "sluice"
 # Options netifd itself reads on any interface; accepted without a warning in `config interface` sections.
 NETIFD_OPTIONS = frozenset((
@@ -100,15 +100,17 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "rate_kbit",
+        "public_host", "ip6prefix", "dns6",
+        "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
     )
-    _secret = ("tunnel_secret", "psk")
+    _secret = ("tunnel_secret", "psk", "radius_secret")
 
 
 class UserConfig(_Model):
     """One `config user` section: a login for the servers."""
 
-    __slots__ = ("name", "ref", "enabled", "username", "password", "ip")
+    __slots__ = ("name", "ref", "enabled", "username", "password", "ip", "rate_kbit")
     _secret = ("password",)
 
 
@@ -120,7 +122,7 @@ class ClientConfig(_Model):
         "legacy", "cert", "key", "ca", "ike", "esp", "server_name", "defaultroute", "routes", "ifname", "mtu",
         "peerdns", "redial", "redial_delay", "hello_interval", "tunnel_secret", "allow_weak_psk",
         "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay", "dpd_timeout", "metric",
-        "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes",
+        "route_lan", "route_src", "route_table", "killswitch", "lan_network", "lifetime_kbytes", "routes6",
     )
     _secret = ("password", "tunnel_secret", "psk")
 
@@ -210,10 +212,27 @@ SERVER_OPTIONS.update({
     "dns": ((LIST, V.parse_unicast), []),
     "auth": ((LIST, V.parse_auth), ["mschapv2", "chap"]),
     "max_sessions": (_int(1, 65535), None),
+    "max_sessions_per_user": (_int(0, 65535), 0),  # 0: no limit per user
+    "rate_kbit": (_int(0, 10000000), 0),  # each session, kbit/s each way, policed in the data path; 0: none
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).
     "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
+    # Pushed to Windows/macOS clients in the DHCPACK to their DHCPINFORM (options 121/249, 15).
+    "client_routes": ((LIST, V.parse_cidr), []),
+    "domain": (V.parse_domain, None),
+    # RADIUS (RFC 2865/2866/5176): servers in failover order; one shared secret; DAE port 0 = off.
+    "radius_auth": ((LIST, V.parse_hostport(1812)), []),
+    "radius_acct": ((LIST, V.parse_hostport(1813)), []),
+    "radius_secret": (V.parse_secret, None),
+    "radius_nas_id": (V.parse_text, None),
+    "radius_dae_port": (_int(0, 65535), 0),
+    # The address or DNS name clients dial (the router's WAN address or a dynamic-DNS name): only used to write
+    # client set-up instructions (`sluice client-setup`, LuCI's Clients page).
+    "public_host": (V.parse_host, None),
+    # IPv6 in the tunnel (with option ipv6 '1'): a /64 per session from this prefix, and RDNSS servers.
+    "ip6prefix": (V.parse_ip6prefix, None),
+    "dns6": ((LIST, V.parse_ip6), []),
 })
 SERVER_DEFAULT_MAX_SESSIONS = 64
 POOL_MAX = 65536
@@ -238,6 +257,7 @@ CLIENT_OPTIONS.update({
     "killswitch": (V.parse_bool, False),
     "lan_network": (V.parse_text, "lan"),
     "lifetime_kbytes": (_int(0, 0x7FFFFFFF), 0),
+    "routes6": ((LIST, V.parse_cidr6), []),  # IPv6 prefixes through the tunnel (with option ipv6 '1')
 })
 
 USER_OPTIONS = {
@@ -245,6 +265,7 @@ USER_OPTIONS = {
     "username": (V.parse_text, None),
     "password": (V.parse_secret, None),
     "ip": (V.parse_unicast, None),
+    "rate_kbit": (_int(0, 10000000), 0),  # this user's sessions: kbit/s each way (0: the server's rate_kbit)
 }
 
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
@@ -420,6 +441,20 @@ def _check_ppp(r, obj):
         r.error("mtu", str(obj.mtu), "must be at least 1280 when ipv6 is '1' (RFC 8200 5)")
 
 
+def _check_radius(r, s):
+    if not _ok(s.radius_auth, s.radius_acct, s.radius_secret, s.radius_dae_port):
+        return
+    if (s.radius_auth or s.radius_acct) and not s.radius_secret:
+        r.section_error("option radius_secret must be set when radius_auth or radius_acct is given (the secret "
+                        "shared with the RADIUS servers)")
+    if s.radius_secret and len(s.radius_secret) < 16:
+        r.warn("radius_secret", s.radius_secret, "is shorter than 16 characters; RFC 2865 3 asks for at least "
+               "16 and an attacker who sees one reply can try short secrets offline")
+    if s.radius_dae_port and not (s.radius_auth or s.radius_acct):
+        r.error("radius_dae_port", str(s.radius_dae_port), "needs radius_auth or radius_acct: only those servers "
+                "may send Disconnect-Request and CoA")
+
+
 def _read_server(chk, sec, index):
     r = _SectionReader(chk, sec, SERVER_OPTIONS)
     s = ServerConfig()
@@ -430,6 +465,7 @@ def _read_server(chk, sec, index):
         s.ifname = "sls%d" % index
     _check_ipsec(r, s)
     _check_ppp(r, s)
+    _check_radius(r, s)
     if _ok(s.pool_start, s.pool_end):
         lo, hi = V.ipv4_to_int(s.pool_start), V.ipv4_to_int(s.pool_end)
         size = hi - lo + 1
@@ -630,6 +666,7 @@ def _check_across(chk, servers, clients, users, readers):
     statics = set(seen_ip)
     for s in servers:
         _check_capacity(readers[id(s)], s, statics)
+        _check_ip6(readers[id(s)], s)
     if users == [] and any(s.enabled is True for s in servers):
         chk.warnings.append("%s: no config user sections: nobody can log in to the server" % chk.filename)
 
@@ -657,3 +694,26 @@ def _check_capacity(r, s, statics):
                 "is more than the %d address%s clients can get (pool_start '%s' to pool_end '%s'%s): widen the pool "
                 "or lower max_sessions" % (capacity, "" if capacity == 1 else "es", s.pool_start, s.pool_end,
                                            ", with static addresses" if statics else ""))
+
+
+def _check_ip6(r, s):
+    """IPv6 needs a prefix to hand out, with a /64 for every session max_sessions allows."""
+    if s.ipv6 is not True:
+        if s.ip6prefix and s.ip6prefix is not _BAD:
+            r.warn("ip6prefix", s.ip6prefix, "is unused while option ipv6 is not '1'")
+        return
+    if s.ip6prefix is None:
+        r.section_error("option ip6prefix is required with ipv6 '1': the prefix each session gets a /64 from "
+                        "(e.g. '2001:db8:77::/48', a /56 delegated to this router, or a ULA /48)")
+        return
+    if not _ok(s.ip6prefix, s.max_sessions):
+        return
+    plen = int(s.ip6prefix.rpartition("/")[2])
+    room = (1 << (64 - plen)) - 1 if plen > 48 else 65535  # the first /64 stays for the server
+    if room < s.max_sessions and "max_sessions" not in r.explicit:
+        r.warn("ip6prefix", s.ip6prefix, "holds %d /64s for sessions: max_sessions lowered from %d to %d" % (
+            room, s.max_sessions, room))
+        s.max_sessions = room
+    elif room < s.max_sessions:
+        r.error("ip6prefix", s.ip6prefix, "holds %d /64s for sessions but max_sessions is %d: use a shorter prefix "
+                "or lower max_sessions" % (room, s.max_sessions))

@@ -10,16 +10,29 @@ them, so one parser serves routers and plain hosts alike. A file is a sequence o
     option <name> [<value>]         sets an option of the current section
     list <name> <value>             appends a value to a list option
 
-Commands end at the end of the line or at `;`. uci also accepts the one-letter forms `p`, `c`, `o`, `l`.
-An argument (token) is made of segments written next to each other and joined: `'ab'"cd"ef` is `abcdef`.
+Commands end at the end of the line or at `;` (as uci reads it, below). uci also accepts the one-letter
+forms `p`, `c`, `o`, `l`. An argument (token) is made of segments written next to each other and joined:
+`'ab'"cd"ef` is `abcdef`.
 
 - Inside single quotes everything is literal, including backslashes and newlines.
 - Inside double quotes and in bare text, `\\x` is `x` (uci keeps the escaped character and drops the
-  backslash: there are no `\\n`-style escapes). A backslash before a newline joins the lines.
+  backslash: there are no `\\n`-style escapes). A backslash before a newline joins the next line on.
 - A newline inside quotes is part of the value (multi-line values).
-- An unquoted `#` starts a comment that runs to the end of the line; an unquoted `;` ends the command.
+- An unquoted `#` starts a comment that runs to the end of the line.
+- The command word ends only at a space or a tab (uci splits it off with strtok " \\t"): `option\\fa b` is an
+  invalid command. Between arguments every C isspace() character (space, \\t, \\n, \\v, \\f, \\r) separates.
+- `;`: parse_str stops at it and writes the token's closing NUL where the token's text ends. When nothing was
+  removed from the token (no quotes, no backslashes) that is on the `;` itself, which is then gone, and so is
+  the rest of the line: `option a b; option c d` sets only a. After a quoted token (`option a 'b'; option c d`)
+  or a `;` standing alone (`option a b ; option c d`) the next command is read. A `;` where an argument is due
+  ends that argument (so `config t ; option a b` has one argument too many), and a command cannot start with
+  `;` (`;;` is an invalid command).
 - Section and option names use only `A-Z a-z 0-9 _` (uci_validate_name); types any printable ASCII except space;
   package names also allow `-`.
+
+The lexer is a port of file.c's functions, working on one line buffer edited in place as the C does, because
+uci's reading of `;` comes from those edits; tests/unit/test_uci_real.py compares it with the real `uci export`
+over random text when a uci binary is at hand.
 
 Semantics follow libuci: a second `config` with the name of an existing section re-opens it (an error if the type
 differs, as in uci's strict mode); `option` replaces a value in place (uci's tests/shunit2
@@ -27,21 +40,22 @@ references/import_merge.result shows the position kept); `list` on a plain optio
 starts with the old value; `option` after a list replaces the list; an `option` with an empty value is ignored
 (uci_set with an empty value and no complete lookup is a no-op).
 
-Where this parser differs from uci, on purpose: uci's handling of `;` depends on how the token before it was
-quoted (`config foo ; option a b` is "too many arguments" there, and an unquoted token directly before `;`
-swallows the rest of the line); here `;` always ends the command, and empty commands (`;;`) are skipped.
-A backslash-newline between arguments is read as white space (uci reads it as an empty argument).
+Where this parser differs from uci, on purpose: a NUL character anywhere is refused (uci reads C strings and
+silently cuts values there); every error is fatal, as in uci's default strict mode (`uci -S` and the shell's
+config_load skip bad lines instead); `package` only names the file (uci_load's single-package mode ignores it
+too, but `uci import` would switch packages). Error messages are ours: they say what was expected where uci says
+"invalid command" or "insufficient arguments".
 
 Anonymous sections are addressed as `@type[N]` (N counts every section of that type, named or not, from 0;
 negative N counts from the end), as `uci show` and `uci get` do.
 
-`export()` writes uci's export form (uci_export_package): each value single-quoted, `'` written as `'\\''`.
+`export()` writes uci's export form (uci_export_package): section names and values single-quoted, package
+names, section types and option names bare, `'` written as `'\\''` everywhere. Like uci's, it does not read
+back for types holding `#`, `;`, quotes or backslashes.
 """
 
 from .errors import UciSyntaxError
 
-_HSPACE = " \t\r\f\v"  # white space that does not end a line
-_SPACE = _HSPACE + "\n"
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _PACKAGE_CHARS = _NAME_CHARS | frozenset("-")
 _COMMANDS = {
@@ -58,7 +72,7 @@ class Section:
     __slots__ = ("type", "name", "options", "line")
 
     # Options whose values never appear in a repr.
-    SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password"))
+    SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password", "radius_secret"))
 
     def __init__(self, type, name=None, options=None, line=0):
         self.type = type
@@ -103,12 +117,24 @@ def valid_package(s):
 
 
 class _Parser:
+    """A port of uci's line parser (file.c: uci_getln, uci_parse_line, next_arg, parse_str, parse_single_quote,
+    parse_double_quote, parse_backslash, assert_eol) working the way the C does: on one line buffer that it
+    edits in place, with NUL ('\\0') ending strings. The in-place edits are what give uci its reading of `;`
+    (a NUL written over it by the token before), so they are kept rather than re-derived."""
+
     def __init__(self, text, filename):
-        self.s = text
-        self.n = len(text)
-        self.i = 0
-        self.line = 1
+        # fgets: lines end at "\n" only (str.splitlines would also split at \f, \v, \r and more)
+        self.lines = [ln + "\n" for ln in text.split("\n")]
+        self.lines[-1] = self.lines[-1][:-1]
+        if not self.lines[-1]:
+            self.lines.pop()
+        self.next_line = 0
         self.filename = filename
+        self.buf = []
+        self.pos = 0
+        self.filled = 0
+        self.line = 0  # physical lines read so far
+        self.cmd_line = 0
         self.sections = []
         self.by_name = {}
         self.current = None
@@ -117,170 +143,191 @@ class _Parser:
     def error(self, message, line=None):
         raise UciSyntaxError(self.filename, self.line if line is None else line, message)
 
-    # -- lexing ------------------------------------------------------------------------------------------
+    # -- the line buffer ---------------------------------------------------------------------------------
 
-    def _skip_comment(self):
-        j = self.s.find("\n", self.i)
-        self.i = self.n if j < 0 else j
+    def getln(self, offset):
+        """uci_getln: the next line (with its newline) replaces the buffer from `offset` on."""
+        del self.buf[offset:]
+        if self.next_line >= len(self.lines):
+            self.buf.append("\0")
+            return
+        ln = self.lines[self.next_line]
+        self.next_line += 1
+        self.line += 1
+        self.buf.extend(ln)
+        self.filled = len(self.buf)
+        self.buf.append("\0")
 
-    def _word(self):
-        """One token. Returns (text, ends_command, seen) where seen is False for a token that held only
-        backslash-newlines (read as white space)."""
-        s, n = self.s, self.n
-        buf = []
-        seen = False
-        while self.i < n:
-            c = s[self.i]
-            if c == "'":
-                opened = self.line
-                j = s.find("'", self.i + 1)
-                if j < 0:
-                    self.error("unterminated ' (opened on line %d): expected a closing '" % opened, opened)
-                seg = s[self.i + 1:j]
-                self.line += seg.count("\n")
-                buf.append(seg)
-                self.i = j + 1
-                seen = True
-            elif c == '"':
-                self._double_quoted(buf)
-                seen = True
-            elif c == "\\":
-                if self._backslash(buf):
-                    seen = True
-            elif c == "#":
-                self._skip_comment()
-                return "".join(buf), True, seen
-            elif c == ";":
-                self.i += 1
-                return "".join(buf), True, seen
-            elif c in _SPACE:
-                break
-            else:
-                buf.append(c)
-                self.i += 1
-                seen = True
-        return "".join(buf), False, seen
+    def ch(self, i):
+        return self.buf[i] if i < len(self.buf) else "\0"
 
-    def _backslash(self, buf):
-        """At a backslash: a line continuation (False) or an escaped character appended to buf (True)."""
-        s, i = self.s, self.i
-        nxt = s[i + 1:i + 2]
-        if nxt == "":
-            self.i = i + 1  # a backslash at the very end of the file is dropped, as in uci
+    def cur(self):
+        return self.ch(self.pos)
+
+    def string_at(self, i):
+        out = []
+        while True:
+            c = self.ch(i)
+            if c == "\0":
+                return "".join(out)
+            out.append(c)
+            i += 1
+
+    def skip_whitespace(self):
+        while self.cur() != "\0" and self.cur() in _CSPACE:
+            self.pos += 1
+
+    # -- tokens ------------------------------------------------------------------------------------------
+
+    def backslash(self):
+        """parse_backslash: False for a backslash that ends the line (the next line is joined on)."""
+        self.pos += 1
+        c = self.cur()
+        if c == "\0" or c == "\n" or (c == "\r" and self.ch(self.pos + 1) == "\n" and self.ch(self.pos + 2) == "\0"):
+            self.getln(self.pos)
             return False
-        if nxt == "\n":
-            self.i = i + 2
-            self.line += 1
-            return False
-        if nxt == "\r" and s[i + 2:i + 3] == "\n":
-            self.i = i + 3
-            self.line += 1
-            return False
-        buf.append(nxt)
-        self.i = i + 2
         return True
 
-    def _double_quoted(self, buf):
-        s, n = self.s, self.n
-        opened = self.line
-        self.i += 1
-        while True:
-            if self.i >= n:
-                self.error('unterminated " (opened on line %d): expected a closing "' % opened, opened)
-            c = s[self.i]
-            if c == '"':
-                self.i += 1
-                return
-            if c == "\\":
-                if self.i + 1 >= n:
-                    self.error('unterminated " (opened on line %d): expected a closing "' % opened, opened)
-                self._backslash(buf)
-                continue
-            if c == "\n":
-                self.line += 1
-            buf.append(c)
-            self.i += 1
+    def addc(self, t):
+        self.buf[t] = self.buf[self.pos]
+        self.pos += 1
+        return t + 1
 
-    def _args(self):
-        """The arguments of the current command, up to the end of the line, a `;` or a comment."""
-        s, n = self.s, self.n
-        args = []
+    def quoted(self, t, q):
+        opened = self.line
+        self.pos += 1
         while True:
-            while self.i < n and s[self.i] in _HSPACE:
-                self.i += 1
-            if self.i >= n or s[self.i] == "\n":
-                return args
-            c = s[self.i]
-            if c == ";":
-                self.i += 1
-                return args
-            if c == "#":
-                self._skip_comment()
-                return args
-            word, ends, seen = self._word()
-            if seen:
-                args.append(word)
-            if ends:
-                return args
+            c = self.cur()
+            if c == q:
+                self.pos += 1
+                return t
+            if c == "\0":
+                self.getln(self.pos)  # a multi-line value
+                if self.cur() == "\0":
+                    self.error("unterminated %s (opened on line %d): expected a closing %s" % (q, opened, q), opened)
+            elif c == "\\" and q == '"':
+                if self.backslash():
+                    t = self.addc(t)
+            else:
+                t = self.addc(t)
+
+    def parse_str(self, t):
+        go_on = True
+        while True:
+            c = self.cur()
+            if c == "'" or c == '"':
+                t = self.quoted(t, c)
+            elif c == "#":
+                self.buf[self.pos] = "\0"
+                break
+            elif c == "\0":
+                break
+            elif c == ";":
+                go_on = False
+                break
+            elif c == "\\":
+                if self.backslash():
+                    t = self.addc(t)
+            else:
+                t = self.addc(t)
+            c = self.cur()
+            if c == "\0" or c in _CSPACE:
+                break
+        if self.cur() != "\0" and go_on:
+            self.pos += 1
+        # The token ends with a NUL where its text ends. For a token with nothing removed from it (no quotes,
+        # no backslashes) that is where parse_str stopped: a `;` right after it is overwritten, and with it
+        # the rest of the line.
+        if t < len(self.buf):
+            self.buf[t] = "\0"
+        return t
+
+    def next_arg(self):
+        """next_arg: the next argument ('' when there is none); a `;` standing alone is consumed."""
+        self.skip_whitespace()
+        val = self.pos
+        if self.cur() == ";":
+            self.buf[self.pos] = "\0"
+            self.pos += 1
+        else:
+            self.parse_str(val)
+        return self.string_at(val)
+
+    def assert_eol(self, usage, secret=False):
+        self.skip_whitespace()
+        extra = self.next_arg()
+        if extra:
+            self.error("too many arguments (%s): expected %s" % ("<hidden>" if secret else _show(extra), usage),
+                       self.cmd_line)
 
     # -- commands ----------------------------------------------------------------------------------------
 
     def parse(self):
-        s, n = self.s, self.n
-        nul = s.find("\0")
-        if nul >= 0:
-            self.error("NUL character in the file", s.count("\n", 0, nul) + 1)
+        if "\0" in "".join(self.lines):
+            s = "".join(self.lines)
+            self.error("NUL character in the file", s.count("\n", 0, s.find("\0")) + 1)
+        while self.next_line < len(self.lines):
+            self.pos = 0
+            self.getln(0)
+            if self.buf[0] != "\0":
+                self.parse_line()
+        return self.sections
+
+    def parse_line(self):
+        """uci_parse_line: commands split by strtok(" \t"), each command reading its own arguments."""
+        self.skip_whitespace()
         while True:
-            while self.i < n and s[self.i] in _SPACE:
-                if s[self.i] == "\n":
-                    self.line += 1
-                self.i += 1
-            if self.i >= n:
-                return self.sections
-            c = s[self.i]
-            if c == "#":
-                self._skip_comment()
-                continue
-            if c == ";":
-                self.i += 1
-                continue
-            start = self.i
-            while self.i < n and s[self.i] not in _SPACE and s[self.i] != ";":
-                self.i += 1
-            word = s[start:self.i]
+            self.cmd_line = self.line
+            i = self.pos
+            while self.ch(i) in " \t":
+                i += 1
+            if self.ch(i) == "\0":
+                return
+            j = i
+            while self.ch(j) != "\0" and self.ch(j) not in " \t":
+                j += 1
+            word = "".join(self.buf[i:j])
+            if j < len(self.buf):
+                self.buf[j] = "\0"  # strtok
+            if word[0] == "#":
+                return
             cmd = _COMMANDS.get(word)
+            if cmd is None and word.rstrip(_CSPACE) in _COMMANDS:
+                # "config\n": uci says invalid command (strtok keeps the newline in the word); say what is missing
+                self.error(_USAGE_MISSING[_COMMANDS[word.rstrip(_CSPACE)]])
             if cmd is None:
                 self.error("invalid command %s: expected package, config, option or list" % _show(word))
-            line = self.line
-            args = self._args()
-            getattr(self, "_cmd_" + cmd)(args, line)
+            if cmd in ("option", "list") and self.current is None:
+                self.error("%s before the first config section: expected config <type> [<name>] first" % cmd)
+            # uci_increase_pos past the command word and its NUL
+            if j + 1 > self.filled:
+                self.error(_USAGE_MISSING[cmd])
+            self.pos = j + 1
+            getattr(self, "_cmd_" + cmd)()
 
-    def _too_many(self, args, usage, line):
-        self.error("too many arguments (%s): expected %s" % (" ".join(_show(a) for a in args), usage), line)
+    def _cmd_package(self):
+        name = self.next_arg()
+        if not name:
+            self.error(_USAGE_MISSING["package"])
+        if not valid_package(name):
+            self.error("invalid package name %s: use only A-Z, a-z, 0-9, _ and -" % _show(name))
+        self.assert_eol("package <name>")
+        self.package = name
 
-    def _cmd_package(self, args, line):
-        if not args or not args[0]:
-            self.error("package without name: expected package <name>", line)
-        if len(args) > 1:
-            self._too_many(args[1:], "package <name>", line)
-        if not valid_package(args[0]):
-            self.error("invalid package name %s: use only A-Z, a-z, 0-9, _ and -" % _show(args[0]), line)
-        self.package = args[0]
-
-    def _cmd_config(self, args, line):
-        if not args or not args[0]:
-            self.error("config without type: expected config <type> [<name>]", line)
-        if len(args) > 2:
-            self._too_many(args[2:], "config <type> [<name>]", line)
-        stype = args[0]
+    def _cmd_config(self):
+        line = self.cmd_line
+        stype = self.next_arg()
+        if not stype:
+            self.error(_USAGE_MISSING["config"])
         if not valid_type(stype):
-            self.error("invalid section type %s: use printable characters without spaces" % _show(stype), line)
-        name = args[1] if len(args) > 1 and args[1] else None
+            self.error("invalid section type %s: use printable characters without spaces" % _show(stype))
+        name = self.next_arg() or None
+        if name is not None and not valid_name(name):
+            self.error("invalid section name %s: use only A-Z, a-z, 0-9 and _" % _show(name))
+        self.assert_eol("config <type> [<name>]")
         if name is None:
             sec = Section(stype, None, {}, line)
             self.sections.append(sec)
-        elif not valid_name(name):
-            self.error("invalid section name %s: use only A-Z, a-z, 0-9 and _" % _show(name), line)
         else:
             sec = self.by_name.get(name)
             if sec is None:
@@ -292,22 +339,16 @@ class _Parser:
                            "reuse its name" % (name, _show(sec.type), sec.line), line)
         self.current = sec
 
-    def _cmd_option(self, args, line, is_list=False):
+    def _cmd_option(self, is_list=False):
         kw = "list" if is_list else "option"
-        usage = "list <name> <value>" if is_list else "option <name> <value>"
-        if self.current is None:
-            self.error("%s before the first config section: expected config <type> [<name>] first" % kw, line)
-        if not args or not args[0]:
-            self.error("%s without name: expected %s" % (kw, usage), line)
-        name = args[0]
-        if len(args) > 2:
-            if name in Section.SECRET_OPTIONS:
-                self.error("too many arguments (<hidden>): expected %s (quote values that contain spaces)" % usage,
-                           line)
-            self._too_many(args[2:], usage + " (quote values that contain spaces)", line)
+        name = self.next_arg()
+        if not name:
+            self.error(_USAGE_MISSING[kw])
         if not valid_name(name):
-            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show(name), line)
-        value = args[1] if len(args) > 1 else ""
+            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show(name))
+        value = self.next_arg()
+        self.assert_eol("%s <name> <value> (quote values that contain spaces)" % kw,
+                        secret=name in Section.SECRET_OPTIONS)
         opts = self.current.options
         old = opts.get(name)
         if is_list:
@@ -318,8 +359,19 @@ class _Parser:
         elif value != "":
             opts[name] = value
 
-    def _cmd_list(self, args, line):
-        self._cmd_option(args, line, is_list=True)
+    def _cmd_list(self):
+        self._cmd_option(is_list=True)
+
+
+# C isspace() in the "C" locale: what skip_whitespace skips and what ends an argument. The command word itself
+# ends only at a space or a tab (strtok(..., " \t")), so "option\fa b" is an invalid command.
+_CSPACE = " \t\n\v\f\r"
+_USAGE_MISSING = {
+    "package": "package without name: expected package <name>",
+    "config": "config without type: expected config <type> [<name>]",
+    "option": "option without name: expected option <name> <value>",
+    "list": "list without name: expected list <name> <value>",
+}
 
 
 def _show(s):
@@ -387,12 +439,10 @@ def quote(value):
     return "'" + value.replace("'", "'\\''") + "'"
 
 
-def _type_token(stype):
-    # uci writes the type bare; quote it only when bare text would not read back the same.
-    for c in stype:
-        if c in "'\"\\#;" or c in _SPACE:
-            return quote(stype)
-    return stype
+def _escape(text):
+    """uci_escape: the text bare, each ' written as '\\''. uci writes package names, section types and option names
+    this way, without quotes around them."""
+    return text.replace("'", "'\\''")
 
 
 def export(sections, package=None):
@@ -400,17 +450,17 @@ def export(sections, package=None):
     option values are non-empty (uci drops `option x ''`)."""
     out = []
     if package is not None:
-        out.append("package %s\n" % package)
+        out.append("package %s\n" % _escape(package))
     for sec in sections:
-        out.append("\nconfig %s" % _type_token(sec.type))
+        out.append("\nconfig %s" % _escape(sec.type))
         if sec.name is not None:
             out.append(" %s" % quote(sec.name))
         out.append("\n")
         for name, value in sec.options.items():
             if isinstance(value, list):
                 for item in value:
-                    out.append("\tlist %s %s\n" % (name, quote(item)))
+                    out.append("\tlist %s %s\n" % (_escape(name), quote(item)))
             else:
-                out.append("\toption %s %s\n" % (name, quote(value)))
+                out.append("\toption %s %s\n" % (_escape(name), quote(value)))
     out.append("\n")
     return "".join(out)

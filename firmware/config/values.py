@@ -137,6 +137,33 @@ def parse_host(s):
     return s
 
 
+def parse_domain(s):
+    """A DNS domain name for clients (DHCP option 15): labels of letters, digits and hyphens."""
+    if all(c in _DIGITS or c == "." for c in s):
+        raise Invalid("must be a domain name like example.org, not an address")
+    try:
+        return parse_host(s)
+    except Invalid:
+        raise Invalid("must be a domain name like example.org (letters, digits, hyphens and dots)")
+
+
+def parse_hostport(default_port):
+    """`HOST[:PORT]` -> (host, port); HOST an IPv4 address or a host name."""
+    def parse(s):
+        host, colon, port = s.partition(":")
+        if colon:
+            if not _digits(port) or not 1 <= int(port) <= 65535:
+                raise Invalid("must be HOST or HOST:PORT with a port 1 to 65535")
+            port = int(port)
+        else:
+            port = default_port
+        try:
+            return (parse_host(host), port)
+        except Invalid:
+            raise Invalid("must be HOST or HOST:PORT, HOST an IPv4 address or a host name")
+    return parse
+
+
 _IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 
@@ -313,3 +340,47 @@ def genpsk(rng=os.urandom):
             break
         key = key[1:] + key[0]
     return key
+
+
+# -- IPv6 (the text forms are parsed by the core's sluice.ip6.addr, which the engine uses too) ---------------
+
+def parse_ip6(s):
+    """An IPv6 unicast address (e.g. a DNS server): not ::, not multicast; returned in canonical form."""
+    from sluice.ip6 import addr as ip6
+
+    try:
+        b = ip6.parse(s)
+    except ValueError:
+        raise Invalid("must be an IPv6 address like 2001:db8::53")
+    if b == ip6.ZERO or ip6.is_multicast(b) or ip6.is_link_local(b):
+        raise Invalid("must be a global or ULA unicast IPv6 address (not ::, multicast or link-local)")
+    return ip6.text(b)
+
+
+def parse_cidr6(s):
+    """`2001:db8::/32` (host bits zero) or a bare address (/128); returned in canonical form."""
+    from sluice.ip6 import addr as ip6
+
+    if "/" not in s:
+        s = s + "/128"
+    try:
+        b, plen = ip6.parse_prefix(s)
+    except ValueError as e:
+        raise Invalid("must be an IPv6 prefix like 2001:db8:1::/48 (%s)" % e)
+    return "%s/%d" % (ip6.text(b), plen)
+
+
+def parse_ip6prefix(s):
+    """The prefix a server hands out a /64 per session from: /16 to /63 (a lone /64 cannot be split)."""
+    from sluice.ip6 import addr as ip6
+
+    try:
+        b, plen = ip6.parse_prefix(s)
+    except ValueError as e:
+        raise Invalid("must be an IPv6 prefix like 2001:db8:77::/48 or a /56 (%s)" % e)
+    if not 16 <= plen <= 63:
+        raise Invalid("must be /16 to /63: each session gets a /64 of its own, so a /64 cannot be shared out "
+                      "(use a /56 or /60 delegated to this router, or a ULA prefix like fd12:3456:789a::/48)")
+    if ip6.is_multicast(b) or ip6.is_link_local(b) or b == ip6.ZERO:
+        raise Invalid("must be a global or ULA prefix (not multicast, link-local or ::)")
+    return "%s/%d" % (ip6.text(b), plen)

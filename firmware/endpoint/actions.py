@@ -95,16 +95,28 @@ class MovePeer(Action):
 class SessionUp(Action):
     """A PPP session carries IP: the data plane forwards between the tunnel device and this session."""
 
-    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname")
+    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname", "rate")
     kind = "session_up"
 
-    def __init__(self, key, peer, header, sequencing, address, ifname):
+    def __init__(self, key, peer, header, sequencing, address, ifname, rate=None):
         self.key = key                # (our tunnel id, our session id): how data messages name it
         self.peer = peer              # the L2TP peer key the messages must come from and go to
         self.header = header          # the L2TP data header for our messages without Ns (bytes)
         self.sequencing = sequencing  # True: every data message needs Ns (the engine's encoder keeps it)
         self.address = address        # the client's inner IPv4 address (server) or ours (client)
         self.ifname = ifname          # the tunnel device
+        self.rate = rate              # bytes per second each way (a per-user limit), or None
+
+
+class SendToSession(Action):
+    """One IPv4 packet into a session (the server's own answer, e.g. a DHCPACK): framed and sent like data."""
+
+    __slots__ = ("key", "packet")
+    kind = "send_to_session"
+
+    def __init__(self, key, packet):
+        self.key = key
+        self.packet = packet
 
 
 class SessionDown(Action):
@@ -115,9 +127,32 @@ class SessionDown(Action):
         self.key = key
 
 
+class Session6Up(Action):
+    """IPv6 of an up session: the data plane carries PPP protocol 0x0057 for it (after its SessionUp)."""
+
+    __slots__ = ("key", "prefix", "peer_ifid")
+    kind = "session6_up"
+
+    def __init__(self, key, prefix, peer_ifid):
+        self.key = key              # (our tunnel id, our session id), as in SessionUp
+        self.prefix = prefix        # server: the session's /64 (8 octets), the only sources it may use; client: None
+        self.peer_ifid = peer_ifid  # the peer's IPv6CP interface identifier (8 octets): its link-local fe80::<id>
+
+
+class Session6Down(Action):
+    """The session's IPv6 is gone (sent before its SessionDown)."""
+
+    __slots__ = ("key",)
+    kind = "session6_down"
+
+    def __init__(self, key):
+        self.key = key
+
+
 class Host(Action):
     """One host configuration step, in order: addr_flush, addr_add, link_up, route_add, route_del,
-    pin_route (keep the path to the server outside the tunnel), forwarding."""
+    pin_route (keep the path to the server outside the tunnel), forwarding; for IPv6 addr_add6 / addr_del6
+    (ifname, 'address/len'), forwarding6 (route_add / route_del take IPv6 prefixes as they are)."""
 
     __slots__ = ("op", "args")
     kind = "host"
@@ -156,12 +191,27 @@ class CloseTransport(Action):
 
 
 class Log(Action):
-    __slots__ = ("level", "text")
+    """One log line. `key` names the kind of event: the engine folds repeats of one key into a count."""
+
+    __slots__ = ("level", "text", "key")
     kind = "log"
 
-    def __init__(self, level, text):
+    def __init__(self, level, text, key=None):
         self.level = level  # 'info', 'warning', 'error'
-        self.text = text
+        self.text = text    # peer-supplied parts already made safe (sluice.endpoint.safe)
+        self.key = key      # the format string or a name; None: never folded
+
+
+class InternalError(Action):
+    """A bug of ours surfaced inside a machine (not a malformed packet): logged once with its traceback,
+    repeats counted (the engine rate-limits by where it happened)."""
+
+    __slots__ = ("where", "error")
+    kind = "internal_error"
+
+    def __init__(self, where, error):
+        self.where = where
+        self.error = error
 
 
 class Queue:
@@ -176,7 +226,7 @@ class Queue:
         self.items.append(action)
 
     def log(self, level, fmt, *args):
-        self.items.append(Log(level, fmt % args if args else fmt))
+        self.items.append(Log(level, fmt % args if args else fmt, fmt))
 
     def drain(self):
         out = self.items

@@ -22,6 +22,7 @@ local_ip, now)` / `transport_failed(reason, now)` answering OpenTransport.
 """
 
 from sluice.endpoint import actions as A
+from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.server import peer_text, why
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
@@ -44,7 +45,9 @@ CONNECT_TIMEOUT = 60.0
 L2TP_AFTER_SA = 0.3
 LINGER = 3.0
 MAX_BACKOFF = 300
+QUICK_REDIAL = 1.0  # the first redial after losing a session that was up
 STOPCCN_SHUTDOWN = 6
+EXIT_AUTH_FAILED = 3  # under netifd: the handler reports AUTH_FAILED and blocks restarts (ppp.sh's way)
 L2TP_PORT = 1701
 IKE_PORT = 500
 
@@ -65,7 +68,7 @@ class Closing:
         self.then_delete_sas = False
 
 
-class ClientEndpoint:
+class ClientEndpoint(IpsecFront):
     def __init__(self, section, rng, tunnel_config, make_ike=None, lifetime_bytes=None, interface=None):
         self.cli = section
         self.rng = rng
@@ -93,6 +96,13 @@ class ClientEndpoint:
         self.failures = 0
         self.last_error = None
         self.counters = {"connects": 0, "malformed": 0, "unknown_session": 0, "early_data": 0}
+        self.stop_on_auth_failure = False  # netifd: a refused login ends the daemon (no redial)
+        self.exit_code = None              # what the daemon should exit with, once set
+        self.v6 = None
+        if getattr(section, "ipv6", False):
+            from sluice.endpoint.ipv6 import ClientIpv6
+
+            self.v6 = ClientIpv6(section, self.q)
 
     def actions(self):
         return self.q.drain()
@@ -134,9 +144,6 @@ class ClientEndpoint:
 
     def idle(self):
         return self.tunnel is None and self.closing is None
-
-    def rekey(self, now):
-        return self.ipsec.rekey(now) if self.ipsec is not None else 0
 
     def reload(self, section, now):
         """Credentials, routes and timers apply from the next connection; the session stays up."""
@@ -234,21 +241,7 @@ class ClientEndpoint:
             self._fail(now, "IPsec negotiation failed: %s" % reason, notify=False)
 
     # -- network input -------------------------------------------------------------------------------------
-
-    def ike_received(self, data, local, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.datagram_received(data, local, peer, now)
-
-    def esp_from(self, spi_in, outer, now):
-        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
-
-    def traffic_seen(self, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.traffic_seen(peer, now)
-
-    def sa_expiring(self, spi_in, hard, now):
-        if self.ipsec is not None:
-            self.ipsec.sa_expiring(spi_in, hard, now)
+    # (IKE, ESP-driven moves, SA expiry: IpsecFront)
 
     def l2tp_received(self, data, key, now):
         n = len(data)
@@ -279,6 +272,10 @@ class ClientEndpoint:
         if t is None or sid != self.sid or tid != t.local_tunnel_id:
             self.counters["unknown_session"] += 1
             return
+        if proto == PROTO_IPV6 and self.v6 is not None and self.v6.started:
+            if self.v6.frame_in(data, _q, end, now) and self.state == UP:
+                self.q.add(A.RunHook(self._hook_env("connect")))  # netifd hears the IPv6 address and routes
+            return
         if proto == PROTO_IP or proto == PROTO_IPV6:
             self.counters["early_data"] += 1
             return
@@ -296,6 +293,8 @@ class ClientEndpoint:
             cands.append(self.tunnel.get_timer())
         if self.link is not None:
             cands.append(self.link.get_timer())
+        if self.v6 is not None:
+            cands.append(self.v6.get_timer())
         cl = self.closing
         if cl is not None:
             cands += [cl.until, cl.tunnel.get_timer()]
@@ -324,6 +323,8 @@ class ClientEndpoint:
             self._pump_link(now)
         if self.closing is not None:
             self._closing_step(now)
+        if self.v6 is not None:
+            self.v6.handle_timer(now)
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
             if self.state == SA_SETTLE:
@@ -391,8 +392,16 @@ class ClientEndpoint:
         elif isinstance(ev, pppev.AuthFailed):
             self.last_error = ev.reason
             self.q.log("error", "authentication failed: %s", ev.reason)
+            if self.stop_on_auth_failure:
+                self.wanted = False
+                self.exit_code = EXIT_AUTH_FAILED
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(ev, now)
+        elif isinstance(ev, pppev.Ipv6Up):
+            if self.v6 is not None:
+                t = self.tunnel
+                self.v6.ipv6_up(ev, t.local_tunnel_id if t is not None else 0, self.sid)
+                self._v6_start(now)
         elif isinstance(ev, pppev.LinkDown):
             self._fail(now, "PPP link down: %s" % ev.reason)
 
@@ -429,30 +438,46 @@ class ClientEndpoint:
         q.log("info", "connected: %s, peer %s, DNS %s, %.2f s", self.local_ip, self.peer_ip,
               " ".join(self.dns) or "none", now - self.dial_started)
         q.add(A.RunHook(self._hook_env("connect")))
+        self._v6_start(now)
+
+    def _v6_start(self, now):
+        """IPv6 once both IPCP and IPv6CP are up (the data plane carries a session from SessionUp on)."""
+        if self.v6 is not None and self.state == UP and self.tunnel is not None:
+            self.v6.start(self.key, self.tunnel.local_tunnel_id, self.sid, self.enc, now)
 
     # -- losses and closing --------------------------------------------------------------------------------
 
     def _fail(self, now, reason, notify=True):
         """Tear the session and tunnel down after a loss, and schedule the redial."""
         was_up = self.state == UP
+        over_sa = self.state in (L2TP, UP) and self.ipsec is not None and self.key is not None
         self.last_error = reason
         self.q.log("warning", "%s", reason)
         env = self._hook_env("disconnect") if was_up else None
         self._teardown(now, notify, reason)
         if env is not None:
             self.q.add(A.RunHook(env))
+        if over_sa and self.ipsec.peers():
+            # L2TP or PPP died over a live-looking SA: perhaps the server restarted and lost it. Ask IKE to
+            # check at once (DPD) rather than redial into a dead SA for a minute.
+            self.ipsec.suspect((self.key[0], self.key[1]), now)
         self.failures += 1
         if self.wanted and self.cli.redial:
-            delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), MAX_BACKOFF)
+            if was_up and self.failures == 1:
+                delay = QUICK_REDIAL  # a session that was up: try again at once, then back off
+            else:
+                delay = min(self.cli.redial_delay * (2 ** min(self.failures - 1, 4)), MAX_BACKOFF)
             self.state = BACKOFF
             self.deadline = now + delay
-            self.q.log("info", "redialling in %d s", delay)
+            self.q.log("info", "redialling in %g s", delay)
         else:
             self.state = IDLE
             self.deadline = None
 
     def _teardown(self, now, notify_peer, reason):
         t = self.tunnel
+        if self.v6 is not None:
+            self.v6.down(t.local_tunnel_id if t is not None else 0, self.sid)
         if t is not None:
             self.q.add(A.SessionDown((t.local_tunnel_id, self.sid)))
             if notify_peer and t.is_active():
@@ -519,7 +544,7 @@ class ClientEndpoint:
     def _hook_env(self, reason):
         """The hook's variables, taken while the session still has its addresses (also for disconnect)."""
         c = self.cli
-        return {
+        env = {
             "reason": reason,
             "INTERFACE": self.interface,
             "TUNDEV": c.ifname,
@@ -531,6 +556,9 @@ class ClientEndpoint:
             "DEFAULTROUTE": "1" if c.defaultroute else "0",
             "VPNGATEWAY": self.server[0] if self.server else "",
         }
+        if self.v6 is not None:
+            env.update(self.v6.hook_env())
+        return env
 
     def status(self, now):
         t = self.tunnel
@@ -543,11 +571,12 @@ class ClientEndpoint:
                 "state": "up" if self.state == UP else "negotiating",
                 "uptime": round(now - self.up_since, 1) if self.up_since is not None else 0,
                 "ppp": self.link.status() if self.link is not None else None,
+                "ipv6": self.v6.status() if self.v6 is not None else None,
             }]
             tunnels.append(st)
         ipsec = None
         if self.ipsec is not None:
-            ipsec = {"sas": self.ipsec.status(), "ike": dict(self.ipsec.ike.stats)}
+            ipsec = {"sas": self.ipsec.status(), "ike": self.ipsec.ike.counters()}
             ipsec["ike"].update(self.ipsec.counters)
         return {
             "role": "client",

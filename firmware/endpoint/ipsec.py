@@ -19,7 +19,7 @@ The owner is told through four methods: ipsec_sa_up(peer, now), ipsec_peer_down(
 ipsec_peer_moved(old, new, now), ipsec_failed(peer, reason, now).
 """
 
-from sluice.endpoint.actions import InstallSa, MovePeer, OutboundSa, RemoveSa, SendIke
+from sluice.endpoint.actions import InstallSa, InternalError, Log, MovePeer, OutboundSa, RemoveSa, SendIke
 from sluice.ike import events as ev
 
 IKE_PORT = 500
@@ -65,13 +65,26 @@ class IpsecLayer:
         sa = self.sas.get(spi_in)
         if sa is None:
             return None
+        # The data plane reports only fresh packets (sequence number above the replay window): a replayed
+        # packet from another port never moves a peer (issue 13 item 3).
         if outer != sa.peer and outer[0] == sa.peer[0]:
-            if self.ike.follow_peer(sa.peer, outer):
+            if self.ike.esp_from_new_port(spi_in, outer, now):
                 self.pump(now)
         return self.sas[spi_in].peer if spi_in in self.sas else None
 
     def traffic_seen(self, peer, now):
         self.ike.traffic_seen(peer, now)
+
+    def unknown_spi(self, spi, outer, encap, size, now):
+        """ESP for an SPI we do not have: tell a peer that lost us (we restarted) so it renegotiates now."""
+        peer = outer if encap else (outer[0], IKE_PORT)
+        if self.ike.invalid_spi(spi, peer, encap, size, now):
+            self.pump(now)
+
+    def suspect(self, peer, now):
+        """L2TP got no answer over this peer's SA: check the IKE SA with DPD at once."""
+        self.ike.suspect_peer(peer, now)
+        self.pump(now)
 
     def sa_expiring(self, spi_in, hard, now):
         """The data plane saw an SA pass its soft (hard=False) or hard byte lifetime."""
@@ -155,8 +168,14 @@ class IpsecLayer:
                 self.q.log("warning", "peer %s is dead (no answer to DPD)", _p(e.peer))
                 self._drop_peer(e.peer, "the peer stopped answering (DPD)", now)
             elif isinstance(e, ev.NegotiationFailed):
-                self.q.log("warning", "IPsec negotiation with %s failed: %s", e.peer[0], e.reason)
+                if getattr(e, "verified", True):
+                    self.q.log("warning", "IPsec negotiation with %s failed: %s", e.peer[0], e.reason)
+                else:  # the source may be spoofed: one folded line for all of them
+                    self.q.add(Log("warning", "IPsec negotiation failed (unverified source): %s" % e.reason,
+                                   "ike-unverified"))
                 self.owner.ipsec_failed(e.peer, e.reason, now)
+            elif isinstance(e, ev.InternalError):
+                self.q.add(InternalError("IKE", e.error))
 
     def _lifetime(self, e):
         limits = [x for x in (self.lifetime_bytes, (getattr(e, "life_kbytes", None) or 0) * 1024) if x]
@@ -235,3 +254,31 @@ class IpsecLayer:
 
 def _p(peer):
     return "%s:%d" % (peer[0], peer[1])
+
+
+class IpsecFront:
+    """The inputs both endpoints hand to their IPsec layer (`self.ipsec`, None when IPsec is off)."""
+
+    ipsec = None
+
+    def ike_received(self, data, local, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.datagram_received(data, local, peer, now)
+
+    def esp_from(self, spi_in, outer, now):
+        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
+
+    def traffic_seen(self, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.traffic_seen(peer, now)
+
+    def unknown_spi(self, spi, outer, encap, size, now):
+        if self.ipsec is not None:
+            self.ipsec.unknown_spi(spi, outer, encap, size, now)
+
+    def sa_expiring(self, spi_in, hard, now):
+        if self.ipsec is not None:
+            self.ipsec.sa_expiring(spi_in, hard, now)
+
+    def rekey(self, now):
+        return self.ipsec.rekey(now) if self.ipsec is not None else 0

@@ -26,6 +26,7 @@ tunnels and the data plane is told with `MovePeer`.
 """
 
 from sluice.endpoint import actions as A
+from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.pool import IpPool, PoolExhausted
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
@@ -63,11 +64,31 @@ def why(ev):
     return "result %s%s" % (code, (", " + msg) if msg else "")
 
 
+def _no_counters(key):
+    return (0, 0, 0, 0)
+
+
+def _cause(reason):
+    """RADIUS Acct-Terminate-Cause for a PPP LinkDown reason (RFC 2866 5.10)."""
+    from sluice.endpoint import aaa as AAA
+
+    r = reason or ""
+    if "dead peer" in r or "did not answer" in r:
+        return AAA.TERM_LOST_CARRIER
+    return AAA.TERM_USER_REQUEST
+
+
+_TERM_USER = 1  # RFC 2866 5.10 User Request
+# RFC 5176 3: attributes that identify the NAS or the session (and Message-Authenticator, Proxy-State,
+# Event-Timestamp): a CoA carrying only these and Session-Timeout is one we can apply.
+_DAE_IDENTIFIERS = (1, 4, 5, 8, 30, 31, 32, 33, 44, 50, 55, 80, 87, 95)
+
+
 class ServerSession:
     """One PPP session inside one L2TP tunnel."""
 
     __slots__ = ("tunnel", "peer", "tid", "sid", "peer_sid", "link", "enc", "ip", "username", "started",
-                 "authed", "up_since", "closed", "sequencing")
+                 "authed", "up_since", "closed", "sequencing", "close_reason", "close_cause")
 
     def __init__(self, tunnel, tid, sid, peer_sid, sequencing, started):
         self.tunnel = tunnel
@@ -84,10 +105,12 @@ class ServerSession:
         self.authed = False
         self.up_since = None
         self.closed = False
+        self.close_reason = None  # why we are closing it (sent to the peer), while PPP terminates
+        self.close_cause = None   # the RADIUS Acct-Terminate-Cause for it
 
 
-class ServerEndpoint:
-    def __init__(self, section, users, rng, tunnel_config, ike=None, lifetime_bytes=None):
+class ServerEndpoint(IpsecFront):
+    def __init__(self, section, users, rng, tunnel_config, ike=None, lifetime_bytes=None, aaa=None):
         self.srv = section
         self.rng = rng
         self.q = A.Queue()
@@ -100,14 +123,20 @@ class ServerEndpoint:
             from sluice.endpoint.ipsec import IpsecLayer
 
             self.ipsec = IpsecLayer(ike, self, self.q, lifetime_bytes)
+        self.aaa = aaa      # sluice.endpoint.aaa.Aaa when RADIUS is configured
+        if aaa is not None:
+            aaa.q = self.q
+        self.counters_of = _no_counters  # (tid, sid) -> (in_octets, out_octets, in_packets, out_packets),
+        # read from the data plane (its in-memory counters) for accounting and Idle-Timeout
         self.sessions = {}  # (tid, sid) -> ServerSession
         self.by_ip = {}     # client address (str) -> ServerSession
         self.authed = 0     # sessions past authentication (what max_sessions bounds)
         self.counters = {"malformed": 0, "unknown_session": 0, "wrong_peer": 0, "early_data": 0,
                          "sessions_total": 0, "auth_failures": 0, "rejected_full": 0, "rejected_preauth": 0,
-                         "preauth_timeouts": 0}
+                         "preauth_timeouts": 0, "rejected_user_limit": 0, "dhcp_informs": 0}
         self.last_error = None
         self.stopping = False
+        self.v6 = self._make_v6()  # ServerIpv6 when option ipv6 is on, else None
 
     # -- set-up and commands -------------------------------------------------------------------------------
 
@@ -125,6 +154,20 @@ class ServerEndpoint:
         self.q.add(A.Host("addr_add", ifname, srv.local_ip, None))
         self.q.add(A.Host("link_up", ifname, srv.mtu))
         self.q.add(A.Host("forwarding"))
+        if self.v6 is not None:
+            self.q.add(A.Host("forwarding6", ifname))
+        where = ("IKE on %s:500/4500, L2TP only inside IPsec" % srv.listen if self.ipsec is not None
+                 else "L2TP on %s:%d" % (srv.listen, srv.port))
+        self.q.log("info", "server up: %s, TUN %s %s, pool %s-%s, auth %s", where, ifname, srv.local_ip,
+                   srv.pool_start, srv.pool_end, ",".join(srv.auth))
+
+    def _make_v6(self):
+        srv = self.srv
+        if not getattr(srv, "ipv6", False) or not getattr(srv, "ip6prefix", None):
+            return None
+        from sluice.endpoint.ipv6 import ServerIpv6
+
+        return ServerIpv6(srv, self.q, self.rng)
 
     def actions(self):
         return self.q.drain()
@@ -141,10 +184,17 @@ class ServerEndpoint:
                 self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
         for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
             setattr(old, opt, getattr(section, opt))
+        self._reload_v6(old, section)
         self.q.log("info", "configuration reloaded: %d users", len(self.users))
 
-    def rekey(self, now):
-        return self.ipsec.rekey(now) if self.ipsec is not None else 0
+    def _reload_v6(self, old, section):
+        """dns6 applies from the next Router Advertisement; turning IPv6 on or off, or its prefix, needs a restart."""
+        for opt in ("ipv6", "ip6prefix"):
+            if getattr(old, opt, None) != getattr(section, opt, None):
+                self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
+        old.dns6 = getattr(section, "dns6", None) or []
+        if self.v6 is not None:
+            self.v6.set_dns(old.dns6)
 
     def disconnect(self, now, user=None, tunnel_id=None, session_id=None):
         """Close the sessions of `user`, or one session by its ids; returns how many were closed."""
@@ -176,21 +226,7 @@ class ServerEndpoint:
         return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
 
     # -- network input -------------------------------------------------------------------------------------
-
-    def ike_received(self, data, local, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.datagram_received(data, local, peer, now)
-
-    def esp_from(self, spi_in, outer, now):
-        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
-
-    def traffic_seen(self, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.traffic_seen(peer, now)
-
-    def sa_expiring(self, spi_in, hard, now):
-        if self.ipsec is not None:
-            self.ipsec.sa_expiring(spi_in, hard, now)
+    # (IKE, ESP-driven moves, SA expiry: IpsecFront)
 
     def l2tp_received(self, data, key, now):
         n = len(data)
@@ -211,12 +247,90 @@ class ServerEndpoint:
         if sess.peer != key:
             self.counters["wrong_peer"] += 1
             return
+        if proto == PROTO_IPV6 and self.v6 is not None and (sess.tid, sess.sid) in self.v6.links:
+            self.v6.frame_in(sess, data, _q, end, now)  # link-local / multicast: RS, echo to our link-local
+            return
         if proto == PROTO_IP or proto == PROTO_IPV6:
             self.counters["early_data"] += 1  # before IPCP is up the data plane has no route for it
             return
         if sess.link is not None:
             sess.link.frame_received(data[p:end], now)
             self._pump_link(sess, now)
+
+    # -- RADIUS and DHCP -----------------------------------------------------------------------------------
+
+    def radius_received(self, which, data, src, now):
+        if self.aaa is not None:
+            self.aaa.datagram_received(which, data, src, now)
+            self._aaa_events(now)
+
+    def _aaa_events(self, now):
+        self._verdicts(now)
+        for key, cause, reason in self.aaa.expired():
+            s = self.sessions.get(key)
+            if s is not None:
+                self.q.log("info", "closing the session of %s: %s", s.username, reason)
+                self._close_session(s, now, reason, tell_peer=True, cause=cause)
+        for ref, kind, pkt, keys in self.aaa.dae_requests():
+            self._dae(ref, kind, pkt, keys, now)
+
+    def _verdicts(self, now):
+        if self.aaa is None:
+            return
+        for key, v in self.aaa.verdicts():
+            s = self.sessions.get(key)
+            if s is None or s.link is None:
+                continue
+            if v.ok and v.address:
+                holder = self.by_ip.get(v.address)
+                if holder is not None and holder.username != (v.question.username if v.question else None):
+                    v.ok = False
+                    v.reason = "Framed-IP-Address %s from RADIUS is in use by another session" % v.address
+            if not v.ok:
+                self.q.log("warning", "RADIUS login from %s refused: %s", peer_text(s.peer), v.reason)
+            s.link.auth_result(now, **v.auth_result_kwargs())
+            self._pump_link(s, now)
+
+    def _dae(self, ref, kind, pkt, keys, now):
+        """RFC 5176: Disconnect closes the named sessions at once; CoA may change Session-Timeout only."""
+        from sluice.endpoint import aaa as AAA
+
+        if not keys:
+            self.aaa.answer(ref, False, AAA.ERR_SESSION_NOT_FOUND, now)
+            return
+        if kind == "disconnect":
+            for key in keys:
+                s = self.sessions.get(key)
+                if s is not None:
+                    self.q.log("info", "RADIUS Disconnect-Request: closing the session of %s", s.username)
+                    self._close_session(s, now, "disconnected by the RADIUS server", tell_peer=True,
+                                        cause=AAA.TERM_ADMIN_RESET)
+            self.aaa.answer(ref, True, None, now)
+            return
+        timeout = pkt.get_int(AAA.SESSION_TIMEOUT)
+        others = [t for t, _v in pkt.attrs if t != AAA.SESSION_TIMEOUT and t not in _DAE_IDENTIFIERS]
+        if timeout is None or others:
+            self.aaa.answer(ref, False, AAA.ERR_UNSUPPORTED_ATTRIBUTE, now)
+            return
+        secs = timeout
+        for key in keys:
+            self.aaa.sessions.set_session_timeout(key, secs, now)
+        self.aaa.answer(ref, True, None, now)
+
+    def dhcp_inform(self, key, packet, now):
+        """A session's DHCPINFORM (Windows and macOS ask for routes this way): answer with the routes and DNS
+        of this server (options 121/249, 6, 15), into the same session; never forwarded."""
+        s = self.sessions.get(key)
+        srv = self.srv
+        if s is None or s.ip is None:
+            return
+        from sluice.dhcp.inform import answer_inform
+
+        reply = answer_inform(packet, srv.local_ip, list(getattr(srv, "client_routes", ()) or ()), list(srv.dns),
+                              getattr(srv, "domain", None), client_ip=s.ip)
+        if reply is not None:
+            self.counters["dhcp_informs"] += 1
+            self.q.add(A.SendToSession(key, reply))
 
     # -- IPsec layer callbacks -----------------------------------------------------------------------------
 
@@ -249,6 +363,10 @@ class ServerEndpoint:
 
     def get_timer(self):
         best = self.table.get_timer()
+        if self.aaa is not None:
+            d = self.aaa.get_timer()
+            if d is not None and (best is None or d < best):
+                best = d
         if self.ipsec is not None:
             d = self.ipsec.get_timer()
             if d is not None and (best is None or d < best):
@@ -260,11 +378,19 @@ class ServerEndpoint:
                 d = pre if d is None or pre < d else d
             if d is not None and (best is None or d < best):
                 best = d
+        d = self.v6.get_timer() if self.v6 is not None else None
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def handle_timer(self, now):
         if self.ipsec is not None:
             self.ipsec.handle_timer(now)
+        if self.aaa is not None:
+            self.aaa.handle_timer(now, self.counters_of)
+            self._aaa_events(now)
+        if self.v6 is not None:
+            self.v6.handle_timer(now)
         d = self.table.get_timer()
         if d is not None and d <= now:
             self.table.handle_timer(now)
@@ -345,7 +471,8 @@ class ServerEndpoint:
         cfg = PppConfig(
             mru=srv.mtu, auth=tuple(srv.auth), get_password=self._password_for, assign_address=None,
             local_ip=srv.local_ip, dns=list(srv.dns), echo_interval=srv.lcp_echo_interval,
-            echo_failure=srv.lcp_echo_failure, ipv6=bool(getattr(srv, "ipv6", False)),
+            echo_failure=srv.lcp_echo_failure, ipv6=self.v6 is not None and self.v6.available(),
+            external_auth=self.aaa is not None and self.aaa.logins is not None,
         )
         sess.link = PppLink("server", cfg, self.rng)
         sess.link.open(now)
@@ -370,7 +497,12 @@ class ServerEndpoint:
             self._link_event(sess, ev, now)
 
     def _link_event(self, sess, ev, now):
-        if isinstance(ev, pppev.Authenticated):
+        if isinstance(ev, pppev.VerifyCredentials):
+            # A user not in the local table: RADIUS decides; the verdict comes back through _verdicts.
+            peer = sess.peer[0] if isinstance(sess.peer, tuple) else None
+            self.aaa.ask((sess.tid, sess.sid), ev, now, sess.sid, peer)
+            self._verdicts(now)
+        elif isinstance(ev, pppev.Authenticated):
             self._authenticated(sess, ev.username, now)
         elif isinstance(ev, pppev.AuthFailed):
             self.counters["auth_failures"] += 1
@@ -378,15 +510,21 @@ class ServerEndpoint:
             self.q.log("warning", "authentication failed from %s: %s", peer_text(sess.peer), ev.reason)
         elif isinstance(ev, pppev.IpUp):
             self._ip_up(sess, ev, now)
+        elif isinstance(ev, pppev.Ipv6Up):
+            if self.v6 is not None and sess.authed:
+                self.v6.ipv6_up(sess, ev, now)
         elif isinstance(ev, pppev.LinkDown):
             self.q.log("info", "PPP down for %s: %s", sess.username or peer_text(sess.peer), ev.reason)
-            self._drop_session(sess, now, notify_l2tp=True)
+            self._drop_session(sess, now, notify_l2tp=True, cause=sess.close_cause or _cause(ev.reason))
 
     def _authenticated(self, sess, username, now):
         sess.username = username
         self.q.log("info", "user %s authenticated from %s", username, peer_text(sess.peer))
         u = self.users.get(username)
         static = getattr(u, "ip", None) if u is not None else None
+        v = self.aaa.verdict_of.get((sess.tid, sess.sid)) if self.aaa is not None else None
+        if v is not None and v.address:
+            static = v.address  # Framed-IP-Address from RADIUS
         if static:
             # A user who redials before the old session timed out gets the address back at once.
             old = self.by_ip.get(static)
@@ -396,6 +534,16 @@ class ServerEndpoint:
             if old is not None and old is not sess and old.username == username:
                 self.q.log("info", "user %s reconnected: closing the older session at %s", username, static)
                 self._drop_session(old, now, notify_l2tp=True)
+        limit = getattr(self.srv, "max_sessions_per_user", 0) or 0
+        if limit:
+            mine = len([s for s in self.sessions.values() if s.authed and s.username == username])
+            if mine >= limit:
+                self.counters["rejected_user_limit"] += 1
+                why_ = "user %s already has %d session%s (max_sessions_per_user %d)" % (
+                    username, mine, "" if mine == 1 else "s", limit)
+                self.q.log("warning", "refusing %s from %s: %s", username, peer_text(sess.peer), why_)
+                self._close_session(sess, now, why_, tell_peer=True)
+                return
         if self.authed >= self.srv.max_sessions:
             self.counters["rejected_full"] += 1
             self.q.log("warning", "refusing user %s from %s: max_sessions (%d) reached", username,
@@ -405,7 +553,7 @@ class ServerEndpoint:
         sess.authed = True
         self.authed += 1
         try:
-            sess.ip = self.pool.allocate(static)
+            sess.ip = self.pool.allocate(static, owner=username)
         except PoolExhausted as e:
             self.last_error = str(e)
             self.q.log("warning", "no address for user %s: %s", username, e)
@@ -426,23 +574,45 @@ class ServerEndpoint:
         self.by_ip[ip] = sess
         sess.up_since = now
         srv = self.srv
-        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname))
+        u = self.users.get(sess.username)
+        kbit = (getattr(u, "rate_kbit", 0) if u is not None else 0) or getattr(srv, "rate_kbit", 0) or 0
+        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname,
+                               kbit * 125 if kbit else None))
         self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
+        if self.aaa is not None:
+            self.aaa.started((sess.tid, sess.sid), sess.username, ip, now, self.counters_of((sess.tid, sess.sid)))
         self.q.log("info", "session up: %s at %s from %s (%.2f s)", sess.username, ip, peer_text(sess.peer),
                    now - sess.started)
+        if self.v6 is not None:
+            self.v6.ip_up(sess, now)
 
-    def _close_session(self, sess, now, reason):
+    def _close_session(self, sess, now, reason, tell_peer=False, cause=None):
+        if sess.link is not None and tell_peer:
+            # The words go in LCP Terminate-Request (RFC 1661 5.5: pppd and Sluice show them) and, once PPP is
+            # down (its LinkDown, bounded by the link's own timer), in the CDN's result message.
+            sess.close_reason = reason
+            sess.close_cause = cause
+            sess.link.close(now, reason, reason.encode()[:200])
+            self._pump_link(sess, now)
+            return
         if sess.link is not None:
             sess.link.close(now, reason)
             self._pump_link(sess, now)
         if not sess.closed:
-            self._drop_session(sess, now, notify_l2tp=True)
+            self._drop_session(sess, now, notify_l2tp=True, cause=cause, message=reason)
 
-    def _drop_session(self, sess, now, notify_l2tp):
+    def _drop_session(self, sess, now, notify_l2tp, cause=None, message=None):
         if sess.closed:
             return
         sess.closed = True
-        self.sessions.pop((sess.tid, sess.sid), None)
+        key = (sess.tid, sess.sid)
+        self.sessions.pop(key, None)
+        if self.aaa is not None:
+            self.aaa.forget(key)
+            if sess.up_since is not None:
+                self.aaa.stopped(key, now, self.counters_of(key), cause or _TERM_USER)
+        if self.v6 is not None:
+            self.v6.down(sess)
         if sess.authed:
             self.authed -= 1
         if sess.ip is not None:
@@ -453,7 +623,8 @@ class ServerEndpoint:
             self.pool.release(sess.ip)
         sess.link = None
         if notify_l2tp and sess.tunnel.is_active():
-            sess.tunnel.close_session(sess.sid, now, CDN_ADMIN, "PPP link closed")
+            msg = message or sess.close_reason or "PPP link closed"
+            sess.tunnel.close_session(sess.sid, now, CDN_ADMIN, msg[:120])
             self._pump_table(now)
 
     # -- status --------------------------------------------------------------------------------------------
@@ -480,13 +651,15 @@ class ServerEndpoint:
             "counters": dict(self.counters),
             "l2tp": dict(self.table.stats),
             "ipsec": self._ipsec_status(),
+            "radius": self.aaa.status() if self.aaa is not None else None,
+            "ipv6": self.v6.summary() if self.v6 is not None else None,
             "last_error": self.last_error,
         }
 
     def _ipsec_status(self):
         if self.ipsec is None:
             return None
-        st = {"sas": self.ipsec.status(), "ike": dict(self.ipsec.ike.stats)}
+        st = {"sas": self.ipsec.status(), "ike": self.ipsec.ike.counters()}
         st["ike"].update(self.ipsec.counters)
         return st
 
@@ -496,4 +669,5 @@ class ServerEndpoint:
             "state": "up" if s.up_since is not None else ("authenticated" if s.authed else "negotiating"),
             "since": s.started, "uptime": round(now - s.up_since, 1) if s.up_since is not None else 0,
             "ppp": s.link.status() if s.link is not None else None,
+            "ipv6": self.v6.status(s) if self.v6 is not None else None,
         }

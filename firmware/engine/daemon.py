@@ -6,6 +6,7 @@ procd and netifd supervise Sluice, so it never forks into the background; SIGTER
 
 import os
 import signal
+import time
 
 from sluice.engine.control import ControlServer
 from sluice.engine.loop import EventLoop, monotonic
@@ -26,6 +27,7 @@ class Daemon:
         for w in config.warnings:
             log.warning("%s", w)
         self.endpoint = make_endpoint(config, select_section(config), self.loop)
+        self.endpoint.on_internal_error = self._internal_error  # bugs inside machines: same rate-limited report
         self.control = None
         self.exit_code = 0
         self._errors = {}  # (exception type, file, line) -> [first seen, repeats since]
@@ -62,14 +64,21 @@ class Daemon:
             st["name"] = self.name
             st["pid"] = os.getpid()
             st["internal_errors"] = self.loop.errors
+            st["time"] = int(time.time())  # the router's clock, for "since" from uptimes
             st["recent"] = [{"time": t, "level": lvl, "message": m} for t, lvl, m in self.log.recent]
             return {"ok": True, "status": st}
+        if cmd == "disconnect" and self.role == "server":
+            user = req.get("user")
+            if not isinstance(user, str) or not user:
+                return {"ok": False, "error": "%s is a server: name the user to disconnect (--user)" % self.name}
+            n = ep.command("disconnect", now, user=user)
+            if not n:
+                return {"ok": False, "error": "no session of user %r on %s" % (user[:64], self.name)}
+            return {"ok": True, "disconnected": n}
         if cmd in ("connect", "disconnect"):
+            if req.get("user") is not None:
+                return {"ok": False, "error": "%s is a client: --user applies to servers" % self.name}
             if self.role != "client":
-                if cmd == "disconnect" and (req.get("user") or req.get("tunnel_id")):
-                    n = ep.command("disconnect", now, user=req.get("user"), tunnel_id=req.get("tunnel_id"),
-                                   session_id=req.get("session_id"))
-                    return {"ok": True, "closed": n}
                 return {"ok": False, "error": "%s is a server: connect/disconnect apply to clients" % self.name}
             ep.command(cmd, now)
             return {"ok": True}
@@ -90,6 +99,10 @@ class Daemon:
             return
         self.endpoint.reload(config, self.select_section(config))
 
+    def _endpoint_exit(self):
+        """The exit status an endpoint asked for (a client refused login under netifd), or None."""
+        return getattr(self.endpoint, "exit_code", None)
+
     def run(self):
         loop = self.loop
         self.control = ControlServer(self.name, self.handle, self.log)
@@ -100,7 +113,9 @@ class Daemon:
         loop.on_signal(signal.SIGHUP, self.reload)
         try:
             self.endpoint.start(monotonic())
-            loop.run(until=lambda: bool(stop))
+            loop.run(until=lambda: bool(stop) or self._endpoint_exit() is not None)
+            if self._endpoint_exit() is not None:
+                self.exit_code = self._endpoint_exit()
             self.log.info("stopping")
             self.endpoint.command("shutdown", monotonic())
             deadline = monotonic() + STOP_GRACE

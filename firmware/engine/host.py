@@ -33,6 +33,13 @@ def ip_argv(op, args):
     if op == "route_del":
         dst, ifname = args
         return ["route", "del", dst] + (["dev", ifname] if ifname else [])
+    if op == "addr_add6":
+        ifname, cidr = args
+        # nodad: the address is ours by construction (our IPv6CP interface id), a PPP link has no one to ask.
+        return ["-6", "addr", "replace", cidr, "dev", ifname, "nodad"]
+    if op == "addr_del6":
+        ifname, cidr = args
+        return ["-6", "addr", "del", cidr, "dev", ifname]
     return None
 
 
@@ -69,6 +76,16 @@ class HostRunner:
         if op == "forwarding":
             if _enable_forwarding():
                 self.log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1)")
+            return
+        if op == "forwarding6":
+            if _enable_forwarding("/proc/sys/net/ipv6/conf/all/forwarding"):
+                self.log.info("enabled IPv6 forwarding (net.ipv6.conf.all.forwarding=1)")
+                slaac = [n for n in _accept_ra_1() if n not in args]  # not our own TUN
+                if slaac:
+                    # A forwarding interface ignores RAs unless accept_ra is 2: its own SLAAC address would lapse.
+                    self.log.warning("IPv6 forwarding is on: %s take%s Router Advertisements only with accept_ra 2 "
+                                     "(sysctl net.ipv6.conf.IF.accept_ra=2)", ", ".join(slaac),
+                                     "s" if len(slaac) == 1 else "")
             return
         if op == "pin_route":
             dst, server = args
@@ -216,8 +233,29 @@ def _now():
     return monotonic()
 
 
-def _enable_forwarding():
-    path = "/proc/sys/net/ipv4/ip_forward"
+def _accept_ra_1(base="/proc/sys/net/ipv6/conf"):
+    """Interfaces (not all/default/lo) that take RAs only while not forwarding (accept_ra 1) and do autoconf."""
+    out = []
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for name in names:
+        if name in ("all", "default", "lo"):
+            continue
+        try:
+            with open(os.path.join(base, name, "accept_ra")) as f:
+                ra = f.read().strip()
+            with open(os.path.join(base, name, "autoconf")) as f:
+                auto = f.read().strip()
+        except OSError:
+            continue
+        if ra == "1" and auto == "1":
+            out.append(name)
+    return out
+
+
+def _enable_forwarding(path="/proc/sys/net/ipv4/ip_forward"):
     try:
         with open(path) as f:
             if f.read().strip() == "1":

@@ -28,6 +28,7 @@ class Runner:
         self.clock = clock
         self.timer = TimerSlot(loop, self._fire)
         self.transport = None   # client: (address, ipsec) the plane's sockets are open for
+        self.radius = None      # RadiusSockets when the server uses RADIUS
         self.internal_errors = 0
         self._dispatch = {
             "send_ike": lambda a, now: self.plane.send_ike(a.port, a.peer, a.data),
@@ -38,12 +39,28 @@ class Runner:
             "move_peer": lambda a, now: self.plane.move_peer(a.old, a.new),
             "session_up": lambda a, now: self.plane.session_up(a),
             "session_down": lambda a, now: self.plane.session_down(a.key),
+            "session6_up": lambda a, now: self.plane.session6_up(a),
+            "session6_down": lambda a, now: self.plane.session6_down(a.key),
             "host": lambda a, now: self.host.host(a.op, a.args),
             "hook": lambda a, now: self.host.run_hook(a.env),
             "open_transport": self._open_transport,
             "close_transport": lambda a, now: self._close_transport(),
             "log": lambda a, now: self.log.log(_level(a.level), "%s", a.text),
+            "internal_error": lambda a, now: self.on_internal_error(a.error),
+            "send_to_session": lambda a, now: self.plane.send_to_session(a.key, a.packet),
+            "send_radius": lambda a, now: self.radius.send(a.which, a.dst, a.data),
         }
+
+    @property
+    def exit_code(self):
+        """What the endpoint asked the daemon to exit with (a refused login under netifd), or None."""
+        return getattr(self.endpoint, "exit_code", None)
+
+    def on_internal_error(self, exc):
+        """Set by the daemon to its rate-limited reporter; by default, count and log once per kind."""
+        self.internal_errors += 1
+        self.log.error("internal error in a protocol machine (the daemon carries on): %s: %s",
+                       type(exc).__name__, exc)
 
     def now(self):
         if self.clock is not None:
@@ -94,6 +111,8 @@ class Runner:
 
     def close(self):
         self.plane.close()
+        if self.radius is not None:
+            self.radius.close()
 
     # -- what the data plane hands up ----------------------------------------------------------------------
 
@@ -107,6 +126,20 @@ class Runner:
 
     def on_esp_from(self, spi_in, outer, now):
         self.endpoint.esp_from(spi_in, outer, now)
+        self.flush(now)
+
+    hint_unknown_spi = True  # tell a peer that lost us (after our restart) with INVALID-SPI (rate-limited)
+
+    def on_unknown_spi(self, spi, outer, encap, size, now):
+        self.endpoint.unknown_spi(spi, outer, encap, size, now)
+        self.flush(now)
+
+    def on_dhcp(self, key, packet, now):
+        self.endpoint.dhcp_inform(key, packet, now)
+        self.flush(now)
+
+    def on_radius(self, which, data, src, now):
+        self.endpoint.radius_received(which, data, src, now)
         self.flush(now)
 
     def on_traffic(self, peer, now):
@@ -271,14 +304,14 @@ def choose_crypto(choice, log):
         if reason is not None or not kat.ok(kat.run(mod)):
             raise RuntimeError("crypto backend %r cannot be used here: %s" % (
                 choice, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
-        log.info("crypto backend: %s (set by option crypto)", choice)
+        log.info("crypto backend: %s for IKE and ESP (set by option crypto)", choice)
         return mod
     from sluice.hal.crypto import select
 
     chosen = select.choose()
     if chosen is None:
         raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
-    log.info("crypto backend: %s (`sluice crypto` shows the measurements)", chosen)
+    log.info("crypto backend: %s for IKE and ESP (`sluice crypto` shows the measurements)", chosen)
     return crypto.load(chosen)
 
 
@@ -325,12 +358,85 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     else:
         plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
     plane.backend = backend
+    aaa = None
+    if getattr(section, "radius_auth", None) or getattr(section, "radius_acct", None):
+        aaa, runner.radius = _radius(section, loop, runner, sockets, rng)
     ep = ServerEndpoint(section, config.users, rng, _tunnel_config(section), ike=ike,
-                        lifetime_bytes=_lifetime_bytes(section))
+                        lifetime_bytes=_lifetime_bytes(section), aaa=aaa)
+    ep.counters_of = plane.counters_of
+    plane.dhcp = bool(getattr(section, "client_routes", None) or getattr(section, "domain", None))
     runner.endpoint = ep
     runner.plane = plane
     plane.attach_tun()
     return runner
+
+
+class RadiusSockets:
+    """The server's RADIUS sockets: one each for authentication and accounting (ephemeral ports), and the
+    Dynamic Authorization listener (RFC 5176) when `radius_dae_port` is set."""
+
+    def __init__(self, loop, runner, socks):
+        self.loop = loop
+        self.socks = socks  # which -> socket
+        for which, s in socks.items():
+            loop.add_reader(s, lambda now, w=which, s=s: self._readable(w, s, now))
+        self.runner = runner
+        self.errors = 0
+
+    def _readable(self, which, sock, now):
+        for _ in range(16):
+            try:
+                data, src = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.errors += 1
+                return
+            self.runner.on_radius(which, data, src, now)
+
+    def send(self, which, dst, data):
+        s = self.socks.get(which)
+        if s is None:
+            return
+        try:
+            s.sendto(data, dst)
+        except OSError:
+            self.errors += 1
+
+    def close(self):
+        for s in self.socks.values():
+            self.loop.remove_reader(s)
+            s.close()
+
+
+def _radius(section, loop, runner, sockets, rng):
+    """Resolve the RADIUS servers (once, at start) and open the sockets; the endpoint gets addresses only."""
+    from sluice.endpoint.aaa import Aaa
+
+    def resolve(entries):
+        out = []
+        for host, port in entries or ():
+            out.append((sockets.resolve(host, port)[0], port))
+        return out
+
+    auth, acct = resolve(section.radius_auth), resolve(section.radius_acct)
+    # Any local address: the kernel picks the one that routes to each RADIUS server (the server's own
+    # configuration lists the NAS by that address), which is seldom the address clients dial.
+    listen = "0.0.0.0"
+    socks = {}
+    if auth:
+        socks["auth"] = sockets.udp(listen, 0, True)
+    if acct:
+        socks["acct"] = sockets.udp(listen, 0, True)
+    dae_clients = None
+    if getattr(section, "radius_dae_port", 0):
+        socks["dae"] = sockets.udp(listen, section.radius_dae_port, False)
+        dae_clients = sorted(set(ip for ip, _ in auth + acct))
+    secret = section.radius_secret.encode() if isinstance(section.radius_secret, str) else section.radius_secret
+    nas_ip = None  # NAS-Identifier names us (RFC 2865 5.4 asks for one of the two)
+    aaa = Aaa(auth, acct, secret, section.radius_nas_id or socket.gethostname(), nas_ip, rng, None,
+              dae_clients=dae_clients)
+    return aaa, RadiusSockets(loop, runner, socks)
 
 
 def build_client(config, section, loop, log, hook=None, configure_host=True, interface=None, tun=None,

@@ -14,13 +14,13 @@ control frames, data for sessions not yet up) goes to the endpoint through the `
 The bundle of a session refers to the route of its peer (`_Route`: outbound SA, encapsulation, destination,
 soft byte mark); an SA change or a NAT move updates the route in place, so no bundle is rebuilt per packet.
 
-What a packet costs, and what it does not: the TUN packet is read at HEADROOM into `tbuf`, its UDP/L2TP/PPP
-prefix (built once per session, only the UDP length patched) is written in front of it and the ESP trailer
-after it (`Outbound.seal_view`), so the payload is not copied before the cipher reads it; the received ESP
-packet is opened from a view of the receive buffer. One dict lookup per packet each way finds the session
-(bytes key: the destination address; int key: tunnel id << 16 | session id), one more finds the inbound SA
-(bytes key: the SPI). Counters are integers in slots (the per-packet ones on `UserPlane`, `counters` adds them
-to the rare ones); nothing per packet logs, builds a tuple key or calls a method that only forwards.
+What a packet costs, and what it does not: an IPv4 packet for an IPsec session is read at HEADROOM into `tbuf`,
+its UDP/L2TP/PPP prefix (built once per session, only the UDP length patched) is written in front of it and the
+ESP trailer after it (`Outbound.seal_view`), so it is not copied before the cipher reads it; a received ESP
+packet's payload is parsed where `Inbound.open_in` decrypted it, without being copied out. One dict lookup per
+packet each way finds the session (bytes key: the destination address or /64; int key: tunnel id << 16 |
+session id), one more finds the inbound SA (bytes key: the SPI). The per-packet counters are integers in slots
+(`esp_in`, `esp_out`), the rare ones a dict (`counters` shows both); nothing per packet logs.
 """
 
 import socket
@@ -31,7 +31,7 @@ from sluice.esp.lifetime import Lifetime
 from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError
-from sluice.ppp.framing import PROTO_IP, PppError, protocol_at
+from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
 
 IKE_PORT = 500
 NATT_PORT = 4500
@@ -43,6 +43,7 @@ MAX_PACKET = 65535
 LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
 _NEVER = 1 << 62
 _PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
+_PPP_IP6 = b"\xff\x03\x00\x57"  # ... for IPv6 (RFC 5072 3)
 _UDP = struct.Struct("!HHHH")
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -76,11 +77,38 @@ class _InSa:
         self.hard_told = False
 
 
+class Meter:
+    """A token bucket: a session's rate limit in one direction (bytes per second, policed: excess is dropped
+    and TCP adapts). The burst allows a quarter second at the rate (at least 32 kB), enough for TCP to reach it."""
+
+    __slots__ = ("rate", "burst", "tokens", "t", "dropped")
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.burst = max(rate / 4.0, 32768.0)
+        self.tokens = self.burst
+        self.t = None
+        self.dropped = 0
+
+    def allow(self, n, now):
+        t = self.t
+        if t is not None and now > t:
+            tokens = self.tokens + (now - t) * self.rate
+            self.tokens = tokens if tokens < self.burst else self.burst
+        self.t = now
+        if self.tokens < n:
+            self.dropped += 1
+            return False
+        self.tokens -= n
+        return True
+
+
 class Bundle:
     """One session's data path, built when it comes up."""
 
     __slots__ = ("key", "ids", "peer", "route", "sport", "prefix", "udp_prefix", "enc", "addr", "rx_packets",
-                 "rx_bytes", "tx_packets", "tx_bytes", "spoofed")
+                 "rx_bytes", "tx_packets", "tx_bytes", "spoofed", "net6", "prefix6", "rx6_packets", "rx6_bytes",
+                 "tx6_packets", "tx6_bytes", "meter_in", "meter_out")
 
     def __init__(self, key, peer, route, header, sequencing, addr):
         self.key = key
@@ -93,18 +121,22 @@ class Bundle:
         if sequencing:
             # Every message needs the next Ns: the encoder makes the header per packet (rare: RFC 2661 5.4).
             self.enc = DataEncoder((header[2] << 8) | header[3], (header[4] << 8) | header[5], True)
-            self.prefix = self.udp_prefix = None
+            self.prefix = None
         else:
             self.enc = None
             self.prefix = bytes(header) + _PPP_IP
-            # UDP/1701 header (length patched per packet, checksum 0: RFC 3948 3.1.2) + L2TP + PPP, for IPsec.
-            self.udp_prefix = _UDP.pack(L2TP_PORT, self.sport, 0, 0) + self.prefix
+        # IPv4 over IPsec: UDP/1701 header (length patched per packet, checksum 0: RFC 3948 3.1.2) + L2TP + PPP.
+        self.udp_prefix = _UDP.pack(L2TP_PORT, self.sport, 0, 0) + self.prefix if self.prefix is not None else None
+        # IPv6 (Session6Up): net6 is the session's /64 (server), b"" (client), None while it has no IPv6.
+        self.net6 = self.prefix6 = None
+        self.rx6_packets = self.rx6_bytes = self.tx6_packets = self.tx6_bytes = 0
+        self.meter_in = self.meter_out = None  # Meter per direction when the session has a rate limit
 
 
 class UserPlane:
     __slots__ = ("loop", "up", "role", "server", "backend", "rng", "tun", "ipsec", "listen", "sockets", "s500",
-                 "s4500", "raw", "udp", "inbound", "outs", "routes", "bundles", "by_addr", "by_ids", "single",
-                 "local_for", "buf", "view", "tbuf", "tview", "tread", "esp_in", "esp_out", "rare")
+                 "s4500", "raw", "udp", "inbound", "outs", "routes", "bundles", "by_addr", "by_ids", "by_net6",
+                 "single", "local_for", "dhcp", "buf", "view", "tbuf", "tview", "tread", "esp_in", "esp_out", "rare")
 
     def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
         self.loop = loop
@@ -123,9 +155,11 @@ class UserPlane:
         self.routes = {}      # IKE peer (ip, port) -> _Route
         self.bundles = {}     # (tid, sid) -> Bundle
         self.by_addr = {}     # 4-byte address -> Bundle (server)
+        self.by_ids = {}      # tid << 16 | sid -> Bundle: the receive path's one session lookup
+        self.by_net6 = {}     # 8-byte /64 -> Bundle (server, IPv6)
         self.single = None    # client: the one Bundle
         self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
-        self.by_ids = {}      # tid << 16 | sid -> Bundle: the receive path's one lookup
+        self.dhcp = False     # server with client_routes/domain: DHCPINFORM goes to the endpoint
         self.buf = bytearray(MAX_PACKET)
         self.view = memoryview(self.buf)
         self.tbuf = bytearray(HEADROOM + MAX_PACKET + TAILROOM)
@@ -134,7 +168,7 @@ class UserPlane:
         self.esp_in = self.esp_out = 0  # the per-packet counters; `counters` shows them with the rest
         self.rare = {"unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0, "no_sa": 0, "malformed": 0,
                      "unknown_session": 0, "wrong_peer": 0, "no_route": 0, "spoofed": 0, "send_errors": 0,
-                     "expired": 0}
+                     "expired": 0, "policed": 0}
 
     @property
     def counters(self):
@@ -257,6 +291,9 @@ class UserPlane:
         if len(a.peer) == 3 and route is None:
             route = self._route((a.peer[0], a.peer[1]))
         b = Bundle(a.key, a.peer, route, a.header, a.sequencing, addr)
+        rate = getattr(a, "rate", None)
+        if rate:
+            b.meter_in, b.meter_out = Meter(rate), Meter(rate)
         self.bundles[a.key] = b
         self.by_ids[b.ids] = b
         if self.role == "server":
@@ -275,6 +312,24 @@ class UserPlane:
         if self.single is b:
             self.single = None
         return b
+
+    def session6_up(self, a):
+        """IPv6 for an up session: its /64 (server; the only sources it may use, and how the TUN finds it)."""
+        b = self.bundles.get(a.key)
+        if b is None:
+            return
+        b.net6 = bytes(a.prefix) if a.prefix is not None else b""
+        b.prefix6 = b.prefix[:-4] + _PPP_IP6 if b.prefix is not None else None
+        if self.role == "server":
+            self.by_net6[b.net6] = b
+
+    def session6_down(self, key):
+        b = self.bundles.get(key)
+        if b is None or b.net6 is None:
+            return
+        if self.by_net6.get(b.net6) is b:
+            del self.by_net6[b.net6]
+        b.net6 = None
 
     def _route(self, peer):
         r = self.routes.get(peer)
@@ -321,13 +376,13 @@ class UserPlane:
                 local = self.local_for.get(peer[0], self.listen)
                 self.up.on_ike(bytes(view[4:n]), (local, NATT_PORT), peer, now)
                 continue
-            self._esp_in(bytes(view[:n]), peer[0], peer[1], True, now)
+            self._esp_in(bytes(view[:n]), peer, True, now)
 
     def _on_raw(self, now):
-        buf, view, recv = self.buf, self.view, self.raw.recvfrom_into
+        buf, view = self.buf, self.view
         for _ in range(64):
             try:
-                n, addr = recv(buf)
+                n, addr = self.raw.recvfrom_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -336,39 +391,44 @@ class UserPlane:
             if n < ihl + 8:
                 self.rare["esp_errors"] += 1
                 continue
-            self._esp_in(bytes(view[ihl:n]), addr[0], 0, False, now)
+            self._esp_in(bytes(view[ihl:n]), (addr[0], 0), False, now)  # one copy: see _esp_in
 
-    def _esp_in(self, packet, src, src_port, encap, now):
-        """One ESP packet (bytes: one copy out of the receive buffer measured cheaper than opening a memoryview,
-        whose indexing and slicing cost more in `Inbound.open`) from src:src_port.
-
-        The data messages it carries go to the TUN device here, with the checks `_l2tp_in` makes for plain
-        L2TP (one function per packet instead of two); everything else goes up to the endpoint."""
+    def _esp_in(self, packet, outer, encap, now):
+        """One ESP packet (bytes: one copy out of the receive buffer measured cheaper than a memoryview, which
+        costs more in `Inbound.open` and in cryptography's decrypt) from `outer`."""
         rec = self.inbound.get(packet[:4])
+        c = self.rare
         if rec is None:
-            self.rare["unknown_spi"] += 1
+            c["unknown_spi"] += 1
+            if self.up.hint_unknown_spi:
+                self.up.on_unknown_spi(packet[:4], outer, encap, len(packet), now)
             return
         route = rec.route
         # The SA is bound to its peer's address: ESP for it from elsewhere is dropped before any crypto.
-        if src != route.peer[0] or encap != rec.encap:
-            self.rare["unknown_spi"] += 1
+        if outer[0] != route.peer[0] or encap != rec.encap:
+            c["unknown_spi"] += 1
             return
         sa = rec.sa
+        moved = encap and outer[1] != route.peer[1]
+        if moved:
+            # Only a packet above the replay window may move a peer: read it before open() advances it.
+            moved = int.from_bytes(packet[4:8], "big") > sa.window.top
         try:
-            payload, n, nh = sa.open_in(packet)  # the UDP datagram is payload[:n]
+            payload, n, nh = sa.open_in(packet)  # the UDP datagram is payload[:n]: parsed in place
         except EspExpired:
-            self.rare["expired"] += 1
+            c["expired"] += 1
             if not rec.hard_told:
                 rec.hard_told = True
                 self.up.on_expiring(sa.spi, True, now)
             return
         except EspError:
-            self.rare["esp_errors"] += 1
+            c["esp_errors"] += 1
             return
         self.esp_in += 1
-        if encap and src_port != route.peer[1]:
-            # Authenticated ESP from a new port of the same address: the endpoint decides whether to follow.
-            self.up.on_esp_from(sa.spi, (src, src_port), now)
+        if moved:
+            # Fresh authenticated ESP from a new port of the same address: the endpoint decides whether to
+            # follow (RFC 3948); a replayed packet from another port never gets here.
+            self.up.on_esp_from(sa.spi, outer, now)
         if now - rec.last_rx > 1.0:  # DPD only needs to know the peer is alive, not every packet
             rec.last_rx = now
             self.up.on_traffic(route.peer, now)
@@ -376,32 +436,9 @@ class UserPlane:
             rec.told = True
             self.up.on_expiring(sa.spi, False, now)
         if nh != NEXT_HEADER_UDP or n < 8 or ((payload[2] << 8) | payload[3]) != L2TP_PORT:
-            self.rare["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
+            c["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
             return
-        sport = (payload[0] << 8) | payload[1]
-        if n > 9 and not payload[8] & 0x80:
-            try:
-                tid, sid, _ns, p, end = parse_data(payload, 8, n)
-                proto, q = protocol_at(payload, p, end)
-            except (L2tpError, PppError):
-                self.rare["malformed"] += 1
-                return
-            b = self.by_ids.get((tid << 16) | sid)
-            if b is not None and proto == PROTO_IP:
-                if b.route is not route or b.sport != sport:
-                    self.rare["wrong_peer"] += 1
-                    return
-                # Server: only the address this session was given may appear as the source (no spoofing
-                # through us), and only IPv4: the TUN takes the version from the packet itself.
-                if self.server and (end - q < 20 or payload[q] >> 4 != 4 or payload[q + 12:q + 16] != b.addr):
-                    b.spoofed += 1
-                    self.rare["spoofed"] += 1
-                    return
-                b.rx_packets += 1
-                b.rx_bytes += end - q
-                self.tun.write(payload[q:end])
-                return
-        self.up.on_l2tp(payload[8:n], (route.peer[0], route.peer[1], sport), now)
+        self._l2tp_in(payload, 8, n, route, (payload[0] << 8) | payload[1], None, now)
 
     def _on_udp(self, now):
         buf, sock = self.buf, self.udp
@@ -414,36 +451,108 @@ class UserPlane:
                 # ICMP errors surface here (port unreachable): the L2TP machines notice silence themselves.
                 self.rare["send_errors"] += 1
                 return
-            self._l2tp_in(buf, 0, n, peer, now)
+            self._l2tp_in(buf, 0, n, None, 0, peer, now)
 
-    def _l2tp_in(self, buf, start, n, peer, now):
-        """One plain UDP/1701 datagram in buf[start:n] from `peer` (IPsec's are in `_esp_in`)."""
+    def _l2tp_in(self, buf, start, n, route, sport, peer, now):
+        """One UDP/1701 payload in buf[start:n], from `route` + inner port `sport` (IPsec) or `peer` (plain)."""
+        c = self.rare
         if n - start >= 2 and not buf[start] & 0x80:
             try:
                 tid, sid, _ns, p, end = parse_data(buf, start, n)
                 proto, q = protocol_at(buf, p, end)
             except (L2tpError, PppError):
-                self.rare["malformed"] += 1
+                c["malformed"] += 1
                 return
             b = self.by_ids.get((tid << 16) | sid)
-            if b is not None and proto == PROTO_IP:
-                if b.peer != peer:
-                    self.rare["wrong_peer"] += 1
+            if b is not None and proto == PROTO_IPV6 and b.net6 is not None:
+                if self._ipv6_in(b, buf, q, end, route, sport, peer, now):
                     return
-                if self.server and (end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr):
-                    b.spoofed += 1
-                    self.rare["spoofed"] += 1
+            if b is not None and proto == PROTO_IP:
+                if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
+                    c["wrong_peer"] += 1
+                    return
+                if self.server:
+                    # Only the address this session was given may appear as the source (no spoofing through
+                    # us), and only IPv4: the TUN takes the version from the packet itself.
+                    if end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr:
+                        b.spoofed += 1
+                        c["spoofed"] += 1
+                        return
+                    if self.dhcp and buf[q + 9] == 17:
+                        h = q + (buf[q] & 15) * 4
+                        if h + 8 <= end and buf[h + 2] == 0 and buf[h + 3] == 67:
+                            # DHCPINFORM to the server (Windows, macOS): answered by the endpoint, not routed.
+                            self.up.on_dhcp(b.key, bytes(buf[q:end]), now)
+                            return
+                if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+                    c["policed"] += 1
                     return
                 b.rx_packets += 1
                 b.rx_bytes += end - q
                 self.tun.write(memoryview(buf)[q:end])
                 return
-        if self.role == "client":
+        if route is not None:
+            key = (route.peer[0], route.peer[1], sport)
+        elif self.role == "client":
             key = self.single.peer if self.single is not None else peer
             key = peer if key is None else key
         else:
             key = peer
         self.up.on_l2tp(bytes(buf[start:n]), key, now)
+
+    def _ipv6_in(self, b, buf, q, end, route, sport, peer, now):
+        """An IPv6 packet of an IPv6 session: True when written to the TUN or dropped, False to hand it up
+        (server: anything to a link-local or multicast address, i.e. Neighbor Discovery; client: RAs)."""
+        c = self.rare
+        if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
+            c["wrong_peer"] += 1
+            return True
+        if end - q < 40 or buf[q] >> 4 != 6:
+            c["malformed"] += 1
+            return True
+        d0 = buf[q + 24]
+        if d0 == 0xFF or (d0 == 0xFE and buf[q + 25] & 0xC0 == 0x80):
+            if self.role == "server":
+                return False
+            if buf[q + 6] == 58 and end - q > 40 and buf[q + 40] == 134:
+                return False  # ICMPv6 Router Advertisement (RFC 4861 4.2): the endpoint configures from it
+        elif self.role == "server" and buf[q + 8:q + 16] != b.net6:
+            # A session sends only from its own /64 (its link-local ones reach only us, handed up above).
+            b.spoofed += 1
+            c["spoofed"] += 1
+            return True
+        if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+            c["policed"] += 1
+            return True
+        b.rx_packets += 1
+        b.rx6_packets += 1
+        b.rx_bytes += end - q
+        b.rx6_bytes += end - q
+        self.tun.write(memoryview(buf)[q:end])
+        return True
+
+    def _tun6(self, n, now):
+        """One IPv6 packet read from the TUN at tbuf[HEADROOM:HEADROOM + n]."""
+        tbuf, tview = self.tbuf, self.tview
+        if n < 40:
+            return
+        if self.role == "server":
+            b = self.by_net6.get(bytes(tview[HEADROOM + 24:HEADROOM + 32]))
+        else:
+            b = self.single
+            if b is not None and b.net6 is None:
+                b = None
+        if b is None:
+            self.rare["no_route"] += 1
+            return
+        if b.meter_out is not None and not b.meter_out.allow(n, now):
+            self.rare["policed"] += 1
+            return
+        b.tx_packets += 1
+        b.tx_bytes += n
+        b.tx6_packets += 1
+        b.tx6_bytes += n
+        self._frame_out(b, b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6, n, now)
 
     # -- send ----------------------------------------------------------------------------------------------
 
@@ -455,21 +564,28 @@ class UserPlane:
             n = read_into(tread)  # straight into the buffer, HEADROOM bytes in
             if n <= 0:
                 return
+            if tbuf[HEADROOM] >> 4 == 6:
+                self._tun6(n, now)
+                continue
             if n < 20 or tbuf[HEADROOM] >> 4 != 4:
                 continue
             b = by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20])) if by_addr is not None else single
             if b is None:
                 self.rare["no_route"] += 1
                 continue
+            if b.meter_out is not None and not b.meter_out.allow(n, now):
+                self.rare["policed"] += 1
+                continue
             b.tx_packets += 1
             b.tx_bytes += n
-            end = HEADROOM + n
             route = b.route
             pre = b.udp_prefix
             if route is None or pre is None:
-                self._send_framed(b, route, end, now)  # plain L2TP, or Ns on every message
+                # Plain L2TP, or Ns on every message (rare: RFC 2661 5.4).
+                self._frame_out(b, b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP, n, now)
                 continue
-            # UDP + L2TP + PPP in front, the ESP trailer after: sealed in place, no copy of the packet.
+            # UDP + L2TP + PPP in front, the ESP trailer after: sealed in place, the packet is not copied.
+            end = HEADROOM + n
             start = HEADROOM - len(pre)
             tview[start:HEADROOM] = pre
             length = end - start
@@ -503,18 +619,20 @@ class UserPlane:
                 route.told = True
                 self.up.on_expiring(route.spi_in, False, now)
 
-    def _send_framed(self, b, route, end, now):
-        tview = self.tview
-        prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
+    def _frame_out(self, b, prefix, n, now):
+        """Send the packet read at tbuf[HEADROOM:HEADROOM + n] into session `b`: the L2TP/PPP `prefix` (and
+        for IPsec the inner UDP header) written in front of it in place, then sealed or sent as it is."""
+        tbuf, tview = self.tbuf, self.tview
         k = len(prefix)
         start = HEADROOM - k
         tview[start:HEADROOM] = prefix
+        route = b.route
         if route is None:
-            self._send_plain(b.peer, (tview[start:end],))
+            self._send_plain(b.peer, (tview[start:HEADROOM + n],))
             return
         start -= 8
-        _UDP.pack_into(self.tbuf, start, L2TP_PORT, b.sport, end - start, 0)
-        self._seal_send(route, bytes(tview[start:end]), now)
+        _UDP.pack_into(tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
+        self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
 
     def _send_plain(self, peer, parts):
         try:
@@ -525,20 +643,6 @@ class UserPlane:
         except OSError:
             self.rare["send_errors"] += 1
 
-    def _send_esp(self, route, pkt):
-        try:
-            if route.encap:
-                self.s4500.sendto(pkt, route.peer)
-            elif self.raw is not None:
-                self.raw.sendto(pkt, route.dest)
-            else:
-                self.rare["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
-                return
-        except OSError:
-            self.rare["send_errors"] += 1
-            return
-        self.esp_out += 1
-
     def _expired(self, route, now):
         self.rare["expired"] += 1
         if route.told is not None:
@@ -546,9 +650,11 @@ class UserPlane:
             self.up.on_expiring(route.spi_in, True, now)
 
     def _seal_send(self, route, inner, now):
+        """Seal one UDP/1701 datagram (bytes) for `route` and send it: control messages, IPv6, Ns sessions."""
         sa = route.sa
+        c = self.rare
         if sa is None:
-            self.rare["no_sa"] += 1
+            c["no_sa"] += 1
             return
         try:
             pkt = sa.seal(inner, NEXT_HEADER_UDP)
@@ -556,12 +662,42 @@ class UserPlane:
             self._expired(route, now)
             return
         except EspError:
-            self.rare["esp_errors"] += 1
+            c["esp_errors"] += 1
             return
-        self._send_esp(route, pkt)
+        try:
+            if route.encap:
+                self.s4500.sendto(pkt, route.peer)
+            elif self.raw is not None:
+                self.raw.sendto(pkt, route.dest)
+            else:
+                c["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                return
+        except OSError:
+            c["send_errors"] += 1
+            return
+        self.esp_out += 1
         if sa.bytes >= route.soft and route.told is False:
             route.told = True
             self.up.on_expiring(route.spi_in, False, now)
+
+    def send_to_session(self, key, packet):
+        """An IPv4 packet of our own (a DHCPACK) into session `key`, framed like any data packet."""
+        b = self.bundles.get(key)
+        if b is None:
+            return
+        prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
+        if b.route is None:
+            self._send_plain(b.peer, (prefix, packet))
+            return
+        body = prefix + bytes(packet)
+        self._seal_send(b.route, struct.pack("!HHHH", L2TP_PORT, b.sport, 8 + len(body), 0) + body, None)
+
+    def counters_of(self, key):
+        """(in_octets, out_octets, in_packets, out_packets) of a session, "in" being from the user."""
+        b = self.bundles.get(key)
+        if b is None:
+            return (0, 0, 0, 0)
+        return (b.rx_bytes, b.tx_bytes, b.rx_packets, b.tx_packets)
 
     # -- status --------------------------------------------------------------------------------------------
 
@@ -570,7 +706,8 @@ class UserPlane:
         if b is None:
             return None
         return {"rx_packets": b.rx_packets, "rx_bytes": b.rx_bytes, "tx_packets": b.tx_packets,
-                "tx_bytes": b.tx_bytes, "spoofed": b.spoofed}
+                "tx_bytes": b.tx_bytes, "spoofed": b.spoofed, "rx6_packets": b.rx6_packets,
+                "rx6_bytes": b.rx6_bytes, "tx6_packets": b.tx6_packets, "tx6_bytes": b.tx6_bytes}
 
     def sa_counters(self):
         """spi_in (int) -> {packets_in, bytes_in}, and spi_out -> {packets_out, bytes_out}."""

@@ -18,7 +18,8 @@ DEAD = 2
 
 
 class Dpd:
-    __slots__ = ("delay", "timeout", "retry", "seq", "last_seen", "probe_started", "last_probe", "outstanding")
+    __slots__ = ("delay", "timeout", "retry", "seq", "last_seen", "probe_started", "last_probe", "outstanding",
+                 "cut")
 
     def __init__(self, delay, timeout, first_seq, now):
         self.delay = delay                # idle seconds before probing
@@ -29,6 +30,7 @@ class Dpd:
         self.probe_started = None
         self.last_probe = None
         self.outstanding = []             # sequence numbers sent and not acknowledged
+        self.cut = None                   # an earlier verdict time while the peer is suspect (`suspect`)
 
     def traffic(self, now):
         """Something authenticated arrived from the peer."""
@@ -37,6 +39,18 @@ class Dpd:
         self.probe_started = None
         self.last_probe = None
         self.outstanding = []
+        self.cut = None
+
+    def suspect(self, now, within):
+        """Something says the peer lost our SA (an unverifiable hint: a restarted peer's INVALID-SPI or
+        INVALID-COOKIE, or L2TP unanswered over the SA): probe now, and call the peer dead after `within` s of
+        silence instead of the full timeout. An answer clears it; a live peer costs one R-U-THERE."""
+        if self.delay <= 0 or (self.cut is not None and self.cut <= now + within):
+            return
+        self.cut = now + within
+        if self.probe_started is None:
+            self.last_seen = min(self.last_seen, now - self.delay)
+            self.retry = min(self.retry, max(1.0, within / 4.0))
 
     def next_seq(self, now):
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -60,14 +74,15 @@ class Dpd:
             return None
         if self.probe_started is None:
             return self.last_seen + self.delay
-        return min(self.last_probe + self.retry, self.probe_started + self.timeout)
+        d = min(self.last_probe + self.retry, self.probe_started + self.timeout)
+        return d if self.cut is None else min(d, self.cut)
 
     def due(self, now):
         if self.delay <= 0:
             return None
         if self.probe_started is None:
             return PROBE if now >= self.last_seen + self.delay else None
-        if now >= self.probe_started + self.timeout:
+        if now >= self.probe_started + self.timeout or (self.cut is not None and now >= self.cut):
             return DEAD
         if now >= self.last_probe + self.retry:
             return PROBE

@@ -106,11 +106,27 @@ class PeerMoved:
 class NegotiationFailed:
     """Phase 1 or Quick Mode could not complete; `reason` says what happened and what to change."""
 
-    __slots__ = ("peer", "reason")
+    __slots__ = ("peer", "reason", "verified")
 
-    def __init__(self, peer, reason):
-        self.peer = peer      # (ip, port)
-        self.reason = reason  # plain words, never a secret
+    def __init__(self, peer, reason, verified=True):
+        self.peer = peer          # (ip, port)
+        self.reason = reason      # plain words, never a secret
+        self.verified = verified  # False: only a first message was seen, the source may be spoofed (log sparingly)
 
     def __repr__(self):
-        return "NegotiationFailed(%r, %r)" % (self.peer, self.reason)
+        return "NegotiationFailed(%r, %r%s)" % (self.peer, self.reason, "" if self.verified else ", unverified")
+
+
+class InternalError:
+    """A bug of ours (not a malformed packet) surfaced while handling input or a timer; the input was dropped,
+    the half-open negotiation it belonged to ended, and the table goes on. The engine logs it with its
+    traceback (CPython keeps it on `error.__traceback__`), rate-limited."""
+
+    __slots__ = ("peer", "error")
+
+    def __init__(self, peer, error):
+        self.peer = peer      # (ip, port) the input came from, or None (a timer)
+        self.error = error    # the exception object
+
+    def __repr__(self):
+        return "InternalError(%r, %s: %s)" % (self.peer, type(self.error).__name__, self.error)

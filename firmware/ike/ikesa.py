@@ -8,7 +8,9 @@ quick_mode, informational) are small objects that build and check messages; the 
 * identity: cookies (RFC 2408 2.5.3; the initiator's, then the responder's, both from the injected rng), our
   role in phase 1, the peer's current (ip, port) and our local port (500, or 4500 after the float, RFC 3947 4);
 * keys: SKEYID_d/a and the phase 1 cipher with its IV chains (sluice.ike.crypt);
-* message ids: Quick Mode and Informational ids are random and never reused on this SA (RFC 2408 3.1);
+* message ids: Quick Mode and Informational ids are random and never reused on this SA (RFC 2408 3.1); the
+  ids seen are kept in bounded sets (`MessageIds`): a protected message whose id was already used is a replay
+  (the Quick Mode ids, ours and the peer's, in `used_mids`; the peer's Informational ids in `peer_mids`);
 * retransmission: a message that expects an answer is resent after 1, 2, 4, 8 ... seconds (`Rtx`), up to
   `retransmit_tries` times, then the exchange fails;
 * duplicates: IKEv1 has no request/response bit, so the last datagram received in each exchange is kept
@@ -23,12 +25,42 @@ from sluice.ike.natt import IKE_PORT
 
 EXCH_MAIN = 2   # RFC 2408 3.1 (sluice.ike.constants.EXCH_MAIN)
 
-MM_INIT = "MM_INIT"      # initiator: nothing sent yet
-MM_SA = "MM_SA"          # SA sent (initiator) / SA answered (responder)
-MM_KE = "MM_KE"          # KE + nonce exchanged
-MM_AUTH = "MM_AUTH"      # initiator: ID + HASH_I sent, waiting for HASH_R
-ESTABLISHED = "ESTABLISHED"
-DELETED = "DELETED"
+MM_INIT = "mm-init"      # initiator: nothing sent yet
+MM_SA = "mm-sa"          # SA sent (initiator) / SA answered (responder)
+MM_KE = "mm-ke"          # KE + nonce exchanged
+MM_AUTH = "mm-auth"      # initiator: ID + HASH_I sent, waiting for HASH_R
+ESTABLISHED = "established"
+DELETED = "deleted"
+
+
+class MessageIds:
+    """A bounded set of message ids: the oldest is forgotten first once `size` are held (O(1) per id)."""
+
+    __slots__ = ("size", "_set", "_ring", "_next")
+
+    def __init__(self, size=128):
+        self.size = max(1, size)
+        self._set = {}
+        self._ring = []
+        self._next = 0
+
+    def __contains__(self, mid):
+        return mid in self._set
+
+    def __len__(self):
+        return len(self._set)
+
+    def add(self, mid):
+        if mid in self._set:
+            return
+        if len(self._ring) < self.size:
+            self._ring.append(mid)
+        else:
+            old = self._ring[self._next]
+            self._set.pop(old, None)
+            self._ring[self._next] = mid
+            self._next = (self._next + 1) % self.size
+        self._set[mid] = True
 
 
 class Rtx:
@@ -77,7 +109,8 @@ class IkeSa:
     __slots__ = ("table", "role", "icookie", "rcookie", "peer", "local_port", "local_ip", "state", "mm",
                  "hash", "prf_hash", "skeyid_d", "skeyid_a", "crypt", "auth", "caps", "nat", "created",
                  "established_at", "lifetime", "rekey_at", "rtx", "last_in", "qms", "used_mids", "dpd",
-                 "replaced", "initial_contact", "half_open_until", "stats", "peer_id", "algs", "mark")
+                 "replaced", "initial_contact", "half_open_until", "stats", "peer_id", "algs", "mark",
+                 "peer_mids", "peer_dpd_seq", "admit", "admit_ix", "admit_ticket", "admit_fifo", "resp_key")
 
     def __init__(self, table, role, icookie, rcookie, peer, local_ip, now):
         self.table = table
@@ -104,7 +137,10 @@ class IkeSa:
         self.rtx = {}                   # message id -> Rtx
         self.last_in = {}               # message id -> (datagram, our reply or None)
         self.qms = {}                   # message id -> Quick Mode exchange object
-        self.used_mids = set()
+        ids = table.cfg.seen_message_ids
+        self.used_mids = MessageIds(ids)  # Quick Mode ids, ours and the peer's, and our Informational ids
+        self.peer_mids = MessageIds(ids)  # the peer's protected Informational ids seen (replays are dropped)
+        self.peer_dpd_seq = None        # highest R-U-THERE sequence number from the peer (RFC 3706 7)
         self.dpd = None
         self.replaced = False           # a newer IKE SA with this peer took over
         self.initial_contact = False    # the peer sent INITIAL-CONTACT in phase 1
@@ -113,6 +149,11 @@ class IkeSa:
         self.peer_id = None             # the peer's phase 1 ID, in words
         self.algs = None                # the phase 1 IkeTransform agreed
         self.mark = None                # table child serial when this SA came up: older children predate it
+        self.admit = None               # responder, half-open: its stage in sluice.ike.admission, else None
+        self.admit_ix = None
+        self.admit_ticket = None
+        self.admit_fifo = None
+        self.resp_key = None            # responder: its key in the table's index of message 1s
 
     def __repr__(self):
         return "<IkeSa %s %s %s/%s %r>" % (self.role, self.state, self.icookie.hex(), self.rcookie.hex(),

@@ -34,6 +34,7 @@ from sluice.ike.proposals import (IkeChoice, NoProposalChosen, check_ike_reply, 
 from sluice.ike.message import Message
 
 NONCE_LEN = 32
+REPLY_FACTOR = 2    # message 2 is at most this many times the size of the message 1 it answers
 
 
 class AuthFailed(ValueError):
@@ -313,6 +314,9 @@ class MainModeResponder(_MainMode):
         self.sai_b = raw_body(msg.header.next_payload, data[C.HEADER_LEN:], C.PT_SA)
         vids = [VendorIdPayload(v) for v in vendor.responder_vids(sa.caps, dpd=True)]
         reply = Message.build(sa.icookie, sa.rcookie, C.EXCH_MAIN, [choice.sa] + vids).encode()
+        if len(reply) > REPLY_FACTOR * len(data):
+            # The source is unverified (it may be spoofed): never answer with much more than it sent.
+            reply = Message.build(sa.icookie, sa.rcookie, C.EXCH_MAIN, [choice.sa]).encode()
         sa.remember(0, data, reply)
         sa.state = MM_SA
         sa.send(reply)

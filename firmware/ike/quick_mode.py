@@ -39,9 +39,9 @@ from sluice.ike.payloads import (HashPayload, IdPayload, IkeMalformed, KePayload
 from sluice.ike.proposals import (EspChoice, NoProposalChosen, ProposalSet, check_esp_reply,
                                   decode_esp_transform, esp_sa_payload, match_esp)
 
-QM_INIT = "QM_INIT"
-QM_SENT = "QM_SENT"
-QM_DONE = "QM_DONE"
+QM_INIT = "qm-init"
+QM_SENT = "qm-sent"
+QM_DONE = "qm-done"
 
 L2TP_PORT = 1701
 NONCE_LEN = 32

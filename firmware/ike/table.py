@@ -13,6 +13,10 @@ Contract (docs/design.md conventions; the engine codes against exactly this):
     table.datagram_received(data, local, peer, now)  # data without the non-ESP marker; local=(ip, 500|4500)
     table.initiate(peer, now)                    # initiator: Main Mode toward (ip, 500), then Quick Mode
     table.traffic_seen(peer_key, now)            # authenticated inbound ESP from this peer (DPD idleness)
+    table.esp_from_new_port(spi_in, new, now) -> bool  # authenticated ESP above the replay window from a new
+                                                 # (ip, port) of the same address: follow the NAT (PeerMoved)
+    table.counters() -> dict                     # malformed, refused, half_open_drops, evictions, replays,
+                                                 # internal_errors, ... and the admission state, for status
     table.close(now) / table.delete_peer(peer, now)  # DELETEs: ESP SAs, then the ISAKMP SA
     table.datagrams_to_send() -> [(local_port, peer, bytes)]  # 500 or 4500; the engine adds the marker on 4500
     table.next_event() -> event or None          # sluice.ike.events
@@ -20,22 +24,47 @@ Contract (docs/design.md conventions; the engine codes against exactly this):
 
 Further IkeConfig options: utc_now (callable() -> aware datetime; needed to check certificate validity, the
 machine reads no clock), sha256_96 (Android 6/7 ESP truncation), initial_contact, retransmit_base/_tries
-(1, 2, 4, 8 s), half_open_timeout/_per_ip/_total (45 s, 16, 256), rekey_grace (30 s), fragment_size (1280:
-bigger Main Mode messages go as type-132 fragments to peers that announced FRAGMENTATION, like Apple's). With cert/key/ca the
-backend must offer RSA and X.509 (openssl): IkeTable() raises ValueError otherwise.
+(1, 2, 4, 8 s), rekey_grace (30 s), fragment_size (1280: bigger Main Mode messages go as type-132 fragments to
+peers that announced FRAGMENTATION, like Apple's), seen_message_ids (128 per ISAKMP SA, for replay protection),
+strict (tests: an internal error is raised after it is counted), and the admission control of
+sluice.ike.admission: half_open_total (256), half_open_per_ip (16), half_open_queue (128 message 1s waiting per
+address), half_open_queue_wait (10 s), half_open_timeout (45 s), half_open_timeout_busy (5 s once
+half_open_busy, by default half the total, are half-open). With cert/key/ca the backend must offer RSA and
+X.509 (openssl): IkeTable() raises ValueError otherwise.
 
-Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, NegotiationFailed (sluice.ike.events); SPIs are
-ints. IkeSaDown does not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the
-ISAKMP SA under live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the
-peer is gone (DPD) and comes before the ChildSaDowns of its SAs.
+Events: IkeSaUp, ChildSaUp, ChildSaDown, IkeSaDown, PeerDead, PeerMoved, NegotiationFailed (its `verified` is
+False when only a first message was seen: the source may be spoofed, log it sparingly), InternalError (a bug of
+ours, with the exception object: log it with its traceback) (sluice.ike.events); SPIs are ints. IkeSaDown does
+not take ESP SAs down (IKEv1 ESP SAs outlive their ISAKMP SA, and a phase 1 rekey replaces the ISAKMP SA under
+live ESP SAs): every ESP SA that ends is reported by its own ChildSaDown; PeerDead means the peer is gone (DPD)
+and comes before the ChildSaDowns of its SAs.
 
 Theory of operation
 -------------------
 Lookup: a message with a zero responder cookie and exchange Main is a new Main Mode (responder side), or a
 retransmission of one (same initiator cookie and peer: answered from the cache); everything else is found by
 its cookie pair; a Main Mode message 2 to one of our initiators is found by the initiator cookie. Type-132
-fragments are reassembled first (sluice.ike.fragments). Half-open ISAKMP SAs are bounded per source address
-and in total; they are dropped `half_open_timeout` seconds after creation.
+fragments are reassembled first (sluice.ike.fragments).
+
+Admission (sluice.ike.admission, what strongSwan's init_limit_half_open and block_threshold do): the
+responder's half-open ISAKMP SAs are bounded per source address (beyond it, message 1s wait in a short queue:
+many clients behind one NAT) and in total (beyond it, a victim is evicted: unverified before verified, from
+the address holding most); under pressure they get shorter timeouts. A half-open SA whose source never sent
+message 3 ends silently (counted): it was most likely spoofed. Every step is O(1) per packet: the responder's
+half-open SAs live only in the admission structure, and get_timer() rescans the live SAs only after something
+that can bring their deadlines forward (input for a known SA, an API call, a timer).
+
+Replay and peer movement: the ids of protected Quick Mode and Informational messages are kept per ISAKMP SA
+(bounded); an authenticated message with an id already seen is a replay: dropped, counted, never answered. An
+R-U-THERE also carries a sequence number that must grow (RFC 3706 7), which catches a replay older than the
+ids kept. A peer moves to a new port (RFC 3947 4) only on fresh authenticated traffic: a Quick Mode message of
+a new exchange, an R-U-THERE with a higher sequence number, an R-U-THERE-ACK of one of our probes, or (from the
+data path) ESP above its replay window (esp_from_new_port); never on a DELETE or a replay.
+
+A wrong pre-shared key: the responder, when message 5 does not decrypt or verify, says AUTHENTICATION-FAILED in
+clear; the initiator, waiting for message 6, takes that notify (or PAYLOAD-MALFORMED, INVALID-ID-INFORMATION,
+INVALID-HASH-INFORMATION as libreswan, racoon and Windows send) or an Informational it cannot decrypt (what
+strongSwan sends) as a key mismatch and says so at once.
 
 Peers are keyed by (ip, port) after the float, so two clients behind one NAT (one address, two ports) are two
 peers; INITIAL-CONTACT (RFC 2407 4.6.3.3) removes the older SAs of that exact (ip, port) only.
@@ -47,25 +76,38 @@ replacement (`rekey_of`); the old one stays usable for `rekey_grace` seconds, th
 ChildSaDown 'replaced'). Phase 1 is renewed by its initiator at the same soft point; a responder accepts a new
 Main Mode from a peer whose ISAKMP SA is alive without touching the ESP SAs.
 
-Aggressive Mode is refused (one NegotiationFailed per peer says how to fix the client). Malformed input is
-counted in `stats` and dropped; nothing a peer sends escapes datagram_received (an exception that is a bug of
-ours is counted as `internal_error`, which the tests require to stay 0).
+Aggressive Mode is refused (one NegotiationFailed per peer says how to fix the client). Malformed input (an
+IkeMalformed or any other ValueError of the codec or crypto) is counted in `stats` and dropped; nothing a peer
+sends escapes datagram_received. Any other exception is a bug of ours: counted as `internal_error`, kept in
+`errors` and reported as an InternalError event, and the half-open negotiation it hit is ended so that nothing
+half-updated stays behind (tests require the count to stay 0; with cfg.strict it is raised).
 """
 
 from sluice.ike import constants as C
 from sluice.ike import informational as info
+from sluice.ike.admission import ADMIT, UNVERIFIED, VERIFIED, HalfOpenTable
 from sluice.ike.dpd import DEAD, PROBE, Dpd
-from sluice.ike.events import ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, NegotiationFailed, PeerDead, PeerMoved
+from sluice.ike.events import (ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, InternalError, NegotiationFailed,
+                               PeerDead, PeerMoved)
 from sluice.ike.fragments import FragmentReassembler
-from sluice.ike.ikesa import MM_SA, ChildSa, IkeSa
+from sluice.ike.ikesa import DELETED, MM_AUTH, MM_KE, MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
-from sluice.ike.message import parse_header, parse_message
+from sluice.ike.message import Message, parse_header, parse_message
 from sluice.ike.natt import IKE_PORT
 from sluice.ike.payloads import DeletePayload, FragmentPayload, IkeMalformed, NotifyPayload
 from sluice.ike.proposals import NoProposalChosen, default_esp, default_ike
 from sluice.ike.quick_mode import QM_DONE, QuickModeFailed, QuickModeInitiator, QuickModeResponder
 
 ZERO_COOKIE = b"\x00" * 8
+SUSPECT_WITHIN = 6.0  # seconds of silence after a restart hint before a peer is declared dead
+
+MAX_MESSAGE_1 = 8192
+
+# Answers to our Main Mode message 5 that mean "your proof of identity did not verify" (RFC 2408 3.14.1):
+# AUTHENTICATION-FAILED (Sluice), PAYLOAD-MALFORMED (strongSwan, libreswan), INVALID-ID-INFORMATION and
+# INVALID-HASH-INFORMATION (racoon, Windows), INVALID-PAYLOAD-TYPE (message 5 decrypted to garbage).
+AUTH_REFUSALS = (C.N_AUTHENTICATION_FAILED, C.N_PAYLOAD_MALFORMED, C.N_INVALID_ID_INFORMATION,
+                 C.N_INVALID_HASH_INFORMATION, C.N_INVALID_PAYLOAD_TYPE, C.N_INVALID_SIGNATURE)
 
 
 class IkeConfig:
@@ -75,7 +117,9 @@ class IkeConfig:
                  ike=None, esp=None, ike_lifetime=28800, esp_lifetime=3600, dpd_delay=30, dpd_timeout=120,
                  local_ip=None, vendor_ids=(), initial_contact=True, sha256_96=False, retransmit_base=1.0,
                  retransmit_tries=4, half_open_timeout=45.0, half_open_per_ip=16, half_open_total=256,
-                 rekey_grace=30.0, utc_now=None, fragment_size=1280):
+                 rekey_grace=30.0, utc_now=None, fragment_size=1280, half_open_timeout_busy=5.0,
+                 half_open_busy=None, half_open_queue=128, half_open_queue_wait=10.0, seen_message_ids=128,
+                 strict=False):
         if role not in ("responder", "initiator"):
             raise ValueError("role is 'responder' or 'initiator', not %r" % (role,))
         self.role = role
@@ -100,6 +144,12 @@ class IkeConfig:
         self.half_open_timeout = half_open_timeout
         self.half_open_per_ip = half_open_per_ip
         self.half_open_total = half_open_total
+        self.half_open_timeout_busy = half_open_timeout_busy  # under pressure (sluice.ike.admission)
+        self.half_open_busy = half_open_busy    # half-open SAs that mean pressure (None: half of the total)
+        self.half_open_queue = half_open_queue  # message 1s held per address at its limit (0: drop them)
+        self.half_open_queue_wait = half_open_queue_wait
+        self.seen_message_ids = seen_message_ids  # per ISAKMP SA, for replay protection of phase 2 messages
+        self.strict = strict                # tests: an internal error is raised after it is counted
         self.rekey_grace = rekey_grace
         self.utc_now = utc_now              # callable() -> aware datetime, for certificate validity
         self.fragment_size = fragment_size  # larger Main Mode messages go as fragments when the peer can (0: never)
@@ -126,18 +176,43 @@ class IkeTable:
         self._init_pending = {}  # icookie -> IkeSa (our message 1 sent, no responder cookie yet)
         self._resp_index = {}   # (icookie, peer) -> IkeSa (responder: to answer a repeated message 1)
         self._children = {}     # spi_in -> ChildSa
+        self._timed = {}        # IkeSa -> True: the SAs whose timers are scanned (ours as initiator, established)
+        self._timed_dirty = True  # their earliest deadline (and the ESP SAs') must be recomputed
+        self._timed_deadline = None
+        self.half_open = HalfOpenTable(cfg, rng)  # the responder's half-open SAs (sluice.ike.admission)
+        self.errors = []        # the last internal errors (exception objects), newest last
         self._serial = 0        # creation counter of children
         self._out = []
         self._events = []
         self._frags = FragmentReassembler()
         self._frag_id = 0
         self.stats = {"malformed": 0, "unknown_sa": 0, "half_open_limit": 0, "duplicate": 0, "refused": 0,
-                      "unsupported_exchange": 0, "internal_error": 0, "aggressive": 0}
+                      "unsupported_exchange": 0, "internal_error": 0, "aggressive": 0, "evicted": 0,
+                      "half_open_expired": 0, "replay": 0}
         self._told_aggressive = []  # peers already told that Aggressive Mode is not supported (bounded)
+        self._now = 0.0             # the time of the input being handled (for hints that carry none)
+        self._hinted = {}           # source address -> when we last sent it INVALID-SPI (bounded)
+        self._hint_window = [0.0, 0]  # [start of the current second, hints sent in it]
 
     def __repr__(self):
         return "<IkeTable %s: %d IKE SAs, %d ESP SAs>" % (self.cfg.role, len(self._sas) + len(self._init_pending),
                                                          len(self._children))
+
+    def counters(self):
+        """Every counter a status shows, as one flat dict of ints (and `under_pressure`, a bool)."""
+        st = self.stats
+        ho = self.half_open
+        fr = self._frags.stats
+        return {"malformed": st["malformed"], "refused": st["refused"], "half_open_drops": st["half_open_limit"],
+                "evictions": st["evicted"], "replays": st["replay"], "internal_errors": st["internal_error"],
+                "half_open_expired": st["half_open_expired"], "unknown_sa": st["unknown_sa"],
+                "duplicates": st["duplicate"], "aggressive": st["aggressive"],
+                "unsupported_exchange": st["unsupported_exchange"], "queued": ho.stats["queued"],
+                "queue_expired": ho.stats["queue_expired"], "fragments_dropped":
+                    fr["dropped"] + fr["expired"] + fr["evicted"],
+                "half_open": len(ho), "half_open_peak": ho.peak, "half_open_limit": ho.total,
+                "waiting": ho.queued(), "under_pressure": ho.busy(), "ike_sas": len(self._timed),
+                "esp_sas": len(self._children)}
 
     # --- pull API -------------------------------------------------------------------------------------------
 
@@ -153,7 +228,22 @@ class IkeTable:
 
     def get_timer(self):
         best = self._frags.get_timer()
-        for sa in self._all_sas():
+        d = self.half_open.deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        if self._timed_dirty:
+            # Only input for a known SA, an API call or a timer can bring a deadline of the established SAs
+            # forward; a flood of message 1s or of unknown cookies never makes us scan them again.
+            self._timed_dirty = False
+            self._timed_deadline = self._scan_deadline()
+        d = self._timed_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        return best
+
+    def _scan_deadline(self):
+        best = None
+        for sa in self._timed:
             d = sa.deadline()
             if d is not None and (best is None or d < best):
                 best = d
@@ -187,14 +277,14 @@ class IkeTable:
     def spi_in_use(self, spi):
         if spi in self._children:
             return True
-        for sa in self._all_sas():
+        for sa in self._timed:
             for qm in sa.qms.values():
                 if qm.spi_in == spi:
                     return True
         return False
 
     def has_other_sa(self, sa):
-        for o in self._all_sas():
+        for o in self._timed:
             if o is not sa and o.peer[0] == sa.peer[0] and o.established:
                 return True
         return False
@@ -203,12 +293,16 @@ class IkeTable:
         return list(self._sas.values()) + list(self._init_pending.values())
 
     def _remove_sa(self, sa):
-        sa.state = "DELETED"
-        self._sas.pop(sa.spi(), None)
+        sa.state = DELETED
+        k = sa.spi()
+        if self._sas.get(k) is sa:
+            del self._sas[k]
         if self._init_pending.get(sa.icookie) is sa:
             del self._init_pending[sa.icookie]
-        for k in [k for k, v in self._resp_index.items() if v is sa]:
-            del self._resp_index[k]
+        if sa.resp_key is not None and self._resp_index.get(sa.resp_key) is sa:
+            del self._resp_index[sa.resp_key]
+        self._timed.pop(sa, None)
+        self.half_open.remove(sa)
 
     def refuse(self, sa, notify_type, reason, now):
         """Phase 1 cannot go on: tell the peer in clear (RFC 2408 5), report, forget the SA."""
@@ -217,15 +311,19 @@ class IkeTable:
         self._fail_phase1(sa, reason)
 
     def _fail_phase1(self, sa, reason):
-        self.emit(NegotiationFailed(sa.peer, reason))
+        unverified = sa.admit == UNVERIFIED
+        self.emit(NegotiationFailed(sa.peer, reason, not unverified))
         self._remove_sa(sa)
+        if unverified:
+            return      # a refused message 1: nothing of ours waited for it (and a flood costs O(1) each)
         for ch in self._children.values():
             if ch.rekeying and ch.peer[0] == sa.peer[0] and self._best_sa(ch.peer) is None:
                 ch.rekeying = False   # its soft deadline (past) makes the next handle_timer try again
+                self._timed_dirty = True
 
     def _best_sa(self, peer):
         best = None
-        for sa in self._sas.values():
+        for sa in self._timed:
             if sa.established and sa.peer == peer and (best is None or sa.established_at > best.established_at):
                 best = sa
         return best
@@ -238,6 +336,8 @@ class IkeTable:
         sa = IkeSa(self, "initiator", icookie, ZERO_COOKIE, (peer[0], peer[1]), self.cfg.local_ip, now)
         sa.mm = MainModeInitiator(sa, self)
         self._init_pending[icookie] = sa
+        self._timed[sa] = True
+        self._timed_dirty = True
         sa.mm.start(now)
         return sa
 
@@ -249,7 +349,8 @@ class IkeTable:
         raise ValueError("no cookie")
 
     def traffic_seen(self, peer_key, now):
-        for sa in self._sas.values():
+        self._timed_dirty = True
+        for sa in self._timed:
             if sa.peer == peer_key and sa.dpd is not None:
                 sa.dpd.traffic(now)
 
@@ -258,6 +359,7 @@ class IkeTable:
 
         An initiator may also name its server as (ip, 500) after the float to 4500: one server, one address.
         """
+        self._timed_dirty = True
         match = [x for x in list(self._children.values()) + self._all_sas() if x.peer == peer]
         if not match and self.cfg.role == "initiator":
             peer = [x.peer for x in list(self._children.values()) + self._all_sas() if x.peer[0] == peer[0]]
@@ -271,6 +373,7 @@ class IkeTable:
 
     def rekey(self, peer, now):
         """Renegotiate the ESP SA of `peer` now (`sluice rekey`); False when there is nothing to renew yet."""
+        self._timed_dirty = True
         sa = self._best_sa(peer)
         old = self._live_child(peer, now)
         if sa is None or old is None or old.rekeying:
@@ -285,6 +388,7 @@ class IkeTable:
             self._child_down(ch, reason, now, send_delete=True)
 
     def close(self, now):
+        self._timed_dirty = True
         peers = []
         for x in list(self._children.values()) + self._all_sas():
             if x.peer not in peers:
@@ -295,14 +399,53 @@ class IkeTable:
     # --- receive ----------------------------------------------------------------------------------------------
 
     def datagram_received(self, data, local, peer, now):
+        data = bytes(data)
+        self._now = now
         try:
-            self._receive(bytes(data), local, peer, now, 0)
-        except (ValueError, IndexError, KeyError):
-            # Codec errors are IkeMalformed; DhError, SignatureError etc. are ValueErrors too.
+            self._receive(data, local, peer, now, 0)
+        except ValueError:
+            # Codec errors are IkeMalformed; DhError, SignatureError etc. are ValueErrors too: bad input.
             self.stats["malformed"] += 1
-        except Exception:
-            # A bug of ours must not take the daemon down with it; tests assert this stays 0.
-            self.stats["internal_error"] += 1
+        except Exception as e:
+            # IndexError, KeyError, AttributeError ...: a bug of ours, not bad input (sluice.ike.events).
+            self._internal_error(e, data, peer)
+        if self.half_open.freed:
+            self._admit_queued(now)
+
+    def _internal_error(self, e, data, peer):
+        """Count and report a bug of ours; end the half-open negotiation the input was for (its state may be
+        half updated); with cfg.strict (tests) raise it."""
+        self.stats["internal_error"] += 1
+        self.errors.append(e)
+        if len(self.errors) > 8:
+            self.errors.pop(0)
+        self.emit(InternalError(peer, e))
+        sa = None
+        if data is not None and len(data) >= 16:
+            sa = self._sas.get(data[:16]) or self._resp_index.get((data[:8], peer)) or \
+                self._init_pending.get(data[:8])
+        if sa is not None and sa.state != DELETED and not sa.established:
+            self._fail_phase1(sa, "internal error (%s); the negotiation was ended" % type(e).__name__)
+        if self.cfg.strict:
+            raise e
+
+    def _admit_queued(self, now):
+        """Let queued message 1s in for the addresses that got a half-open slot back (sluice.ike.admission)."""
+        ho = self.half_open
+        for _ in range(64):
+            if not ho.freed:
+                return
+            ip = ho.freed.pop()
+            while ho.check(ip) == ADMIT:
+                e = ho.dequeue(ip, now)
+                if e is None:
+                    break
+                try:
+                    self._main_mode_1(e.data, parse_header(e.data), e.local, e.peer, now)
+                except ValueError:
+                    self.stats["malformed"] += 1
+                except Exception as x:
+                    self._internal_error(x, e.data, e.peer)
 
     def _receive(self, data, local, peer, now, depth):
         h = parse_header(data)
@@ -329,9 +472,13 @@ class IkeTable:
                     sa = pend
                 elif h.exchange == C.EXCH_INFORMATIONAL and not h.flags & C.FLAG_E:
                     return self._plain_info(pend, parse_message(data))
+        if sa is None and h.exchange == C.EXCH_INFORMATIONAL and not h.flags & C.FLAG_E:
+            if self._restart_hint(parse_message(data), peer):
+                return
         if sa is None:
             self.stats["unknown_sa"] += 1
             return
+        self._timed_dirty = True
         if sa.peer[0] != peer[0]:
             self.stats["unknown_sa"] += 1
             return
@@ -348,8 +495,23 @@ class IkeTable:
                 return self._plain_info(sa, msg)
             if sa.crypt is None:
                 raise IkeMalformed("encrypted Informational before phase 1 keys")
-            payloads = info.open_protected(sa, msg)
-            self._alive(sa, local, peer, now)
+            if sa.role == "initiator" and sa.state == MM_AUTH:
+                payloads = self._informational_in_phase1(sa, msg)
+                if payloads is None:
+                    return
+            else:
+                payloads = info.open_protected(sa, msg)
+            mid = h.message_id
+            if mid in sa.peer_mids or mid in sa.used_mids:
+                # Already seen (or one of our own ids reflected): a replay. Nothing is answered or believed.
+                self.stats["replay"] += 1
+                return
+            fresh = self._info_fresh(sa, payloads)
+            if fresh is None:
+                self.stats["replay"] += 1
+                return
+            sa.peer_mids.add(mid)
+            self._alive(sa, local, peer, now, fresh)
             return self._informational(sa, payloads, now)
         self.stats["unsupported_exchange"] += 1
 
@@ -362,53 +524,127 @@ class IkeTable:
         if len(self._told_aggressive) > 64:
             self._told_aggressive.pop(0)
         self.emit(NegotiationFailed(peer, "the client uses Aggressive Mode (on Android: the 'IPsec identifier' "
-                                          "field is filled in); leave it empty: only Main Mode is accepted"))
+                                          "field is filled in); leave it empty: only Main Mode is accepted", False))
 
-    def _alive(self, sa, local, peer, now):
-        """An authenticated message arrived: follow a NAT mapping change (RFC 3947 4), note liveness."""
-        if sa.established and local[1] != IKE_PORT and peer != sa.peer:
-            self._move_peer(sa, peer)
+    def _alive(self, sa, local, peer, now, fresh):
+        """An authenticated, not replayed message arrived: note liveness; follow a NAT mapping change (RFC 3947
+        4) only when the message is also proven fresh (`fresh`), so that a replay can never move the peer."""
+        if fresh and sa.established and local[1] != IKE_PORT and peer != sa.peer:
+            self._move_peer(sa.peer, peer)
         if sa.dpd is not None:
             sa.dpd.traffic(now)
 
-    def _move_peer(self, sa, peer):
-        old = sa.peer
-        sa.peer = peer
+    def _info_fresh(self, sa, payloads):
+        """Whether a protected Informational (id not seen before) proves the peer sent it just now: True for an
+        R-U-THERE-ACK of one of our outstanding probes or an R-U-THERE whose sequence number is above every
+        earlier one (RFC 3706 7: each R-U-THERE increments it); None for an R-U-THERE below that (a replay of an
+        old one whose message id was forgotten); False otherwise (DELETE, INITIAL-CONTACT: believed, but no
+        reason to follow a new port)."""
+        for p in payloads:
+            if not isinstance(p, NotifyPayload) or len(p.data) != 4:
+                continue
+            seq = int.from_bytes(p.data, "big")
+            if p.notify_type == C.N_R_U_THERE_ACK:
+                return sa.dpd is not None and seq in sa.dpd.outstanding
+            if p.notify_type == C.N_R_U_THERE:
+                last = sa.peer_dpd_seq
+                if last is None or 0 < ((seq - last) & 0xFFFFFFFF) < 0x80000000:
+                    sa.peer_dpd_seq = seq
+                    return True
+                if seq == last:
+                    return False    # the same number again: answered, but not a reason to move
+                return None
+        return False
+
+    def _move_peer(self, old, new):
+        """Every established SA and ESP SA of `old` (ip, port) now lives at `new`; False when `new` already
+        belongs to another live peer (then nothing moves)."""
+        if old == new:
+            return False
+        for x in self._timed:
+            if x.peer == new and x.established:
+                return False
         for ch in self._children.values():
-            if ch.peer == old and ch.ike is sa:
-                ch.peer = peer
-        if old != peer:
-            self.emit(PeerMoved(old, peer))  # the engine re-keys its ESP SAs and L2TP tunnels
+            if ch.peer == new:
+                return False
+        moved = False
+        for sa in self._timed:
+            if sa.peer == old and sa.established:
+                sa.peer = new
+                moved = True
+        for ch in self._children.values():
+            if ch.peer == old:
+                ch.peer = new
+                moved = True
+        if moved:
+            self.emit(PeerMoved(old, new))  # the engine re-keys its ESP SAs and L2TP tunnels
+        return moved
+
+    def esp_from_new_port(self, spi_in, new, now):
+        """The data path's report: authenticated ESP of our inbound SA `spi_in`, with a sequence number above
+        its replay window (never a replayed or reordered one), arrived UDP-encapsulated from `new` (ip, port),
+        the same address at another port: the peer's NAT re-mapped it (RFC 3948 allows following it).
+
+        Moves every SA of that peer to `new` and returns True (a PeerMoved event follows); False when the SA is
+        unknown, not encapsulated, `new` is another address, or `new` belongs to another live peer."""
+        ch = self._children.get(spi_in)
+        if ch is None or not ch.encap or new[0] != ch.peer[0] or new == ch.peer:
+            return False
+        old = ch.peer
+        if not self._move_peer(old, new):
+            return False
+        for sa in self._timed:
+            if sa.peer == new and sa.dpd is not None:
+                sa.dpd.traffic(now)
+        return True
 
     def follow_peer(self, old, new):
-        """Authenticated ESP came from a new NAT mapping of `old` (RFC 3948 allows following it): move there."""
-        for sa in self._all_sas():
+        """Older name: move the SAs of `old` to `new`. Only for authenticated ESP above the replay window;
+        prefer esp_from_new_port(spi_in, new, now), which also checks that the SA is encapsulated."""
+        for sa in self._timed:
             if sa.peer == old and sa.established:
-                self._move_peer(sa, new)
-                return True
+                return self._move_peer(old, new)
         return False
 
     def _main_mode_1(self, data, h, local, peer, now):
-        old = self._resp_index.get((h.icookie, peer))
+        key = (h.icookie, peer)
+        old = self._resp_index.get(key)
         if old is not None:
             if not old.is_duplicate(0, data):
                 self.stats["malformed"] += 1
             return
-        if self.cfg.role == "initiator" and not [s for s in self._sas.values() if s.peer[0] == peer[0]]:
-            self.stats["refused"] += 1
+        if len(data) > MAX_MESSAGE_1:
+            # Kept while half-open (to answer a retransmission): a real one is well under 2 KB, even Windows'
+            # with every proposal; 256 of these at most stay within a router's memory.
+            raise IkeMalformed("a Main Mode message 1 of %d octets (at most %d)" % (len(data), MAX_MESSAGE_1))
+        if self.cfg.role == "initiator":
+            known = False
+            for s in self._timed:
+                if s.peer[0] == peer[0]:
+                    known = True
+                    break
+            if not known:
+                self.stats["refused"] += 1
+                return
+        msg = parse_message(data)   # garbage is dropped here: it never queues nor evicts anyone
+        ho = self.half_open
+        if ho.check(peer[0]) != ADMIT:
+            # This address holds its share of half-open SAs: hold the message until one of them ends.
+            if not ho.enqueue(key, data, local, peer, now):
+                self.stats["half_open_limit"] += 1
             return
-        half = [s for s in self._all_sas() if not s.established]
-        if len(half) >= self.cfg.half_open_total or \
-                len([s for s in half if s.peer[0] == peer[0]]) >= self.cfg.half_open_per_ip:
-            self.stats["half_open_limit"] += 1
-            return
-        msg = parse_message(data)
+        victim = ho.victim()
+        if victim is not None:
+            self.stats["evicted"] += 1
+            self._remove_sa(victim)   # silently: most victims are spoofed, and a flood must not flood the log
         rcookie = self._new_cookie()
         sa = IkeSa(self, "responder", h.icookie, rcookie, peer, self.cfg.local_ip or local[0], now)
         sa.local_port = local[1]  # a peer may start on 4500 already (a rekey from behind a NAT)
         sa.mm = MainModeResponder(sa, self)
+        sa.resp_key = key
         self._sas[sa.spi()] = sa
-        self._resp_index[(h.icookie, peer)] = sa
+        self._resp_index[key] = sa
+        ho.add(sa, now)
         self._main_mode(sa, msg, data, local, peer, now)
 
     def _main_mode(self, sa, msg, data, local, peer, now):
@@ -417,7 +653,14 @@ class IkeTable:
             return
         try:
             sa.mm.receive(msg, data, local, peer, now)
+            if sa.admit is not None and sa.state == MM_KE:
+                self.half_open.verified(sa, now)    # message 3 came back: the source address is real
         except AuthFailed as e:
+            if sa.role == "responder" and sa.state == MM_KE:
+                # Message 5 did not decrypt or verify: tell the initiator in clear (it cannot read anything
+                # under keys it does not share) so that it can say "wrong key" at once instead of retrying.
+                self.refuse(sa, C.N_AUTHENTICATION_FAILED, str(e), now)
+                return
             self._fail_phase1(sa, str(e))
         except IkeMalformed:
             sa.stats["malformed"] += 1
@@ -435,7 +678,9 @@ class IkeTable:
         new = False
         if qm is None:
             if mid in sa.used_mids:
-                self.stats["duplicate"] += 1
+                # An exchange that is over (its last message was answered from the cache above if it was the
+                # same datagram): a replay, never processed again.
+                self.stats["replay"] += 1
                 return
             qm = QuickModeResponder(sa, self, mid, now)
             new = True
@@ -465,7 +710,8 @@ class IkeTable:
             self._qm_failed(sa, qm, "Quick Mode failed: %s" % (e,))
             return
         sa.used_mids.add(mid)
-        self._alive(sa, local, peer, now)
+        # Authenticated and in an exchange whose id was new: fresh (HASH(2)/(3) also cover our own nonce).
+        self._alive(sa, local, peer, now, True)
         if qm.state == QM_DONE:
             del sa.qms[mid]
 
@@ -477,15 +723,109 @@ class IkeTable:
         self.emit(NegotiationFailed(sa.peer, reason))
 
     def _plain_info(self, sa, msg):
-        """A clear Informational: only believed while phase 1 is negotiating, and only to end it."""
+        """A clear Informational: only believed while phase 1 is negotiating, and only to end it; on an
+        established SA, INVALID-COOKIE or INVALID-SPI from the peer's address is a hint that it restarted
+        (unverifiable: it only makes us probe with DPD sooner)."""
         if sa.established:
+            for n in msg.find_all(NotifyPayload):
+                if n.notify_type in (C.N_INVALID_COOKIE, C.N_INVALID_SPI):
+                    self._suspect(sa.peer, "the peer says it does not know our SA (%s)" % n.name())
+                    return
             self.stats["malformed"] += 1
             return
         for n in msg.find_all(NotifyPayload):
             if n.notify_type < C.N_CONNECTED:
-                self._fail_phase1(sa, "the peer refused Main Mode with %s; compare the phase 1 proposals and the "
-                                      "authentication method on both sides" % n.name())
+                if sa.role == "initiator" and sa.state == MM_AUTH and n.notify_type in AUTH_REFUSALS:
+                    self._fail_phase1(sa, self._auth_refused(sa, "it answered our Main Mode message 5 with %s"
+                                                             % n.name()))
+                else:
+                    self._fail_phase1(sa, "the peer refused Main Mode with %s; compare the phase 1 proposals and "
+                                          "the authentication method on both sides" % n.name())
                 return
+
+    # --- restarts: the lost peer's hints, and ours to it ----------------------------------------------------
+
+    def _suspect(self, peer, why):
+        """Probe `peer` with DPD now and declare it dead after SUSPECT_WITHIN s of silence (RFC 3706 with a
+        shorter verdict): how a client notices a restarted server in seconds instead of minutes."""
+        self.stats["suspect"] = self.stats.get("suspect", 0) + 1
+        self._timed_dirty = True
+        for sa in self._all_sas():
+            if sa.peer[0] == peer[0] and sa.established and sa.dpd is not None and not sa.replaced:
+                sa.dpd.suspect(self._now, SUSPECT_WITHIN)
+
+    def _restart_hint(self, msg, peer):
+        """An unprotected INVALID-SPI naming an SPI we send to that address: the peer restarted and lost our
+        SAs (or someone on the path wants us to think so: all we do is probe it sooner)."""
+        for n in msg.find_all(NotifyPayload):
+            if n.notify_type == C.N_INVALID_SPI and n.protocol == C.PROTO_IPSEC_ESP and len(n.spi) == 4:
+                spi = int.from_bytes(n.spi, "big")
+                for ch in self._children.values():
+                    if ch.spi_out == spi and ch.peer[0] == peer[0]:
+                        self._suspect(ch.peer, "INVALID-SPI")
+                        return True
+        return False
+
+    def suspect_peer(self, peer, now):
+        """The endpoint's hint: L2TP got no answer over this peer's SA. Check the IKE SA at once (DPD)."""
+        self._now = now
+        self._suspect(peer, "L2TP unanswered")
+
+    def invalid_spi(self, spi, peer, encap, size, now):
+        """ESP for an SPI we do not know arrived from `peer`: after a restart we lost its SAs. Tell it with an
+        unprotected INVALID-SPI notify (RFC 2408 3.14.1) so it can act (it can verify nothing: a hint), bounded
+        per source and in total, and never bigger than what came in. Returns True when one was sent."""
+        if size < 48 or not self._notify_budget(peer[0], now):
+            return False
+        n = NotifyPayload(C.N_INVALID_SPI, bytes(spi), b"", C.PROTO_IPSEC_ESP)
+        icookie = self._new_cookie()
+        data = Message.build(icookie, ZERO_COOKIE, C.EXCH_INFORMATIONAL, [n]).encode()
+        self._out.append((4500 if encap else IKE_PORT, peer, data))
+        self.stats["invalid_spi_sent"] = self.stats.get("invalid_spi_sent", 0) + 1
+        return True
+
+    def _notify_budget(self, ip, now):
+        # One hint per source per second, ten per second in all, in a table of at most 256 sources.
+        last = self._hinted.get(ip)
+        if last is not None and now - last < 1.0:
+            return False
+        if now - self._hint_window[0] >= 1.0:
+            self._hint_window[0] = now
+            self._hint_window[1] = 0
+        if self._hint_window[1] >= 10:
+            return False
+        self._hint_window[1] += 1
+        if len(self._hinted) >= 256:
+            self._hinted.clear()
+        self._hinted[ip] = now
+        return True
+
+    def _auth_refused(self, sa, how):
+        if sa.auth == C.AUTH_PSK:
+            return ("pre-shared key mismatch: the server could not verify our identity (%s); check that both sides "
+                    "use the same pre-shared key" % how)
+        return ("the server refused our authentication (%s); check our certificate, the CA the server trusts and "
+                "the identity it expects" % how)
+
+    def _informational_in_phase1(self, sa, msg):
+        """A protected Informational while we wait for message 6: its payloads, or None when it ended phase 1.
+
+        strongSwan answers a message 5 it cannot decrypt (a key mismatch) with PAYLOAD-MALFORMED under its own
+        keys, which we cannot decrypt either: at this point such a message means that the keys differ."""
+        try:
+            payloads = info.open_protected(sa, msg)
+        except IkeMalformed:
+            if sa.auth != C.AUTH_PSK:
+                raise
+            self._fail_phase1(sa, self._auth_refused(sa, "it answered our Main Mode message 5 with a notification "
+                                                         "under other keys"))
+            return None
+        for n in payloads:
+            if isinstance(n, NotifyPayload) and n.notify_type < C.N_CONNECTED:
+                self._fail_phase1(sa, self._auth_refused(sa, "it answered our Main Mode message 5 with %s"
+                                                         % n.name()))
+                return None
+        return payloads
 
     def _informational(self, sa, payloads, now):
         for p in payloads:
@@ -502,7 +842,9 @@ class IkeTable:
             if sa.dpd is not None and len(n.data) == 4:
                 sa.dpd.ack(int.from_bytes(n.data, "big"), now)
         elif t == C.N_INITIAL_CONTACT:
-            self._initial_contact(sa, now)
+            if not sa.initial_contact:      # once per ISAKMP SA: a replay must not remove newer SAs
+                sa.initial_contact = True
+                self._initial_contact(sa, now)
         elif t < C.N_CONNECTED and sa.qms:
             for mid in list(sa.qms):
                 qm = sa.qms.pop(mid)
@@ -536,6 +878,9 @@ class IkeTable:
 
     def phase1_done(self, sa, now):
         cfg = self.cfg
+        self.half_open.remove(sa)
+        self._timed[sa] = True
+        self._timed_dirty = True
         sa.mark = self._serial
         if cfg.dpd_delay > 0 and sa.caps is not None and sa.caps.dpd:
             sa.dpd = Dpd(cfg.dpd_delay, cfg.dpd_timeout, int.from_bytes(self.rng(4), "big"), now)
@@ -620,7 +965,7 @@ class IkeTable:
         self.emit(ChildSaDown(ch.peer, ch.spi_in, ch.spi_out, reason))
 
     def _ike_down(self, sa, reason, send_delete):
-        if sa.state == "DELETED":
+        if sa.state == DELETED:
             return
         was_up = sa.established
         if send_delete and sa.established:
@@ -632,20 +977,30 @@ class IkeTable:
     # --- timers -----------------------------------------------------------------------------------------------
 
     def handle_timer(self, now):
+        self._timed_dirty = True
+        self._now = now
         self._frags.expire(now)
-        for sa in self._all_sas():
-            if sa.state == "DELETED":
+        for sa in self.half_open.expired(now):
+            if sa.state == DELETED:
+                continue
+            if sa.admit == VERIFIED:
+                self._fail_phase1(sa, "Main Mode did not complete within %d s" % int(now - sa.created))
+            else:
+                # Message 3 never came back: most likely a spoofed source. Counted, never logged one by one.
+                self.stats["half_open_expired"] += 1
+                self._remove_sa(sa)
+        for sa in list(self._timed):
+            if sa.state == DELETED:
                 continue
             for mid, r in sa.retransmit_due(now):
                 if mid == 0:
-                    self._fail_phase1(sa, "the peer did not answer %s (%d retransmissions); check that it is "
-                                          "reachable on UDP 500/4500" % (r.what, self.cfg.retransmit_tries))
+                    self._fail_phase1(sa, self._no_answer(sa, r))
                     break
                 qm = sa.qms.pop(mid, None)
                 if qm is not None:
                     self._qm_failed(sa, qm, "the peer did not answer %s (%d retransmissions)"
                                     % (r.what, self.cfg.retransmit_tries))
-            if sa.state == "DELETED":
+            if sa.state == DELETED:
                 continue
             if not sa.established:
                 if now >= sa.half_open_until:
@@ -665,6 +1020,8 @@ class IkeTable:
                 self.initiate((sa.peer[0], IKE_PORT), now)
             if sa.lifetime is not None and now >= sa.established_at + sa.lifetime:
                 self._ike_down(sa, "ISAKMP SA lifetime ended", send_delete=True)
+        if self.half_open.freed:
+            self._admit_queued(now)
         for ch in list(self._children.values()):
             if ch.spi_in not in self._children:
                 continue
@@ -683,6 +1040,14 @@ class IkeTable:
                         self.initiate((ch.peer[0], IKE_PORT), now)
                 else:
                     ch.soft_at = ch.hard_at  # a responder cannot dial a client: let it run out
+
+    def _no_answer(self, sa, r):
+        why = "the peer did not answer %s (%d retransmissions); check that it is reachable on UDP 500/4500" % (
+            r.what, self.cfg.retransmit_tries)
+        if sa.state == MM_AUTH and sa.auth == C.AUTH_PSK:
+            why += (", and that both sides use the same pre-shared key (some servers stay silent when the key "
+                    "is wrong)")
+        return why
 
     def _peer_dead(self, sa, now):
         peer = sa.peer

@@ -10,12 +10,19 @@ would otherwise leave us waiting while the server has moved on (the server repea
 repeated Response, as pppd does). Results are read from ``result``: None while running, ('ok', username) or
 ('fail', reason).
 
+External verdicts (``config.external_auth``, server side): a user ``get_password`` does not know is put in
+``ask`` (a VerifyCredentials with our challenge and the peer's response, for the link to hand out); the
+server stops retransmitting its challenge and waits at most ``auth_wait`` seconds for ``backend_verdict``
+(for MS-CHAPv2 a success carries the "S=..." authenticator response the backend computed, e.g. RADIUS's
+MS-CHAP2-Success; a failure may carry the backend's MS-CHAPv2 error code, e.g. 648 password expired). A
+repeated Response meanwhile is ignored; the verdict answers it.
+
 Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packets out via ``send``.
 """
 
 from sluice.hal.crypto import digest
-from sluice.ppp import mschapv2
 from sluice.hal.crypto.digest import ct_equal
+from sluice.ppp import events, mschapv2
 from sluice.ppp.framing import PppError
 
 CHALLENGE = 1
@@ -71,6 +78,8 @@ class ChapServer:
         self.tries = 0
         self.verdict = None  # (code, ident, message) sent, repeated on a duplicate Response
         self.username = None
+        self.ask = None  # a VerifyCredentials the link hands to its owner
+        self.awaiting = None  # the Response's ident while an external verdict is pending
 
     def start(self, now):
         self._challenge(now)
@@ -86,11 +95,41 @@ class ChapServer:
     def timeout(self, now):
         if self.deadline is None or now < self.deadline:
             return
+        if self.awaiting is not None:
+            self.deadline = None
+            self._verdict(False, None, None)
+            self.result = ("fail", "no verdict for user %s from the authentication backend in %d s" % (
+                self.username, self.config.auth_wait))
+            return
         if self.tries >= self.config.max_configure:
             self.deadline = None
             self.result = ("fail", "the peer did not answer %d CHAP challenges" % self.tries)
             return
         self._challenge(now)
+
+    def backend_verdict(self, now, ok, reason=None, authenticator_response=None, message=None):
+        """The owner's verdict on the credentials in `ask` (PppLink.auth_result)."""
+        self.deadline = None
+        if ok and self.algorithm == MSCHAPV2 and not _is_auth_response(authenticator_response):
+            ok = False
+            reason = "the backend accepted MS-CHAPv2 but sent no authenticator response (MS-CHAP2-Success)"
+        self._verdict(ok, authenticator_response, message)
+        self.result = ("ok", self.username) if ok else (
+            "fail", "authentication failed for user %s (%s)" % (self.username, reason or "rejected"))
+
+    def _verdict(self, ok, authenticator_response, message):
+        ident = self.awaiting
+        self.awaiting = None
+        if self.algorithm == MD5:
+            msg = b"Access granted" if ok else b"Authentication failure"
+        elif ok:
+            msg = mschapv2.success_message("S=" + authenticator_response[2:].upper())
+        else:
+            # The backend's error code (RADIUS MS-CHAP-Error "E=648 ...", password expired) in our own Failure
+            # text: R=0 and our challenge, since this link offers no retry.
+            msg = mschapv2.failure_message(self.challenge, _failure_code(message))
+        self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
+        self.send(*self.verdict)
 
     def packet(self, code, ident, data, now):
         if code != RESPONSE:
@@ -100,11 +139,25 @@ class ChapServer:
         if self.verdict is not None:
             self.send(*self.verdict)  # RFC 1994 4.2: our Success/Failure was lost
             return
+        if self.awaiting is not None:
+            return  # the backend is deciding; its verdict answers this copy too
         value, name = parse_challenge(data)
         username = _decode_name(name)
         password = self.config.get_password(username) if self.config.get_password else None
         if password is None and self.algorithm == MSCHAPV2 and "\\" in username:
             password = self.config.get_password(username[username.rfind("\\") + 1:])
+        if password is None and self.config.external_auth:
+            if self.algorithm == MD5:
+                if len(value) != 16:
+                    raise PppError("CHAP-MD5 Response Value is %d octets, not 16" % len(value))
+            else:
+                mschapv2.parse_response_value(value)  # length check before it leaves the link
+            self.username = username
+            self.awaiting = ident
+            self.ask = events.VerifyCredentials("chap" if self.algorithm == MD5 else "mschapv2", username,
+                                                ident=ident, challenge=self.challenge, response=value)
+            self.deadline = now + self.config.auth_wait
+            return
         self.username = username
         self.deadline = None
         if self.algorithm == MD5:
@@ -128,6 +181,25 @@ class ChapServer:
         else:
             why = "unknown user" if password is None else "wrong password"
             self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+
+
+def _is_auth_response(text):
+    if not isinstance(text, str) or len(text) != 42 or text[:2] != "S=":
+        return False
+    for ch in text[2:]:
+        if ch not in "0123456789ABCDEFabcdef":
+            return False
+    return True
+
+
+def _failure_code(message):
+    """The E= error code of an MS-CHAPv2 failure text (RFC 2759 6) if it is a plain 3-digit number, else 691."""
+    if message is None or len(message) < 5 or message[:2] != b"E=":
+        return 691
+    code = bytes(message[2:5])
+    if (len(message) > 5 and message[5] != 0x20) or not all(0x30 <= b <= 0x39 for b in code):
+        return 691
+    return int(code)
 
 
 class ChapClient:

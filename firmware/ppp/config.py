@@ -9,12 +9,12 @@ class PppConfig:
 
     __slots__ = ("mru", "auth", "username", "password", "get_password", "assign_address", "local_ip", "dns",
                  "nbns", "echo_interval", "echo_failure", "ipv6", "restart_timer", "max_configure",
-                 "max_failure", "max_terminate", "server_name")
+                 "max_failure", "max_terminate", "server_name", "external_auth", "auth_wait")
 
     def __init__(self, mru=1400, auth=AUTH_METHODS, username=None, password=None, get_password=None,
                  assign_address=None, local_ip=None, dns=None, nbns=None, echo_interval=30, echo_failure=4,
                  ipv6=False, restart_timer=3.0, max_configure=10, max_failure=5, max_terminate=2,
-                 server_name="sluice"):
+                 server_name="sluice", external_auth=False, auth_wait=30.0):
         for a in auth:
             if a not in AUTH_METHODS:
                 raise ValueError("unknown PPP auth method %r (allowed: mschapv2, chap, pap)" % (a,))
@@ -37,6 +37,10 @@ class PppConfig:
         self.max_failure = max_failure
         self.max_terminate = max_terminate
         self.server_name = server_name  # CHAP Name field of our challenges
+        # server: users get_password does not know are asked of the owner (events.VerifyCredentials, answered
+        # by PppLink.auth_result) instead of failing; auth_wait bounds the wait for that verdict.
+        self.external_auth = external_auth
+        self.auth_wait = auth_wait
 
     def __repr__(self):
         # Never the password, not even its length.

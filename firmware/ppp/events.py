@@ -62,3 +62,22 @@ class LinkDown:
 
     def __repr__(self):
         return "LinkDown(reason=%r)" % (self.reason,)
+
+
+class VerifyCredentials:
+    """Server with external_auth: a user not in the local table sent credentials; the owner checks them (e.g.
+    over RADIUS) and answers with PppLink.auth_result(now, this_event, ok, ...). It holds the peer's PAP
+    password or CHAP response: never log its fields (its repr shows only the method and the user)."""
+
+    __slots__ = ("method", "username", "password", "ident", "challenge", "response")
+
+    def __init__(self, method, username, password=None, ident=None, challenge=None, response=None):
+        self.method = method  # 'pap', 'chap' or 'mschapv2'
+        self.username = username  # as the peer sent it (str; may hold "DOMAIN\\")
+        self.password = password  # PAP: the password the peer sent (bytes); else None
+        self.ident = ident  # CHAP/MS-CHAPv2: the Identifier of our Challenge and the peer's Response
+        self.challenge = challenge  # CHAP/MS-CHAPv2: our challenge value (16 octets)
+        self.response = response  # CHAP: the 16-octet MD5 response; MS-CHAPv2: the 49-octet Response Value
+
+    def __repr__(self):
+        return "VerifyCredentials(method=%r, username=%r)" % (self.method, self.username)

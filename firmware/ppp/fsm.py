@@ -29,8 +29,10 @@ TERM_ACK = 6
 CODE_REJ = 7
 
 INITIAL, STARTING, CLOSED, STOPPED, CLOSING, STOPPING, REQ_SENT, ACK_RCVD, ACK_SENT, OPENED = range(10)
-STATE_NAMES = ("Initial", "Starting", "Closed", "Stopped", "Closing", "Stopping", "Req-Sent", "Ack-Rcvd",
-               "Ack-Sent", "Opened")
+# The automaton's table is keyed by RFC 1661 4.2's numbered states; their names follow the project's one
+# convention for states (lowercase words joined by hyphens, docs/design.md), as shown in status and logs.
+STATE_NAMES = ("initial", "starting", "closed", "stopped", "closing", "stopping", "req-sent", "ack-rcvd",
+               "ack-sent", "opened")
 
 UP, DOWN, OPEN, CLOSE, TO_P, TO_M, RCR_P, RCR_M, RCA, RCN, RTR, RTA, RUC, RXJ_P, RXJ_M, RXR = range(16)
 EVENT_NAMES = ("Up", "Down", "Open", "Close", "TO+", "TO-", "RCR+", "RCR-", "RCA", "RCN", "RTR", "RTA", "RUC",

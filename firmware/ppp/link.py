@@ -13,7 +13,14 @@ packets of a protocol we do not run (CCP, which Windows sends for MPPE; IPv6CP w
 unknown) get an LCP Protocol-Reject once LCP is Opened (RFC 1661 5.7). LCP Echo keepalive (5.8) runs in
 Opened: ``echo_failure`` unanswered requests in a row end the link.
 
-Inputs: ``open(now)``, ``frame_received(frame, now)``, ``close(now, reason)``, ``handle_timer(now)``.
+Authentication by the owner (server, ``config.external_auth``): credentials of a user ``get_password`` does
+not know come out as a VerifyCredentials event and the authenticator waits (bounded by ``auth_wait``);
+the owner answers with ``auth_result(now, question, ok, ...)`` (for MS-CHAPv2 with the authenticator response, for
+RADIUS the MS-CHAP2-Success value, and optionally the address to assign, e.g. Framed-IP-Address). Local
+users are checked in the link as before.
+
+Inputs: ``open(now)``, ``frame_received(frame, now)``, ``close(now, reason)``, ``handle_timer(now)``,
+``auth_result(now, question, ok, ...)``.
 Outputs, pulled: ``frames_to_send()`` (each FF 03 + 2-octet protocol), ``next_event()``, ``get_timer()``.
 Malformed frames are counted in ``stats['malformed']`` and dropped; nothing from the wire raises.
 """
@@ -108,6 +115,28 @@ class PppLink:
         self.lcp.close(now, peer_text)
         if self.lcp.state in (fsm.INITIAL, fsm.CLOSED, fsm.STOPPED):
             self._finish()  # nothing was running: no Terminate exchange to wait for
+
+    def auth_result(self, now, question, ok, reason=None, authenticator_response=None, message=None, address=None):
+        """The verdict on `question`, the VerifyCredentials this link emitted (server, external_auth).
+        `reason`: plain words for the AuthFailed event when not ok; `authenticator_response`: MS-CHAPv2's
+        "S=<40 hex>" (required for an MS-CHAPv2 success); `message`: an MS-CHAPv2 failure text
+        "E=... R=... C=... V=3 ..." whose error code (E=) goes to the peer; `address`: the peer's IPv4 address ('a.b.c.d') instead of asking
+        assign_address. Returns False, changing nothing, when `question` is not the one awaited: late, for
+        another link, or asked before LCP renegotiated (a verdict on old credentials never settles new ones)."""
+        a = self.auth
+        if self.role != "server" or self.finished or a is None or self.auth_done or \
+                getattr(a, "awaiting", None) is None or question is None or question is not self._question:
+            return False
+        self._question = None
+        if ok and address is not None:
+            try:
+                self._assigned = ip_to_bytes(address)
+            except ValueError:
+                ok = False
+                reason = "the backend assigned %r, not an IPv4 address" % (address,)
+        a.backend_verdict(now, ok, reason, authenticator_response, message)
+        self._settle(now)
+        return True
 
     def frames_to_send(self):
         out = self._out
@@ -268,6 +297,7 @@ class PppLink:
 
     _fail_later = None
     _close_soon = False
+    _question = None  # the VerifyCredentials awaiting auth_result
 
     def _sender(self, proto):
         def send(code, ident, data):
@@ -423,6 +453,10 @@ class PppLink:
             self.close(now, reason)
             return
         a = self.auth
+        if a is not None and not self.auth_done and getattr(a, "ask", None) is not None:
+            self._question = a.ask
+            self._events.append(a.ask)
+            a.ask = None
         if a is not None and not self.auth_done and a.result is not None:
             self.auth_done = True
             kind, value = a.result

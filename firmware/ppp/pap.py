@@ -4,9 +4,14 @@ Theory of operation: the client (peer) retransmits Authenticate-Request on the r
 Authenticate-Ack/Nak or gives up after Max-Configure tries (RFC 1334 2.2.1). The server waits, bounded by the
 same budget, answers each request, and repeats its verdict for a retransmitted request (its Ack may have
 been lost). Results in ``result``: None, ('ok', username) or ('fail', reason).
+
+External verdicts (``config.external_auth``): a user ``get_password`` does not know is put in ``ask`` (a
+VerifyCredentials for the link to hand out) and the server waits, at most ``auth_wait`` seconds, for
+``backend_verdict``; repeated requests meanwhile are ignored (the verdict goes out when it comes).
 """
 
 from sluice.hal.crypto.digest import ct_equal
+from sluice.ppp import events
 from sluice.ppp.framing import PppError
 
 AUTH_REQ = 1
@@ -51,6 +56,8 @@ class PapServer:
         self.result = None
         self.deadline = None
         self.verdict = None
+        self.ask = None  # a VerifyCredentials the link hands to its owner
+        self.awaiting = None  # (ident, username) while an external verdict is pending
 
     def start(self, now):
         self.deadline = now + self.config.restart_timer * (self.config.max_configure + 1)
@@ -58,7 +65,25 @@ class PapServer:
     def timeout(self, now):
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
+            if self.awaiting is not None:
+                ident, user = self.awaiting
+                self.awaiting = None
+                self.verdict = (AUTH_NAK, build_reply(b"Login incorrect"))
+                self.send(AUTH_NAK, ident, self.verdict[1])
+                self.result = ("fail", "no verdict for user %s from the authentication backend in %d s" % (
+                    user, self.config.auth_wait))
+                return
             self.result = ("fail", "the peer sent no PAP Authenticate-Request")
+
+    def backend_verdict(self, now, ok, reason=None, authenticator_response=None, message=None):
+        """The owner's verdict on the credentials in `ask` (PppLink.auth_result)."""
+        ident, username = self.awaiting
+        self.awaiting = None
+        self.deadline = None
+        self.verdict = (AUTH_ACK, build_reply(b"Login ok")) if ok else (AUTH_NAK, build_reply(b"Login incorrect"))
+        self.send(self.verdict[0], ident, self.verdict[1])
+        self.result = ("ok", username) if ok else (
+            "fail", "authentication failed for user %s (%s)" % (username, reason or "rejected"))
 
     def packet(self, code, ident, data, now):
         if code != AUTH_REQ:
@@ -67,11 +92,19 @@ class PapServer:
         if self.verdict is not None:
             self.send(self.verdict[0], ident, self.verdict[1])
             return
+        if self.awaiting is not None:
+            self.awaiting = (ident, self.awaiting[1])  # answer the latest copy when the verdict comes
+            return
         try:
             username = peer_id.decode()
         except Exception:
             raise PppError("PAP Peer-ID is not UTF-8")
         want = self.config.get_password(username) if self.config.get_password else None
+        if want is None and self.config.external_auth:
+            self.awaiting = (ident, username)
+            self.ask = events.VerifyCredentials("pap", username, password=password)
+            self.deadline = now + self.config.auth_wait
+            return
         ok = want is not None and ct_equal(password, want.encode())
         self.verdict = (AUTH_ACK, build_reply(b"Login ok")) if ok else (AUTH_NAK, build_reply(b"Login incorrect"))
         self.send(self.verdict[0], ident, self.verdict[1])

@@ -219,7 +219,7 @@ def test_malformed_frames_are_counted_and_dropped():
     for f in bad:
         c.frame_received(f, p.now)
     assert c.stats["malformed"] >= 7
-    assert c.status()["phase"] == "network" and c.status()["lcp"] == "Opened"
+    assert c.status()["phase"] == "network" and c.status()["lcp"] == "opened"
 
 
 def test_code_reject_for_unknown_lcp_code():
@@ -246,4 +246,4 @@ def test_discard_request_and_early_echo_are_silently_dropped():
     assert s.frames_to_send() == []
     p = _up()
     p.client.frame_received(build_frame(LCP, 11, 2, b"\x01\x02\x03\x04junk"), p.now)
-    assert p.client.frames_to_send() == [] and p.client.status()["lcp"] == "Opened"
+    assert p.client.frames_to_send() == [] and p.client.status()["lcp"] == "opened"

@@ -45,7 +45,7 @@ def test_address_and_dns_assignment():
     s = p.first("server", "IpUp")
     assert (s.local_ip, s.peer_ip) == ("198.51.100.1", "198.51.100.10")
     st = p.client.status()
-    assert st["ipcp"] == "Opened" and st["local_ip"] == "198.51.100.10" and st["dns"] == ["192.0.2.53", "192.0.2.54"]
+    assert st["ipcp"] == "opened" and st["local_ip"] == "198.51.100.10" and st["dns"] == ["192.0.2.53", "192.0.2.54"]
 
 
 def test_no_dns_configured_rejects_the_dns_options():
@@ -120,7 +120,7 @@ def test_ipv6cp_off_on_the_server_is_protocol_rejected():
     assert ("s>c", LCP, 8) in p.trace
     assert p.first("client", "Ipv6Up") is None
     assert p.first("client", "IpUp") is not None
-    assert p.client.status()["ipv6cp"] == "Stopped"
+    assert p.client.status()["ipv6cp"] == "stopped"
     assert p.client.status()["phase"] == "network"
     assert "LinkDown" not in p.kinds("client") + p.kinds("server")
 
@@ -137,7 +137,7 @@ def test_ccp_from_a_windows_client_is_protocol_rejected():
     code, ident, data = parse_packet(out[0], off)
     assert (proto, code) == (LCP, 8)
     assert data == ccp[2:]  # RFC 1661 5.7: Rejected-Protocol then the rejected information
-    assert s.status()["phase"] == "network" and s.status()["ipcp"] == "Opened"
+    assert s.status()["phase"] == "network" and s.status()["ipcp"] == "opened"
 
 
 def test_unknown_protocol_rejected_only_once_lcp_is_opened():

@@ -101,7 +101,7 @@ def test_windows_style_session():
     assert (ev.local_ip, ev.peer_ip) == ("198.51.100.1", "198.51.100.10")
     st = s.link.status()
     assert (st["phase"], st["lcp"], st["ipcp"], st["auth"], st["username"]) == (
-        "network", "Opened", "Opened", "mschapv2", "DOM\\carol")
+        "network", "opened", "opened", "mschapv2", "DOM\\carol")
     assert st["counters"]["protocol_rejects"] == 2
 
     # c>s LCP Echo-Request(magic) ; s>c Echo-Reply(server magic, same data)

@@ -1,7 +1,9 @@
-"""Build and cache the peer-lab guest images (Debian 12, from Debian packages only).
+"""Build and cache the peer-lab guest images (Debian 12 and 13, from Debian packages only).
 
-Two flavours, because strongSwan and libreswan conflict: `strongswan` and `libreswan`. Both carry xl2tpd,
-ppp, iperf3, tcpdump, python3 and python3-cryptography. An image is a directory in the cache
+Flavours: `strongswan` and `libreswan` on Debian 12 (bookworm, kernel 6.1; two images because strongSwan and
+libreswan conflict), and `trixie`: the strongSwan set on Debian 13 (kernel 6.12, for the kernel data path:
+the 2024 l2tp_core changes that find an L2TPv2 session whatever socket received it are in 6.11+). All carry
+xl2tpd, ppp, iperf3, tcpdump, python3 and python3-cryptography. An image is a directory in the cache
 ($SLUICE_LAB_CACHE, default /var/cache/sluice-lab, never inside the repository):
 
     images/<flavour>-<hash>/vmlinuz, initrd.img, rootfs.ext4 (sparse, 3 GiB), BUILT
@@ -11,7 +13,7 @@ public key, this builder's version), so changing any of them builds a fresh imag
 is used. Building: `mmdebstrap --variant=minbase --mode=root` into a directory, a few files copied in, then
 `mke2fs -d` (no loop mount). About 80 s per image with the .deb cache warm.
 
-    python -m tests.interop.image [strongswan|libreswan|all] [--force]
+    python -m tests.interop.image [strongswan|libreswan|trixie|all] [--force]
 """
 
 import fcntl
@@ -37,7 +39,13 @@ FLAVOURS = {
     "strongswan": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins",
                    "libcharon-extra-plugins"],
     "libreswan": ["libreswan"],
+    # nftables: NAT inside the guest, for kernel-path cells that put clients behind a NAT in namespaces.
+    "trixie": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins", "libcharon-extra-plugins",
+               "nftables"],
 }
+# Debian suite per flavour (SUITE when not listed). The image hash covers the suite, so the bookworm
+# flavours keep their hashes (and their cached images).
+SUITES = {"trixie": "trixie"}
 # Services the packages enable that the cells start themselves (and that would slow the boot).
 MASK_UNITS = ["xl2tpd.service", "strongswan-starter.service", "strongswan.service", "ipsec.service",
               "iperf3.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
@@ -55,12 +63,16 @@ def cache_dir():
     return os.environ.get("SLUICE_LAB_CACHE", "/var/cache/sluice-lab")
 
 
-def mirrors():
+def suite(flavour):
+    return SUITES.get(flavour, SUITE)
+
+
+def mirrors(suite_name=SUITE):
     """apt source lines for mmdebstrap; SLUICE_LAB_MIRROR overrides the Debian mirror (e.g. a local cache)."""
     m = os.environ.get("SLUICE_LAB_MIRROR", "http://deb.debian.org/debian")
     sec = os.environ.get("SLUICE_LAB_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
-    return ["deb %s %s main" % (m, SUITE), "deb %s %s-updates main" % (m, SUITE),
-            "deb %s %s-security main" % (sec, SUITE)]
+    return ["deb %s %s main" % (m, suite_name), "deb %s %s-updates main" % (m, suite_name),
+            "deb %s %s-security main" % (sec, suite_name)]
 
 
 def missing_host_tools():
@@ -90,7 +102,7 @@ def packages(flavour):
 
 def image_hash(flavour):
     h = hashlib.sha256()
-    h.update(("%s\n%s\n%s\n" % (BUILDER_VERSION, SUITE, ",".join(packages(flavour)))).encode())
+    h.update(("%s\n%s\n%s\n" % (BUILDER_VERSION, suite(flavour), ",".join(packages(flavour)))).encode())
     h.update(",".join(MASK_UNITS).encode())
     for name in sorted(os.listdir(GUEST_IMAGE_FILES)):
         with open(os.path.join(GUEST_IMAGE_FILES, name), "rb") as f:
@@ -179,7 +191,8 @@ def build(flavour, force=False, log=None):
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
         root = os.path.join(work, "root")
-        debs = os.path.join(cache_dir(), "debs")
+        # One .deb cache per suite (apt would skip the other suite's files, but they would be copied in).
+        debs = os.path.join(cache_dir(), "debs" if suite(flavour) == SUITE else "debs-" + suite(flavour))
         os.makedirs(debs, exist_ok=True)
         logf = log or open(os.path.join(images, "%s-%s.build.log" % (flavour, key)), "w")
         t0 = time.monotonic()
@@ -189,7 +202,7 @@ def build(flavour, force=False, log=None):
             "--include=" + ",".join(want), "--skip=download/empty",
             "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives && cp -a %s/. \"$1\"/var/cache/apt/archives/" % debs,
             "--customize-hook=cp -a \"$1\"/var/cache/apt/archives/*.deb %s/ 2>/dev/null || true" % debs,
-            SUITE, root] + mirrors(), logf)
+            suite(flavour), root] + mirrors(suite(flavour)), logf)
         _install_guest_files(root)
         kernels = sorted(glob.glob(root + "/boot/vmlinuz-*"))
         initrds = sorted(glob.glob(root + "/boot/initrd.img-*"))

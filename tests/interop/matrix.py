@@ -105,7 +105,7 @@ def run(cells, out=sys.stdout):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m tests.interop.matrix", description=__doc__.splitlines()[0])
     p.add_argument("--cells", help="comma-separated glob patterns of cell names (default: all)")
-    p.add_argument("--group", choices=("reference", "sluice", "sluice-ipsec"), help="only lab-only reference cells, or only Sluice cells")
+    p.add_argument("--group", choices=("reference", "sluice", "sluice-ipsec", "kernel"), help="only lab-only reference cells, or only Sluice cells")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     p.add_argument("--list", action="store_true", help="list the cells and exit")
     args = p.parse_args(argv)

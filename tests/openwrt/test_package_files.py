@@ -39,7 +39,8 @@ def test_luci_acl_covers_views(tmp_path):
     assert grant["description"]
     read = {("sluice", m) for m in grant["read"]["ubus"]["sluice"]}
     write = {("sluice", m) for m in grant["write"]["ubus"]["sluice"]}
-    assert read == {("sluice", "status")} and write == {("sluice", "connect"), ("sluice", "disconnect")}
+    assert read == {("sluice", "status")} and write == {("sluice", "connect"), ("sluice", "disconnect"),
+                                                     ("sluice", "client_setup")}
     assert declared_methods() == read | write
     assert grant["read"]["uci"] == ["sluice"] and grant["write"]["uci"] == ["sluice"]
     # every granted method exists in the rpcd plugin

@@ -8,8 +8,9 @@ from shellrun import FILES, STUBS, run_sh
 
 FAKE = {"sluice": 'printf "%s\\n" "$*" >> "$CALLS.cli"\n'
                   'case "$1" in\n'
-                  'status) [ -n "$FAIL" ] && exit 1; echo \'{"name": "vpn", "role": "client", "tunnels": [], '
-                  '"sas": [], "counters": {}, "last_error": ""}\' ;;\n'
+                  'status) [ -n "$FAIL" ] && exit 1; [ "$2" = --json ] && { echo "[]"; exit 0; }; '
+                  'echo \'{"name": "vpn", "role": "client", "tunnels": [], '
+                  '"counters": {}, "last_error": ""}\' ;;\n'
                   '*) [ -n "$FAIL" ] && { echo "no daemon named vpn" >&2; exit 1; } ;;\n'
                   'esac\nexit 0\n'}
 
@@ -28,7 +29,8 @@ def call(tmp_path, args, stdin="", **env):
 
 def test_list(tmp_path):
     sig, cli = call(tmp_path, "list")
-    assert sig == {"status": {"name": "str"}, "connect": {"name": "str"}, "disconnect": {"name": "str"}}
+    assert sig == {"status": {"name": "str"}, "connect": {"name": "str"},
+                   "disconnect": {"name": "str", "user": "str"}, "client_setup": {"name": "str", "user": "str"}}
     assert cli == []
 
 
@@ -36,8 +38,8 @@ def test_status(tmp_path):
     out, cli = call(tmp_path, "call status", '{"name": "vpn"}')
     assert out["role"] == "client" and out["name"] == "vpn"
     assert cli == ["status --name vpn --json"]
-    out, cli = call(tmp_path, "call status", "")
-    assert cli == ["status --json"]
+    out, cli = call(tmp_path, "call status", "{}")
+    assert cli == ["status --json"] and out == {"daemons": []}
 
 
 def test_status_not_running(tmp_path):
@@ -59,6 +61,20 @@ def test_bad_name_never_reaches_cli(tmp_path):
         assert out == {"error": "invalid name"} and cli == []
 
 
+def test_disconnect_user_and_client_setup(tmp_path):
+    out, cli = call(tmp_path, "call disconnect", json.dumps({"name": "main", "user": "-alice"}))
+    assert out == {"ok": True} and cli == ["disconnect --name main --user=-alice"]
+    out, cli = call(tmp_path, "call connect", json.dumps({"name": "main", "user": "alice"}))
+    assert out == {"error": "connect takes no user"} and cli == []
+    for bad in ("", "a\nb", "x" * 65):
+        out, cli = call(tmp_path, "call disconnect", json.dumps({"name": "main", "user": bad})) if bad else \
+            (None, [])
+        if bad:
+            assert out == {"error": "invalid user"} and cli == []
+    out, cli = call(tmp_path, "call client_setup", json.dumps({"user": "bob"}))
+    assert cli == ["client-setup --json --config /etc/config/sluice -- bob"]
+
+
 def test_unknown_method(tmp_path):
     out, cli = call(tmp_path, "call reboot", "{}")
     assert out == {"error": "unknown method"} and cli == []
@@ -69,6 +85,6 @@ def test_acl_matches_plugin_methods(tmp_path):
     acl = json.loads((FILES / "sluice.acl.json").read_text())
     read = acl["sluice-read"]["read"]["ubus"]["sluice"]
     write = acl["sluice-write"]["write"]["ubus"]["sluice"]
-    assert read == ["status"] and sorted(write) == ["connect", "disconnect"]
+    assert read == ["status"] and sorted(write) == ["client_setup", "connect", "disconnect"]
     assert set(read) | set(write) == set(sig)
     assert "write" not in acl["sluice-read"]

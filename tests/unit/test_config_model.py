@@ -241,7 +241,8 @@ def test_static_addresses_count_towards_capacity():
     ("false", False), ("TRUE", True), ("Off", False),
 ])
 def test_booleans(word, value):
-    assert server_with("    option ipv6 '%s'\n" % word).servers[0].ipv6 is value
+    assert server_with("    option ipv6 '%s'\n    option ip6prefix '2001:db8:77::/48'\n" % word).servers[0].ipv6 \
+        is value
 
 
 def test_bad_boolean():
@@ -437,7 +438,7 @@ def test_proposal_fallback_without_ike_package(monkeypatch):
 
 
 def test_ipv6_needs_mtu_1280():
-    assert server_errors("    option ipv6 '1'\n    option mtu '1200'\n") == [
+    assert server_errors("    option ipv6 '1'\n    option ip6prefix 'fd00:77::/48'\n    option mtu '1200'\n") == [
         "sluice.conf: server 'main': option mtu '1200': must be at least 1280 when ipv6 is '1' (RFC 8200 5)"]
 
 
@@ -569,3 +570,51 @@ def test_random_option_values_never_crash(stype, data):
         assert e.errors and all(m.startswith("fuzz.conf: ") for m in e.errors)
     else:
         assert all(w.startswith("fuzz.conf") for w in c.warnings)
+
+
+# -- IPv6 in the tunnel (issue 12 part 1) ---------------------------------------------------------------------
+
+def test_ipv6_server_options():
+    s = server_with("    option ipv6 '1'\n    option ip6prefix '2001:DB8:77::/48'\n"
+                    "    list dns6 '2001:db8:0:0::53'\n").servers[0]
+    assert (s.ipv6, s.ip6prefix, s.dns6) == (True, "2001:db8:77::/48", ["2001:db8::53"])
+
+
+@pytest.mark.parametrize("lines,message", [
+    ("    option ipv6 '1'\n",
+     "option ip6prefix is required with ipv6 '1': the prefix each session gets a /64 from (e.g. '2001:db8:77::/48', "
+     "a /56 delegated to this router, or a ULA /48)"),
+    ("    option ipv6 '1'\n    option ip6prefix '2001:db8:77:1::/64'\n",
+     "option ip6prefix '2001:db8:77:1::/64': must be /16 to /63: each session gets a /64 of its own, so a /64 cannot "
+     "be shared out (use a /56 or /60 delegated to this router, or a ULA prefix like fd12:3456:789a::/48)"),
+    ("    option ipv6 '1'\n    option ip6prefix '2001:db8:77::1/48'\n",
+     "option ip6prefix '2001:db8:77::1/48': must be an IPv6 prefix like 2001:db8:77::/48 or a /56 (host bits set "
+     "past /48)"),
+    ("    option ipv6 '1'\n    option ip6prefix 'fd00::/48'\n    list dns6 'ff02::1'\n",
+     "list dns6 'ff02::1': must be a global or ULA unicast IPv6 address (not ::, multicast or link-local)"),
+    ("    option ipv6 '1'\n    option ip6prefix '2001:db8:77:ff00::/60'\n    option max_sessions '20'\n",
+     "option ip6prefix '2001:db8:77:ff00::/60': holds 15 /64s for sessions but max_sessions is 20: use a shorter "
+     "prefix or lower max_sessions"),
+])
+def test_ipv6_server_errors(lines, message):
+    assert server_errors(lines) == ["sluice.conf: server 'main': " + message]
+
+
+def test_small_ip6prefix_lowers_the_default_max_sessions():
+    c = server_with("    option ipv6 '1'\n    option ip6prefix '2001:db8:77:ff00::/60'\n")
+    assert c.servers[0].max_sessions == 15
+    assert any("holds 15 /64s for sessions: max_sessions lowered from 64 to 15" in w for w in c.warnings)
+
+
+def test_client_routes6():
+    c = loads("""
+config client 'office'
+    option server 'vpn.example.net'
+    option username 'alice'
+    option password 'pw'
+    option ipsec '0'
+    option ipv6 '1'
+    list routes6 '2001:db8:100::/48'
+    list routes6 '2001:DB8:200::1'
+""", "sluice.conf").clients[0]
+    assert (c.ipv6, c.routes6) == (True, ["2001:db8:100::/48", "2001:db8:200::1/128"])

@@ -77,3 +77,20 @@ def test_run_now_finishes_queued_steps_at_exit(tmp_path):
     r.run_now(monotonic() + 5)
     assert out.read_text().strip() == "disconnect" and r.idle()
     loop.close()
+
+
+def test_ipv6_host_steps_and_the_accept_ra_warning(tmp_path):
+    from sluice.engine import host as H
+
+    assert H.ip_argv("addr_add6", ("slc0", "2001:db8:77:1::5/64")) == \
+        ["-6", "addr", "replace", "2001:db8:77:1::5/64", "dev", "slc0", "nodad"]
+    assert H.ip_argv("addr_del6", ("slc0", "2001:db8:77:1::5/64")) == \
+        ["-6", "addr", "del", "2001:db8:77:1::5/64", "dev", "slc0"]
+    assert H.ip_argv("route_add", ("2001:db8:77:1::/64", "sls0", None)) == \
+        ["route", "replace", "2001:db8:77:1::/64", "dev", "sls0"]
+    for name, ra, auto in (("all", "1", "1"), ("eth0", "1", "1"), ("eth1", "2", "1"), ("eth2", "1", "0"),
+                           ("sls0", "1", "1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "accept_ra").write_text(ra + "\n")
+        (tmp_path / name / "autoconf").write_text(auto + "\n")
+    assert H._accept_ra_1(str(tmp_path)) == ["eth0", "sls0"]

@@ -33,6 +33,8 @@ class Loop:
 
 
 class Up:
+    hint_unknown_spi = False
+
     def __init__(self):
         self.l2tp = []
         self.moved = []
@@ -233,3 +235,28 @@ def test_counters_show_the_per_packet_ones_with_the_rare_ones():
     c = p.counters
     assert c["no_route"] == 1 and c["esp_out"] == 0 and c["esp_in"] == 0
     assert set(c) >= {"unknown_spi", "esp_errors", "not_l2tp", "no_sa", "malformed", "spoofed", "send_errors"}
+
+
+def test_ipv6_and_a_rate_limit_on_the_ipsec_path():
+    # IPv6 goes through the framed path (its own PPP protocol), and a session with a rate limit meters both
+    # directions; the receive side's meter needs the time (it used to raise NameError for IPv6).
+    p, tun, _, peer_out, peer_in = plane()
+    p.session_down((TID, SID))
+    header = struct.pack("!HHH", 0x0002, PEER_TID, PEER_SID)
+    p.session_up(A.SessionUp((TID, SID), (PEER, 500, 1701), header, False, CLIENT_IP, "t0", rate=1000000))
+    net6 = bytes.fromhex("20010db800010002")
+    p.session6_up(A.Session6Up((TID, SID), net6, bytes(8)))
+    src6 = net6 + bytes(7) + b"\x01"
+    dst6 = bytes.fromhex("20010db8000000000000000000000001")
+    ip6 = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + src6 + dst6 + bytes(8)
+    l2tp = struct.pack("!HHH", 0x0002, TID, SID) + b"\xff\x03\x00\x57" + ip6
+    inner = struct.pack("!HHHH", 1701, 1701, 8 + len(l2tp), 0) + l2tp
+    p.raw.inbox.append((b"\x45" + bytes(19) + peer_out.seal(inner, 17), (PEER, 0)))
+    p._on_raw(1.0)
+    assert tun.taken == [ip6] and p.bundles[(TID, SID)].rx6_packets == 1
+    down6 = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + dst6 + src6 + bytes(8)
+    tun.inject(down6)
+    tun.inject(ip_packet(SERVER_IP, CLIENT_IP, 60))
+    p._on_tun(2.0)
+    got = [open_sent(peer_in, pkt) for pkt, _ in p.raw.sent]
+    assert got == [header + b"\xff\x03\x00\x57" + down6, header + b"\xff\x03\x00\x21" + ip_packet(SERVER_IP, CLIENT_IP, 60)]

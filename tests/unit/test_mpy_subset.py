@@ -1,6 +1,6 @@
 """Lint: the code that must run under MicroPython 1.27 keeps to what MicroPython 1.27 has.
 
-Scope: `firmware/{l2tp,ppp,ike,esp}/**/*.py`, `hal/crypto/pure/*.py`, the package `__init__.py` files on the
+Scope: `firmware/{l2tp,ppp,ike,esp,radius,dhcp}/**/*.py`, `hal/crypto/pure/*.py`, the package `__init__.py` files on the
 way (`firmware/__init__.py`, `hal/__init__.py`, `hal/crypto/__init__.py`), `hal/crypto/digest.py`, and every
 `sluice.*` module those import (whatever they import has to load under MicroPython too).
 
@@ -112,11 +112,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SUBSET_DIRS = ["firmware/l2tp", "firmware/ppp", "firmware/ike", "firmware/esp", "firmware/endpoint"]
+SUBSET_DIRS = ["firmware/l2tp", "firmware/ppp", "firmware/ike", "firmware/esp", "firmware/endpoint", "firmware/radius", "firmware/dhcp", "firmware/ip6"]
 SUBSET_FLAT_DIRS = ["hal/crypto/pure"]
 SUPPORT_FILES = ["firmware/__init__.py", "hal/__init__.py", "hal/crypto/__init__.py", "hal/crypto/digest.py"]
 # sluice.* packages a subset module may import (prefix match on the dotted name).
-SUBSET_PACKAGES = ("sluice.l2tp", "sluice.ppp", "sluice.ike", "sluice.esp", "sluice.endpoint", "sluice.hal.crypto")
+SUBSET_PACKAGES = ("sluice.l2tp", "sluice.ppp", "sluice.ike", "sluice.esp", "sluice.endpoint", "sluice.radius", "sluice.dhcp", "sluice.ip6",
+                   "sluice.hal.crypto")
 
 # ---- what MicroPython 1.27 (WebAssembly, pyscript build) has, as observed there
 

@@ -25,7 +25,7 @@ def _opened_pair(seed):
                       server_cfg=ppp_pair.server_config(ipv6=True))
     p.open()
     p.run(5)
-    assert p.client.status()["ipcp"] == "Opened" and p.server.status()["ipcp"] == "Opened"
+    assert p.client.status()["ipcp"] == "opened" and p.server.status()["ipcp"] == "opened"
     return p
 
 
@@ -62,7 +62,7 @@ def test_hostile_frames_do_not_break_an_opened_link(frames, to_server):
         link.frame_received(f, p.now)  # must not raise
         link.frames_to_send()
     st_ = link.status()
-    assert st_["phase"] == "network" and st_["lcp"] == "Opened" and st_["ipcp"] == "Opened", (st_, frames)
+    assert st_["phase"] == "network" and st_["lcp"] == "opened" and st_["ipcp"] == "opened", (st_, frames)
     assert all(type(e).__name__ != "LinkDown" for e in iter(link.next_event, None))
 
 

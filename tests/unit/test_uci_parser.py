@@ -61,11 +61,41 @@ def test_comments():
     assert opts(text) == {"a": "b", "c": "x#y"}
 
 
-def test_semicolon_separates_commands():
+def test_semicolon_as_uci_reads_it():
+    # Regression (issue 11): uci's parse_str ends a token at `;` by writing NUL where the token's text ends. For a
+    # token with nothing removed (no quotes, no backslashes) that NUL lands on the `;` itself, and the rest of the
+    # line is lost; after a quoted token, or a `;` standing alone, the next command is read.
+    assert opts("config t 'n'\n\toption a b; option c d\n\toption e 'f'; option g h\n", "n") == {
+        "a": "b", "e": "f", "g": "h"}
     assert opts("config t 'n'; option a 'b'; list c d ; option e f;option g h\n", "n") == {
-        "a": "b", "c": ["d"], "e": "f", "g": "h"}
+        "a": "b", "c": ["d"], "e": "f"}
+    assert opts("config t\noption a x\\y;option b c\n") == {"a": "xy", "b": "c"}
+    # A `;` standing alone where an argument is due ends that argument; anything after it is one too many.
+    with pytest.raises(UciSyntaxError, match="too many arguments"):
+        parse("config t\noption a ; option c d\n")
+    # A command may not start with `;` (strtok gives the word ';option').
+    with pytest.raises(UciSyntaxError, match="invalid command"):
+        parse("config t\noption a 'b';;option c d\n")
     # A semicolon inside quotes is text.
     assert opts("config t\noption a 'x;y'\n")["a"] == "x;y"
+
+
+def test_form_feed_and_vertical_tab_as_uci_reads_them():
+    # Regression (issue 11): the command word ends only at a space or a tab (strtok " \t"), so \f or \v after it
+    # is an invalid command; between arguments isspace() applies, and there they are white space.
+    for ws in ("\f", "\v"):
+        with pytest.raises(UciSyntaxError, match="invalid command"):
+            parse("config t\noption%sa b\n" % ws)
+        with pytest.raises(UciSyntaxError, match="invalid command"):
+            parse("config%st\n" % ws)
+        assert opts("config t\noption a%sb\n" % ws) == {"a": "b"}
+        assert opts("%sconfig t\n\toption a b\n" % ws) == {"a": "b"}
+
+
+def test_backslash_newline_then_indented_line():
+    # parse_backslash joins the next line; an argument that then meets white space ends there.
+    with pytest.raises(UciSyntaxError, match="too many arguments"):
+        parse("config t\noption a b\\\n\tc\n")
 
 
 def test_anonymous_and_named_sections_and_refs():

@@ -54,6 +54,7 @@ class TwinPair:
         text = CONF % {"auth": auth, "password": password, "ipsec": "1" if ipsec else "0", "psk": PSK,
                        "crypto": crypto, "redial": redial, "server_extra": server_extra,
                        "client_extra": client_extra, "user_extra": user_extra}
+        self.config_text = text
         self.config = loads(text, name="twin.conf")
         self.loop = VirtualLoop()
         self.logbuf = io.StringIO()

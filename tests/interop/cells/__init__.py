@@ -5,12 +5,16 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import afalg, behind_nat, client_profiles, reference, sluice, sluice_certs, sluice_guest, sluice_ipsec
+from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, reference, sluice, sluice_certs, sluice_guest,
+               sluice_ipsec)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
     "strongswan": ("strongswan", "strongswan"),
     "libreswan": ("libreswan", "strongswan"),
+    # Debian 13 (kernel 6.12), one guest: Sluice's kernel glue read back with ip xfrm / ip l2tp.
+    "trixie-single": ("trixie",),
+    "bookworm-single": ("strongswan",),
 }
 
 
@@ -21,7 +25,7 @@ class Cell:
         self.name = name
         self.testbed = testbed  # key of TESTBEDS
         self.fn = fn
-        self.group = group  # 'reference' (lab only), 'sluice' (plain L2TP) or 'sluice-ipsec'
+        self.group = group  # 'reference' (lab only), 'sluice' (plain L2TP), 'sluice-ipsec' or 'kernel'
         self.kwargs = kwargs
 
     def run(self, bed):
@@ -50,6 +54,8 @@ CELLS = [
     # Beside ref-l2tp-ipsec-strongswan: the same server, cipher and transfer, Sluice in the same emulated CPU.
     Cell("sluice-guest-lac-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lac, "sluice-ipsec", ipsec=True),
     Cell("sluice-guest-lns-ipsec", "strongswan", sluice_guest.cell_sluice_guest_lns, "sluice-ipsec", ipsec=True),
+    # UNTESTED (written without running the lab): pppd +ipv6 through the Sluice server, SLAAC from its RA.
+    Cell("sluice-guest-lns-ipv6", "strongswan", ipv6.cell_sluice_guest_lns_ipv6, "sluice"),
     Cell("sluice-afalg", "strongswan", afalg.cell_afalg, "sluice"),
     Cell("sluice-lac-ipsec-strongswan", "strongswan", sluice_ipsec.cell_sluice_lac_ipsec, "sluice-ipsec",
          stack="strongswan"),
@@ -77,6 +83,18 @@ CELLS = [
     Cell("sluice-lac-ipsec-certs-strongswan", "strongswan", sluice_certs.cell_sluice_lac_certs, "sluice-ipsec"),
     Cell("sluice-lac-ipsec-certs-strongswan-sendcert", "strongswan", sluice_certs.cell_sluice_lac_certs,
          "sluice-ipsec", sendcert="always"),
+    # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
+    Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
+    Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
+    Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),
+    Cell("kernel-hal-kill9", "trixie-single", kernel_hal.cell_kill9, "kernel"),
+    Cell("kernel-hal-expire", "trixie-single", kernel_hal.cell_expire, "kernel"),
+    Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),
+    Cell("kernel-hal-two-behind-nat", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel"),
+    Cell("kernel-hal-two-one-address", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel", nat=False),
+    # The same on Debian 12's 6.1, before the 2024 l2tp_core change: passes when only one client gets through.
+    Cell("kernel-hal-two-one-address-6.1", "bookworm-single", kernel_hal.cell_two_behind_nat, "kernel",
+         nat=False, before_2024=True),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
     Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",
          server="libreswan", client="strongswan"),

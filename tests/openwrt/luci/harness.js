@@ -49,17 +49,38 @@ var uci = {
 	get: function(conf, sid, opt) { var c = FIX.uci[conf] || {}; return c[sid] ? c[sid][opt] : undefined; }
 };
 
+// rpc: declare() as luci-base's rpc.js does it (declare, handleCallReply): the fixture holds what uhttpd's /ubus
+// would answer in `result` -- [0, object] for a reply, [code] for a failed call (rpcd "Invalid argument" is [2]).
+// A fixture value that is an object stands for [0, value], a number for [value]; 'reject' for an HTTP failure.
+// Like rpc.js, a failed call is NOT a rejection unless `reject: true`: the promise resolves with the code, after
+// `expect` and `filter` are applied exactly as handleCallReply applies them.
 var rpc = {
 	declare: function(d) {
 		return function() {
 			var args = Array.prototype.slice.call(arguments), params = {};
-			(d.params || []).forEach(function(p, i) { params[p] = args[i]; });
+			(d.params || []).forEach(function(p, i) { if (args[i] !== undefined) params[p] = args[i]; });
 			var key = d.object + '.' + d.method;
 			H.rpc.push({ call: key, params: params });
 			var r = FIX.rpc[key];
 			if (r === undefined || r === 'reject') return Promise.reject(new Error('rpc ' + key + ' not available'));
-			return Promise.resolve(r);
+			var result = (typeof(r) == 'number') ? [ r ] : [ 0, JSON.parse(JSON.stringify(r)) ];
+			if (d.reject && result[0] !== 0) return Promise.reject(new Error('ubus code ' + result[0]));
+			var ret = (result.length > 1) ? result[1] : result[0], type = Object.prototype.toString;
+			if (d.expect) {
+				for (var k in d.expect) {
+					if (ret != null && k != '') ret = ret[k];
+					if (ret == null || type.call(ret) != type.call(d.expect[k])) ret = d.expect[k];
+					break;
+				}
+			}
+			if (typeof(d.filter) == 'function') ret = d.filter(ret, params);
+			return Promise.resolve(ret);
 		};
+	},
+	getStatusText: function(code) {
+		return ({ 0: 'Command OK', 1: 'Invalid command', 2: 'Invalid argument', 3: 'Method not found',
+			4: 'Resource not found', 5: 'No data received', 6: 'Permission denied', 7: 'Request timeout' })[code]
+			|| 'Unknown error code';
 	}
 };
 
@@ -87,6 +108,19 @@ Flag.prototype.widget = function(conf, sid) {
 	if (this.cfgvalue(conf, sid) === '1') a.checked = 'checked';
 	return E('input', a);
 };
+// form.Button: a button per section; onclick(ev, section_id) as in form.js.
+function Button() { AbstractValue.apply(this, arguments); }
+Button.prototype = Object.create(AbstractValue.prototype);
+Button.prototype.widget = function(conf, sid) {
+	var self = this;
+	return E('button', { 'class': 'cbi-button cbi-button-' + (this.inputstyle || 'button'), 'name': this.cbid(conf, sid),
+		'click': function(ev) { return self.onclick(ev, sid); } }, this.inputtitle || this.title);
+};
+// form.js: AbstractValue.getUIElement(section_id) -> the widget, with getValue/setValue
+AbstractValue.prototype.getUIElement = function(sid) {
+	var el = document.querySelector('[name="' + this.cbid(this.map.config, sid) + '"]');
+	return { getValue: function() { return el.value; }, setValue: function(v) { el.value = v; } };
+};
 function DynamicList() { AbstractValue.apply(this, arguments); }
 DynamicList.prototype = Object.create(AbstractValue.prototype);
 DynamicList.prototype.widget = function(conf, sid) {
@@ -100,7 +134,7 @@ function descr(html) { var d = E('span', { 'class': 'cbi-value-description' }); 
 
 function TypedSection(map, type, title) { this.map = map; this.sectiontype = type; this.title = title; this.children = []; }
 TypedSection.prototype.option = function(cls, name, title, desc) {
-	var o = new cls(name, title, desc); this.children.push(o); return o;
+	var o = new cls(name, title, desc); o.map = this.map; o.section = this; this.children.push(o); return o;
 };
 TypedSection.prototype.taboption = function(tab, cls, name, title, desc) {
 	var o = this.option(cls, name, title, desc); o.tab = tab; return o;
@@ -138,6 +172,13 @@ TableSection.prototype.render = function() {
 
 function Map(config, title, description) { this.config = config; this.title = title; this.description = description; this.sections = []; }
 Map.prototype.section = function(cls, type, title) { var s = new cls(this, type, title); this.sections.push(s); return s; };
+// form.js: Map.lookupOption(name, section_id) -> [ option, section_id ]
+Map.prototype.lookupOption = function(name, sid) {
+	for (var i = 0; i < this.sections.length; i++)
+		for (var j = 0; j < this.sections[i].children.length; j++)
+			if (this.sections[i].children[j].option == name) return [ this.sections[i].children[j], sid ];
+	return null;
+};
 Map.prototype.render = function() {
 	return Promise.resolve(E('div', { 'class': 'cbi-map', 'id': 'cbi-' + this.config }, [
 		E('h2', {}, this.title), E('div', { 'class': 'cbi-map-descr' }, this.description),
@@ -145,7 +186,7 @@ Map.prototype.render = function() {
 };
 
 var form = { Map: Map, TypedSection: TypedSection, TableSection: TableSection, NamedSection: TypedSection,
-	Value: Value, Flag: Flag, DynamicList: DynamicList, ListValue: Value };
+	Value: Value, Flag: Flag, DynamicList: DynamicList, ListValue: Value, Button: Button };
 
 var network = {
 	registerPatternVirtual: function(re) { H.patterns.push(re); },
@@ -203,7 +244,20 @@ function run() {
 			var before = H.rpc.length;
 			if (FIX.rpc_after_poll) FIX.rpc = FIX.rpc_after_poll;  // the second answer, seen only by the poller
 			return Promise.all(H.polls.map(function(p) { return p.fn(); })).then(function() {
-				return { polled_rpc: H.rpc.slice(before) };
+				var polled = H.rpc.slice(before), after = H.rpc.length;
+				// then what a user clicks (FIX.clicks: CSS selectors, in order), and what inputs hold afterwards
+				return (FIX.clicks || []).reduce(function(p, sel) {
+					return p.then(function() {
+						var el = document.querySelector(sel);
+						if (!el) throw new Error('nothing to click at ' + sel);
+						el.click();
+						return new Promise(function(r) { setTimeout(r, 50); });
+					});
+				}, Promise.resolve()).then(function() {
+					var values = {};
+					(FIX.read || []).forEach(function(sel) { var el = document.querySelector(sel); values[sel] = el ? el.value : null; });
+					return { polled_rpc: polled, clicked_rpc: H.rpc.slice(after), values: values };
+				});
 			});
 		});
 	}).then(function(extra) {

@@ -26,6 +26,8 @@ proto_kill_command() { record proto_kill_command "$@"; }
 proto_init_update() { record proto_init_update "$@"; }
 proto_add_ipv4_address() { record proto_add_ipv4_address "$@"; }
 proto_add_ipv4_route() { record proto_add_ipv4_route "$@"; }
+proto_add_ipv6_address() { record proto_add_ipv6_address "$@"; }
+proto_add_ipv6_route() { record proto_add_ipv6_route "$@"; }
 proto_add_dns_server() { record proto_add_dns_server "$@"; }
 proto_send_update() { record proto_send_update "$@"; }
 json_add_int() { record json_add_int "$@"; }

@@ -6,30 +6,45 @@
 'require uci';
 
 // Sluice VPN server: settings of the `config server` sections of /etc/config/sluice, the users table
-// (`config user`) and the live status of the daemon from the rpcd plugin (ubus object `sluice`).
+// (`config user`) and a one-line live summary from the rpcd plugin (ubus object `sluice`). Who is connected,
+// with a disconnect button per user, is on the Status page; set-up for each user's device on the Clients page.
 
-var callStatus = rpc.declare({
-	object: 'sluice',
-	method: 'status',
-	params: [ 'name' ],
-	expect: { }
-});
+function asObject(reply) {
+	if (reply !== null && typeof(reply) == 'object' && !Array.isArray(reply))
+		return reply;
+	return { error: (typeof(reply) == 'number') ? rpc.getStatusText(reply) : _('no answer from the router') };
+}
+
+var callStatus = rpc.declare({ object: 'sluice', method: 'status', params: [ 'name' ], filter: asObject });
+
+// A strong pre-shared key made in the browser, the same form as `sluice genpsk`: 32 random bytes from the
+// browser's CSPRNG, base64url without padding (43 characters of A-Z a-z 0-9 - _), never starting with '-'.
+function genpsk() {
+	var raw = new Uint8Array(32), s = '';
+	window.crypto.getRandomValues(raw);
+	for (var i = 0; i < raw.length; i++)
+		s += String.fromCharCode(raw[i]);
+	var key = btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+	for (var j = 0; j < key.length && key.charAt(0) == '-'; j++)
+		key = key.substring(1) + key.charAt(0);
+	return key;
+}
 
 function statusText(st) {
 	if (!st || st.error)
 		return _('Not running') + (st && st.error ? ' (' + st.error + ')' : '');
-	var sessions = 0;
-	(st.tunnels || []).forEach(function(t) { sessions += (t.sessions || []).length; });
-	return _('Running') + ': ' + (st.tunnels || []).length + ' ' + _('tunnels') + ', ' + sessions + ' ' +
-		_('sessions') + ', ' + (st.sas || []).length + ' ' + _('IPsec SAs') +
-		(st.last_error ? ' — ' + _('last error') + ': ' + st.last_error : '');
+	var users = 0;
+	(st.tunnels || []).forEach(function(t) { users += (t.sessions || []).length; });
+	var sas = (st.transport && st.transport.sas) ? st.transport.sas.length : 0;
+	return _('Running') + ': ' + users + ' ' + _('connected') + ', ' + (st.tunnels || []).length + ' ' +
+		_('tunnels') + ', ' + sas + ' ' + _('IPsec SAs') + (st.last_error ? ' — ' + _('last error') + ': ' + st.last_error : '');
 }
 
 return view.extend({
 	load: function() {
 		return Promise.all([
 			uci.load('sluice'),
-			L.resolveDefault(callStatus('main'), null)
+			callStatus('main')
 		]);
 	},
 
@@ -41,9 +56,8 @@ return view.extend({
 		]);
 
 		poll.add(function() {
-			return L.resolveDefault(callStatus('main'), null).then(function(st) {
-				var p = statusNode.querySelector('.sluice-status-text');
-				p.textContent = statusText(st);
+			return callStatus('main').then(function(st) {
+				statusNode.querySelector('.sluice-status-text').textContent = statusText(st);
 			});
 		}, 5);
 
@@ -63,9 +77,23 @@ return view.extend({
 		o.default = '1';
 
 		o = s.option(form.Value, 'psk', _('Pre-shared key'),
-			_('Generate a strong key with <code>sluice genpsk</code>.'));
+			_('Every device needs this key. Press Generate for a strong one, then Save & Apply.'));
 		o.password = true;
+		o.rmempty = false;
 		o.depends('ipsec', '1');
+
+		o = s.option(form.Button, '_genpsk', ' ');
+		o.inputtitle = _('Generate');
+		o.inputstyle = 'action';
+		o.depends('ipsec', '1');
+		o.onclick = function(ev, section_id) {
+			var psk = this.map.lookupOption('psk', section_id)[0];
+			psk.getUIElement(section_id).setValue(genpsk());
+		};
+
+		o = s.option(form.Value, 'public_host', _('Address clients dial'),
+			_('The router\'s WAN address or dynamic-DNS name; used in the set-up instructions on the Clients page.'));
+		o.datatype = 'host(0)';
 
 		o = s.option(form.Flag, 'legacy', _('Legacy ciphers'),
 			_('Adds 3DES, MD5 and MODP1024 for Android up to 11 and older clients.'));
