@@ -580,12 +580,25 @@ class UserPlane:
             b.tx_bytes += n
             route = b.route
             pre = b.udp_prefix
-            if route is None or pre is None:
-                # Plain L2TP, or Ns on every message (rare: RFC 2661 5.4).
-                self._frame_out(b, b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP, n, now)
+            end = HEADROOM + n
+            if pre is None:
+                # Ns on every message (rare: RFC 2661 5.4): the encoder makes each header.
+                self._frame_out(b, b.enc.next_header() + _PPP_IP, n, now)
+                continue
+            if route is None:
+                # Plain L2TP: the L2TP/PPP prefix in front, one send.
+                prefix = b.prefix
+                start = HEADROOM - len(prefix)
+                tview[start:HEADROOM] = prefix
+                try:
+                    if by_addr is not None:
+                        self.udp.sendmsg((tview[start:end],), (), 0, b.peer)
+                    else:
+                        self.udp.sendmsg((tview[start:end],))
+                except OSError:
+                    self.rare["send_errors"] += 1
                 continue
             # UDP + L2TP + PPP in front, the ESP trailer after: sealed in place, the packet is not copied.
-            end = HEADROOM + n
             start = HEADROOM - len(pre)
             tview[start:HEADROOM] = pre
             length = end - start
