@@ -17,6 +17,7 @@ their status); bytes are decoded as UTF-8 with anything undecodable shown as `\\
 """
 
 DEFAULT_LIMIT = 64
+NAME_LIMIT = 255  # a user name that authenticated (PAP Peer-ID and CHAP Name fit 255 octets): shown whole
 
 # U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR, and the bidi controls (embeddings, overrides, isolates,
 # marks are harmless and kept).

@@ -8,6 +8,7 @@ import os
 import signal
 
 from sluice.engine.control import ControlServer
+from sluice.engine.log import ERROR
 from sluice.engine.loop import EventLoop, monotonic
 
 STOP_GRACE = 3.0
@@ -31,8 +32,9 @@ class Daemon:
     def _internal_error(self, exc):
         import traceback
 
-        self.log.error("internal error (the daemon carries on): %s",
-                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+        # One line (the traceback's newlines escaped), and rate-limited: input that trips a bug can be repeated.
+        self.log.limited("internal error", ERROR, "internal error (the daemon carries on): %s",
+                         "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
 
     def handle(self, req):
         cmd = req.get("cmd")
@@ -66,10 +68,16 @@ class Daemon:
             return
         self.endpoint.reload(config, self.select_section(config))
 
+    def _flush_log(self, now):
+        """Summaries of rate-limited log lines, once their window is over (see engine/log.py)."""
+        self.log.flush(now)
+        self.loop.call_at(now + self.log.window, self._flush_log)
+
     def run(self):
         loop = self.loop
-        self.control = ControlServer(self.name, self.handle, self.log)
+        self.control = ControlServer(self.name, self.handle, self.log, loop=loop)
         loop.add_reader(self.control, self.control.on_readable)
+        self._flush_log(monotonic())
         stop = []
         loop.on_signal(signal.SIGTERM, lambda: stop.append(1))
         loop.on_signal(signal.SIGINT, lambda: stop.append(1))

@@ -16,6 +16,7 @@ Sans-IO: randomness (challenges) from the injected rng, time from ``now``, packe
 from sluice.hal.crypto import digest
 from sluice.ppp import mschapv2
 from sluice.ppp.framing import PppError, ct_equal
+from sluice.safe import NAME_LIMIT, safe_text
 
 CHALLENGE = 1
 RESPONSE = 2
@@ -104,7 +105,7 @@ class ChapServer:
         password = self.config.get_password(username) if self.config.get_password else None
         if password is None and self.algorithm == MSCHAPV2 and "\\" in username:
             password = self.config.get_password(username[username.rfind("\\") + 1:])
-        self.username = username
+        self.username = safe_text(username, NAME_LIMIT)
         self.deadline = None
         if self.algorithm == MD5:
             ok = password is not None and ct_equal(value, md5_response(ident, password.encode(), self.challenge))
@@ -123,10 +124,10 @@ class ChapServer:
         self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
         self.send(*self.verdict)
         if ok:
-            self.result = ("ok", username)
+            self.result = ("ok", self.username)  # peer-chosen text (a DOMAIN\ prefix): made safe for logs
         else:
             why = "unknown user" if password is None else "wrong password"
-            self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+            self.result = ("fail", "authentication failed for user %s (%s)" % (safe_text(username), why))
 
 
 class ChapClient:
@@ -202,7 +203,7 @@ class ChapClient:
             if self.algorithm == MSCHAPV2:
                 f = mschapv2.parse_failure(data)
                 if "E" in f:
-                    detail = " (error %s%s)" % (f["E"], ": " + f["M"] if f.get("M") else "")
+                    detail = " (error %s%s)" % (safe_text(f["E"], 8), ": " + safe_text(f["M"], 128) if f.get("M") else "")
             self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
                            % (cfg.username, detail))
             self.deadline = self.give_up = self.resend_at = None
