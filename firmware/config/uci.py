@@ -35,6 +35,13 @@ A backslash-newline between arguments is read as white space (uci reads it as an
 Anonymous sections are addressed as `@type[N]` (N counts every section of that type, named or not, from 0;
 negative N counts from the end), as `uci show` and `uci get` do.
 
+Secrets in messages. An error never shows a value, or any part of a line, that may belong to a secret option
+(`secret_like(name)`: password, psk, tunnel_secret and anything named like them): "too many arguments" and
+a bad option name hide what follows the name, and an invalid command that follows a secret option (the value
+on the next line, or after an unquoted `;`) or that does not look like a misspelt keyword is not echoed.
+A value cut short by an unquoted `#` (`option password abc#def` is "abc" to uci too) is recorded in
+`Section.cut` (option name -> line) so that validation can warn about it.
+
 `export()` writes uci's export form (uci_export_package): each value single-quoted, `'` written as `'\\''`.
 """
 
@@ -55,7 +62,7 @@ _COMMANDS = {
 class Section:
     """One `config` section: `type`, `name` (None when anonymous), `options` (ordered dict name -> str or list)."""
 
-    __slots__ = ("type", "name", "options", "line")
+    __slots__ = ("type", "name", "options", "line", "cut")
 
     # Options whose values never appear in a repr.
     SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password"))
@@ -65,6 +72,7 @@ class Section:
         self.name = name
         self.options = {} if options is None else options
         self.line = line  # line of the `config` command (for messages; not compared)
+        self.cut = {}  # option name -> line where an unquoted `#` cut its value short (not compared)
 
     def get(self, name, default=None):
         return self.options.get(name, default)
@@ -86,6 +94,20 @@ class Section:
         for k, v in self.options.items():
             shown.append("%s=%s" % (k, "<hidden>" if k in self.SECRET_OPTIONS else repr(v)))
         return "Section(%r, %r, {%s})" % (self.type, self.name, ", ".join(shown))
+
+
+_SECRET_WORDS = ("pass", "psk", "secret", "key", "pwd", "token")
+
+
+def secret_like(name):
+    """True for an option name that is, or looks like, a secret option's: its value is never shown."""
+    low = name.lower()
+    return name in Section.SECRET_OPTIONS or any(w in low for w in _SECRET_WORDS)
+
+
+def _looks_like_keyword(word):
+    """A token that can be shown in an "invalid command" error: a short word, e.g. a misspelt `option`."""
+    return 0 < len(word) <= 12 and all(c in _NAME_CHARS or c == "-" for c in word)
 
 
 def valid_name(s):
@@ -113,6 +135,8 @@ class _Parser:
         self.by_name = {}
         self.current = None
         self.package = None
+        self.after_secret = False  # the previous command set a secret-like option
+        self.hash_cut = False  # the current command's last token was ended by an unquoted `#`
 
     def error(self, message, line=None):
         raise UciSyntaxError(self.filename, self.line if line is None else line, message)
@@ -148,6 +172,8 @@ class _Parser:
                 if self._backslash(buf):
                     seen = True
             elif c == "#":
+                # `#` right after unquoted text: uci, too, ends the value here and skips the rest of the line.
+                self.hash_cut = seen
                 self._skip_comment()
                 return "".join(buf), True, seen
             elif c == ";":
@@ -250,9 +276,15 @@ class _Parser:
             word = s[start:self.i]
             cmd = _COMMANDS.get(word)
             if cmd is None:
+                if self.after_secret or not _looks_like_keyword(word):
+                    # Probably (part of) a secret value: on the line after `option psk`, or after a `;`.
+                    self.error("invalid command (not shown: it may be part of a secret value; quote values "
+                               "that contain spaces, ';' or '#'): expected package, config, option or list")
                 self.error("invalid command %s: expected package, config, option or list" % _show(word))
             line = self.line
+            self.hash_cut = False
             args = self._args()
+            self.after_secret = False
             getattr(self, "_cmd_" + cmd)(args, line)
 
     def _too_many(self, args, usage, line):
@@ -300,13 +332,16 @@ class _Parser:
         if not args or not args[0]:
             self.error("%s without name: expected %s" % (kw, usage), line)
         name = args[0]
+        self.after_secret = secret_like(name)
         if len(args) > 2:
-            if name in Section.SECRET_OPTIONS:
+            if self.after_secret:
                 self.error("too many arguments (<hidden>): expected %s (quote values that contain spaces)" % usage,
                            line)
             self._too_many(args[2:], usage + " (quote values that contain spaces)", line)
         if not valid_name(name):
-            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show(name), line)
+            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show_name(name), line)
+        if self.hash_cut and len(args) > 1:
+            self.current.cut[name] = line
         value = args[1] if len(args) > 1 else ""
         opts = self.current.options
         old = opts.get(name)
@@ -320,6 +355,17 @@ class _Parser:
 
     def _cmd_list(self, args, line):
         self._cmd_option(args, line, is_list=True)
+
+
+def _show_name(name):
+    """An invalid option name for an error: whole unless it looks like a secret option's, then only the part
+    up to the first character that is not allowed in a name (`psk=abc` shows as 'psk...')."""
+    if not secret_like(name):
+        return _show(name[:40] + ("..." if len(name) > 40 else ""))
+    i = 0
+    while i < len(name) and name[i] in _NAME_CHARS:
+        i += 1
+    return _show(name[:i] + "...")
 
 
 def _show(s):

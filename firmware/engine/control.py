@@ -173,7 +173,8 @@ class ControlServer:
         self.stats["requests"] += 1
         if len(data) >= MAX_REQUEST and b"\n" not in data:
             self.stats["too_long"] += 1
-            return json.dumps({"ok": False, "error": "bad request: longer than %d bytes" % MAX_REQUEST}).encode() + b"\n"
+            reply = {"ok": False, "error": "bad request: longer than %d bytes" % MAX_REQUEST}
+            return json.dumps(reply).encode() + b"\n"
         try:
             req = json.loads(data.split(b"\n", 1)[0].decode() or "{}")
             if not isinstance(req, dict):

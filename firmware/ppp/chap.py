@@ -203,7 +203,8 @@ class ChapClient:
             if self.algorithm == MSCHAPV2:
                 f = mschapv2.parse_failure(data)
                 if "E" in f:
-                    detail = " (error %s%s)" % (safe_text(f["E"], 8), ": " + safe_text(f["M"], 128) if f.get("M") else "")
+                    text = ": " + safe_text(f["M"], 128) if f.get("M") else ""
+                    detail = " (error %s%s)" % (safe_text(f["E"], 8), text)
             self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
                            % (cfg.username, detail))
             self.deadline = self.give_up = self.resend_at = None

@@ -64,7 +64,8 @@ def test_keys_fold_separately_and_next_flush_says_when():
     assert log.limited("b", ERROR, "b", now=2.0) is True
     assert log.folded("a") == 1 and log.next_flush() == 10.0
     assert log.flush(5.0) == 0
-    assert log.flush(10.0) == 1 and lines(buf)[-1].endswith("a: 1 more like this in 10 s were not logged; the last: a 2")
+    assert log.flush(10.0) == 1
+    assert lines(buf)[-1].endswith("a: 1 more like this in 10 s were not logged; the last: a 2")
     # A new event after the window writes the pending summary first.
     log.limited("b", ERROR, "b", now=3.0)
     log.limited("b", ERROR, "b", now=13.0)
