@@ -153,6 +153,7 @@ class _Parser:
         s, n = self.s, self.n
         buf = []
         seen = False
+        bare = False  # the last thing read was unquoted text
         while self.i < n:
             c = s[self.i]
             if c == "'":
@@ -165,15 +166,17 @@ class _Parser:
                 buf.append(seg)
                 self.i = j + 1
                 seen = True
+                bare = False
             elif c == '"':
                 self._double_quoted(buf)
                 seen = True
+                bare = False
             elif c == "\\":
                 if self._backslash(buf):
-                    seen = True
+                    seen = bare = True
             elif c == "#":
                 # `#` right after unquoted text: uci, too, ends the value here and skips the rest of the line.
-                self.hash_cut = seen
+                self.hash_cut = bare
                 self._skip_comment()
                 return "".join(buf), True, seen
             elif c == ";":
@@ -184,7 +187,7 @@ class _Parser:
             else:
                 buf.append(c)
                 self.i += 1
-                seen = True
+                seen = bare = True
         return "".join(buf), False, seen
 
     def _backslash(self, buf):
