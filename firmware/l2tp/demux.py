@@ -157,6 +157,34 @@ class TunnelTable:
         self.stats["created"] += 1
         return tunnel
 
+    def move_peer(self, tunnel, peer):
+        """The peer of `tunnel` is now reached at `peer` (its NAT mapping moved and IPsec followed it): use
+        this instead of assigning `tunnel.peer`, so that the indexes and per-source counts follow too."""
+        e = self.entries.get(tunnel.local_tunnel_id)
+        if e is None or e.tunnel is not tunnel:
+            tunnel.peer = peer
+            return
+        if self.by_peer.get(e.key) is tunnel:
+            del self.by_peer[e.key]
+        e.key = (peer, e.key[1])
+        if e.key not in self.by_peer:
+            self.by_peer[e.key] = tunnel
+        tunnel.peer = peer
+        src = self.source_of(peer)
+        if src == e.source:
+            return
+        old = self.by_source[e.source]
+        new = self.by_source.get(src)
+        if new is None:
+            new = self.by_source[src] = [0, 0, 0, 0]
+        moved = (1, 1 if e.half_open else 0, len(tunnel.sessions), tunnel.pending)
+        for i in range(4):
+            old[i] -= moved[i]
+            new[i] += moved[i]
+        if old[0] <= 0 and old[2] <= 0:
+            del self.by_source[e.source]
+        e.source = src
+
     def _admit_tunnel(self, peer, now):
         """Room for one more tunnel from `peer`, evicting the oldest half-open one if need be."""
         lim = self.limits

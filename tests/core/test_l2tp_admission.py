@@ -280,6 +280,22 @@ def test_many_tunnels_from_one_address_share_a_pending_budget_and_the_oldest_is_
     assert table.pending == 10 and table.stats["pending_evicted"] == 2
 
 
+def test_a_tunnel_that_moves_takes_its_counts_along():
+    table = TunnelTable(SeededRng(12), TunnelConfig())
+    c, t = established(table, src(0), sessions=2)
+    assert table.by_source[src(0)[0]] == [1, 0, 2, 2]
+    table.move_peer(t, src(1))
+    assert src(0)[0] not in table.by_source and table.by_source[src(1)[0]] == [1, 0, 2, 2]
+    assert t.peer == src(1)
+    # Datagrams now come from the new address; the old one is a stranger.
+    c.peer = src(1)
+    c.lac.close(1.0)
+    c.exchange(table, 1.0)
+    assert table.pending == 0 and table.by_source[src(1)[0]] == [1, 0, 0, 0]
+    run_timers(table, 40.0, 1.0)  # the StopCCN hold (RFC 2661 5.7)
+    assert table.tunnels() == [] and table.by_source == {}
+
+
 # -- the small structures -------------------------------------------------------------------------------
 
 
