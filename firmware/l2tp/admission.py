@@ -61,6 +61,15 @@ class TableLimits:
         return out
 
 
+def limits_without_authentication():
+    """The limits for an endpoint that never calls `TunnelTable.authenticate`: every tunnel limit, but no
+    pre-authentication timeout and no limit on pending sessions (all its sessions would stay pending and
+    be cut after `preauth_timeout`). `TunnelTable(limits=None)` uses these; an endpoint that reports
+    authentication passes `TableLimits(...)` and gets everything."""
+    return TableLimits(max_pending=None, max_pending_per_source=None, preauth_timeout=None,
+                       preauth_timeout_pressure=None)
+
+
 def source_of(peer):
     """The source address of an engine peer key: its first element ((address, port) for plain UDP,
     (address, port, inner port) inside IPsec); the key itself when it is not a tuple."""

@@ -35,7 +35,7 @@ from sluice.l2tp import avp as A
 from sluice.l2tp import header as H
 from sluice.l2tp import message as M
 from sluice.l2tp import session as S
-from sluice.l2tp.admission import DeadlineHeap, Fifo, TableLimits, source_of
+from sluice.l2tp.admission import DeadlineHeap, Fifo, limits_without_authentication, source_of
 from sluice.l2tp.errors import L2tpError
 from sluice.l2tp.tunnel import CLOSED, IDLE, LNS, WAIT_CTL_CONN, Tunnel, TunnelConfig
 
@@ -59,7 +59,8 @@ class TunnelTable:
     def __init__(self, rng, config=None, max_tunnels=None, limits=None, source=None):
         self.rng = rng
         self.config = config or TunnelConfig()
-        self.limits = limits or TableLimits()
+        # No limits given: the endpoint does not report authentication, so no pre-authentication limits.
+        self.limits = limits or limits_without_authentication()
         if max_tunnels is not None:
             self.limits.max_tunnels = max_tunnels
         self.source_of = source or source_of
