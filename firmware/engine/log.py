@@ -11,7 +11,9 @@ syslog. The format strings are ours and are left alone.
 Repeated events that a peer can trigger at will (refused tunnels and sessions, failed authentications,
 malformed packets, evictions) go through `limited(key, level, msg, *args)`: per `key`, the first `burst`
 lines of each `window` seconds are written, the rest are counted, and when the window ends one line says how
-many were folded and shows the last of them. `flush(now)` writes the summaries of windows that ended (the
+many were folded and shows the last of them. As a safety net for the calls nobody thought of, every other
+line is limited the same way by its format string, with a larger burst (`auto_burst`, 20 per window; None
+turns it off): a flood of any one kind of line costs at most that many lines and a summary per window. `flush(now)` writes the summaries of windows that ended (the
 daemon calls it on a timer; `next_flush()` says when it is next due); a new event of the same key after its
 window also writes the summary first.
 """
@@ -26,6 +28,7 @@ _NAMES = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error"}
 ARG_LIMIT = 2048  # one argument's share of a line, after escaping
 WINDOW = 10.0  # seconds per rate-limit window
 BURST = 5  # lines per key and window before folding
+AUTO_BURST = 20  # lines per format string and window before folding, for calls not made through limited()
 MAX_KEYS = 256  # keys are ours (not peer-chosen), but bound them anyway
 
 
@@ -47,10 +50,10 @@ class _Fold:
 
 
 class Log:
-    __slots__ = ("tag", "level", "stream", "syslog", "recent", "folds", "window", "burst", "clock")
+    __slots__ = ("tag", "level", "stream", "syslog", "recent", "folds", "window", "burst", "auto_burst", "clock")
 
     def __init__(self, tag="sluice", level=INFO, stream=None, use_syslog=False, window=WINDOW, burst=BURST,
-                 clock=None):
+                 clock=None, auto_burst=AUTO_BURST):
         self.tag = tag
         self.level = level
         self.stream = stream if stream is not None else sys.stderr
@@ -64,11 +67,18 @@ class Log:
         self.folds = {}  # key -> _Fold
         self.window = window
         self.burst = burst
+        self.auto_burst = auto_burst
         self.clock = clock or time.monotonic
 
     def log(self, level, msg, *args):
         if level < self.level:
             return
+        if self.auto_burst is not None and level > DEBUG:
+            self._limit(("auto", msg), self.auto_burst, level, msg, args, self.clock())
+            return
+        self._write(level, msg, args)
+
+    def _write(self, level, msg, args):
         if args:
             msg = msg % tuple(_safe_arg(a) for a in args)
         if level >= WARNING:
@@ -99,8 +109,9 @@ class Log:
         """Log like log(), at most `burst` lines per `key` and `window`; True when this one was written."""
         if level < self.level:
             return False
-        if now is None:
-            now = self.clock()
+        return self._limit(key, self.burst, level, msg, args, self.clock() if now is None else now)
+
+    def _limit(self, key, burst, level, msg, args, now):
         f = self.folds.get(key)
         if f is not None and now - f.start >= self.window:
             self._summary(key, f, now)
@@ -109,9 +120,9 @@ class Log:
             if len(self.folds) >= MAX_KEYS:
                 self.flush(now, force=True)
             f = self.folds[key] = _Fold(now)
-        if f.shown < self.burst:
+        if f.shown < burst:
             f.shown += 1
-            self.log(level, msg, *args)
+            self._write(level, msg, args)
             return True
         f.folded += 1
         if level > f.level:
@@ -129,7 +140,7 @@ class Log:
         if now is None:
             now = self.clock()
         n = 0
-        for key, f in list(self.folds.items()):
+        for key, f in list(self.folds.items()):  # at most MAX_KEYS
             if force or now - f.start >= self.window:
                 n += self._summary(key, f, now)
         return n
@@ -150,6 +161,7 @@ class Log:
             return 0
         msg, args = f.last
         last = msg % tuple(_safe_arg(a) for a in args) if args else msg
-        self.log(f.level, "%s: %d more like this in %.0f s were not logged; the last: %s",
-                 key, f.folded, max(now - f.start, 0.0), last)
+        name = key[1].split("%")[0].rstrip(" :(") or "log line" if isinstance(key, tuple) else key
+        self._write(f.level, "%s: %d more like this in %.0f s were not logged; the last: %s",
+                    (name, f.folded, max(now - f.start, 0.0), last))
         return 1

@@ -71,3 +71,24 @@ def test_keys_fold_separately_and_next_flush_says_when():
     log.limited("b", ERROR, "b", now=13.0)
     assert lines(buf)[-2].split(": ", 2)[2].startswith("b: 1 more like this")
     assert lines(buf)[-1].endswith(": b")
+
+
+def test_any_line_repeated_in_a_flood_is_folded_too():
+    # The server's own "tunnel N down" line, written through plain info(): 4,105 of them in 30 s.
+    buf = io.StringIO()
+    clock = [0.0]
+    log = Log("t", stream=buf, window=10.0, clock=lambda: clock[0])
+    for i in range(4105):
+        clock[0] = i * 30.0 / 4105
+        log.info("tunnel %d down: %s", i, "no SCCCN within 3 s of the SCCRQ")
+    log.info("server up")  # another line is not held back
+    log.flush(40.0)
+    out = lines(buf)
+    assert len(out) == 3 * 20 + 1 + 3, len(out)
+    assert sum(1 for x in out if "tunnel: " in x and "more like this" in x) == 3
+    # Switched off, every line is written.
+    buf = io.StringIO()
+    log = Log("t", stream=buf, auto_burst=None)
+    for i in range(100):
+        log.info("tunnel %d down", i)
+    assert len(lines(buf)) == 100
