@@ -167,7 +167,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",")]
     rows = {}
-    for n in sizes:
+    for n in sorted(set(sizes)):
         # the sccrq row walks the table after every datagram to remove the new tunnel: keep it affordable
         count = a.count if n <= 1024 else max(200, a.count // 4)
         rows[n] = measure(n, count, a.repeat)

@@ -263,8 +263,6 @@ class TunnelTable:
             del self.by_source[e.source]
         t.owner = None
         self.stats["removed"] += 1
-        if len(self.heap) > 64 and len(self.heap) > 4 * len(self.entries):
-            self.heap.rebuild([(x.sched, k) for k, x in self.entries.items() if x.sched is not None])
 
     def _settle(self):
         """After the engine pulled everything: re-arm the changed tunnels' timers, remove finished ones."""
@@ -283,6 +281,10 @@ class TunnelTable:
             if t.has_output():
                 keep[tid] = t
         self.dirty = keep
+        if len(self.heap) > 2 * len(self.entries) + 64:
+            # Stale entries (deadlines that moved) pile up with lazy deletion: shed them, in O(n) once per
+            # n pushes or more.
+            self.heap.rebuild([(x.sched, k) for k, x in self.entries.items() if x.sched is not None])
 
     # -- sessions (called by the tunnels) -----------------------------------------------------------------
 
