@@ -18,6 +18,7 @@ daemon calls it on a timer; `next_flush()` says when it is next due); a new even
 window also writes the summary first.
 """
 
+import re
 import sys
 import time
 
@@ -30,6 +31,21 @@ WINDOW = 10.0  # seconds per rate-limit window
 BURST = 5  # lines per key and window before folding
 AUTO_BURST = 20  # lines per format string and window before folding, for calls not made through limited()
 MAX_KEYS = 256  # keys are ours (not peer-chosen), but bound them anyway
+
+
+_SPEC = re.compile(r"%[-#0 +]*(?:\d+|\*)?(?:\.\d+)?[a-zA-Z%]")
+_FOLDABLE = {}
+
+
+def _foldable(msg):
+    """True for a format string that names a kind of event: enough literal text that folding lines by it
+    folds like with like. "%s" alone (config warnings, reasons passed whole) is never folded."""
+    r = _FOLDABLE.get(msg)
+    if r is None:
+        r = len(_SPEC.sub("", msg).strip(" :,.;-()")) >= 8
+        if len(_FOLDABLE) < 1024:
+            _FOLDABLE[msg] = r
+    return r
 
 
 def _safe_arg(a):
@@ -73,7 +89,7 @@ class Log:
     def log(self, level, msg, *args):
         if level < self.level:
             return
-        if self.auto_burst is not None and level > DEBUG:
+        if self.auto_burst is not None and level > DEBUG and _foldable(msg):
             self._limit(("auto", msg), self.auto_burst, level, msg, args, self.clock())
             return
         self._write(level, msg, args)

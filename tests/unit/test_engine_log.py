@@ -92,3 +92,12 @@ def test_any_line_repeated_in_a_flood_is_folded_too():
     for i in range(100):
         log.info("tunnel %d down", i)
     assert len(lines(buf)) == 100
+
+
+def test_lines_written_whole_through_a_bare_format_are_never_folded():
+    # Config warnings at start are logged as ("%s", warning): every one of them must show.
+    buf = io.StringIO()
+    log = Log("t", stream=buf, clock=lambda: 0.0)
+    for i in range(50):
+        log.warning("%s", "sluice.conf: user %d: the password is shorter than 8 characters" % i)
+    assert len(lines(buf)) == 50
