@@ -17,6 +17,8 @@ import select
 import socket
 import time
 
+from sluice.engine.log import ERROR
+
 DEFAULT_RUNDIR = "/var/run/sluice"
 MAX_REQUEST = 4096
 REQUEST_DEADLINE = 2.0  # seconds for a whole request and its reply
@@ -182,6 +184,10 @@ class ControlServer:
             reply = self.handler(req)
         except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
             reply = {"ok": False, "error": "bad request: %s" % e}
+        except Exception as e:  # a bug behind one command: answer, and say so in the log
+            self.log.limited("control error", ERROR, "internal error answering %s: %s: %s", data[:64],
+                             type(e).__name__, e)
+            reply = {"ok": False, "error": "internal error: %s" % type(e).__name__}
         return json.dumps(reply).encode() + b"\n"
 
     def close(self):

@@ -120,3 +120,25 @@ def test_replies_are_complete_and_a_full_server_drops_its_oldest_connection(tmp_
     srv.close()
     loop.close()
     assert json.dumps(big)
+
+
+def test_a_failing_command_is_answered_and_logged(tmp_path):
+    import io
+
+    loop = EventLoop()
+    buf = io.StringIO()
+    os.environ["SLUICE_RUNDIR"] = str(tmp_path)
+    srv = control.ControlServer("t", lambda req: 1 / 0, Log("test", stream=buf), loop=loop)
+    loop.add_reader(srv, srv.on_readable)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(control.request("t", {"cmd": "status"}, timeout=3.0,
+                                                                   directory=str(tmp_path))), daemon=True)
+    t.start()
+    end = time.monotonic() + 3.0
+    while t.is_alive() and time.monotonic() < end:
+        loop.run_once(max_wait=0.01)
+    t.join(1.0)
+    srv.close()
+    loop.close()
+    assert got == {"ok": False, "error": "internal error: ZeroDivisionError"}
+    assert "ZeroDivisionError" in buf.getvalue()
