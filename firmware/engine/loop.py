@@ -19,6 +19,7 @@ class EventLoop:
         self.on_error = on_error  # on_error(exc): a callback raised; the loop carries on
         self.errors = 0
         self.readers = {}  # fd -> callback(now)
+        self.writers = {}  # fd -> callback(now), while a socket has output waiting for room
         self.timers = []  # heap of (deadline, seq, callback)
         self._seq = 0
         self.running = False
@@ -34,6 +35,12 @@ class EventLoop:
 
     def remove_reader(self, fd):
         self.readers.pop(fd if isinstance(fd, int) else fd.fileno(), None)
+
+    def add_writer(self, fd, callback):
+        self.writers[fd if isinstance(fd, int) else fd.fileno()] = callback
+
+    def remove_writer(self, fd):
+        self.writers.pop(fd if isinstance(fd, int) else fd.fileno(), None)
 
     def call_at(self, deadline, callback):
         """Run callback(now) at or after deadline (monotonic seconds)."""
@@ -68,12 +75,16 @@ class EventLoop:
         if timers:
             wait = max(0.0, min(wait, timers[0][0] - now))
         try:
-            ready, _, _ = select.select(list(self.readers), [], [], wait)
+            ready, writable, _ = select.select(list(self.readers), list(self.writers), [], wait)
         except InterruptedError:
-            ready = []
+            ready, writable = [], []
         now = monotonic()
         for fd in ready:
             cb = self.readers.get(fd)
+            if cb is not None:
+                self._call(cb, now)
+        for fd in writable:
+            cb = self.writers.get(fd)
             if cb is not None:
                 self._call(cb, now)
         while self.signals:
