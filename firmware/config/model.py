@@ -34,6 +34,7 @@ from .values import check_psk, genpsk  # noqa: F401  (public helpers of this mod
 
 HIDDEN = "<hidden>"
 SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "radius_secret"))
+PASSWORD_MIN_LENGTH = 8  # PPP passwords and tunnel secrets shorter than this are warned about
 NETIFD_PROTO = "sluice"
 # Options netifd itself reads on any interface; accepted without a warning in `config interface` sections.
 NETIFD_OPTIONS = frozenset((
@@ -341,6 +342,11 @@ class _SectionReader:
         for name in opts:
             if name not in self.table and name not in self.extra_known:
                 self._unknown(name)
+        for name, line in sorted(getattr(self.sec, "cut", {}).items()):
+            what = "the value" if name not in SECRET_OPTIONS else "the secret"
+            self.warn(name, opts.get(name), "%s ends at an unquoted '#' or ';' on line %d: uci drops the rest of "
+                      "the line, so %s is shorter than written; put the whole value in single quotes"
+                      % (what, line, what))
 
     def _read_one(self, name, raw, parser):
         if isinstance(raw, list):
@@ -379,6 +385,12 @@ class _SectionReader:
         hint = " (did you mean %s?)" % close[0] if close else ""
         self.chk.warnings.append("%s: %s: unknown option %s ignored%s" % (
             self.chk.filename, self.label, name, hint))
+
+
+def _check_password_length(r, name, value, what):
+    if value and value is not _BAD and len(value) < PASSWORD_MIN_LENGTH:
+        r.warn(name, value, "%s is shorter than %d characters: a captured CHAP or MS-CHAPv2 login reveals a short "
+               "one within minutes" % (what, PASSWORD_MIN_LENGTH))
 
 
 def _ok(*vals):
@@ -464,6 +476,7 @@ def _read_server(chk, sec, index):
     if s.ifname is None:
         s.ifname = "sls%d" % index
     _check_ipsec(r, s)
+    _check_password_length(r, "tunnel_secret", s.tunnel_secret, "the tunnel secret")
     _check_ppp(r, s)
     _check_radius(r, s)
     if _ok(s.pool_start, s.pool_end):
@@ -506,6 +519,8 @@ def _read_client(chk, sec, index, netifd=False):
             r.section_error("option %s is required: %s" % (name, what))
     _check_ipsec(r, c)
     _check_ppp(r, c)
+    _check_password_length(r, "password", c.password, "the password")
+    _check_password_length(r, "tunnel_secret", c.tunnel_secret, "the tunnel secret")
     if c.server_name and c.server_name is not _BAD and not (c.cert or c.ca):
         r.warn("server_name", c.server_name, "ignored without option ca or cert (it names the server's certificate)")
     return c, r
@@ -523,6 +538,7 @@ def _read_user(chk, sec):
         r.error("username", "", "must not be empty")
     if u.password is None:
         r.section_error("option password is required")
+    _check_password_length(r, "password", u.password, "the password")
     return u, r
 
 

@@ -45,7 +45,7 @@ class Runner:
             "hook": lambda a, now: self.host.run_hook(a.env),
             "open_transport": self._open_transport,
             "close_transport": lambda a, now: self._close_transport(),
-            "log": lambda a, now: self.log.log(_level(a.level), "%s", a.text),
+            "log": lambda a, now: self.log.event(a.key, _level(a.level), a.text),
             "internal_error": lambda a, now: self.on_internal_error(a.error),
             "send_to_session": lambda a, now: self.plane.send_to_session(a.key, a.packet),
             "send_radius": lambda a, now: self.radius.send(a.which, a.dst, a.data),

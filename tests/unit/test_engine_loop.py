@@ -177,3 +177,38 @@ def test_run_until(loop):
     loop.call_at(loopmod.monotonic(), lambda t: n.append(1))
     loop.run(until=lambda: bool(n))
     assert n == [1]
+
+
+def test_writer_runs_while_set_and_shares_the_fd_with_a_reader(loop):
+    a, b = pair()
+    got = []
+    loop.add_reader(a, lambda now: got.append(("r", drain(a))))
+    loop.add_writer(a, lambda now: got.append(("w", None)))
+    loop.run_once(max_wait=1.0)
+    assert got == [("w", None)]  # nothing to read yet; a datagram socket has room to write
+    b.send(b"x")
+    del got[:]
+    loop.run_once(max_wait=1.0)
+    assert sorted(got, key=str) == [("r", 1), ("w", None)]
+    loop.remove_writer(a)
+    loop.remove_writer(a)
+    del got[:]
+    b.send(b"y")
+    loop.run_once(max_wait=1.0)
+    assert got == [("r", 1)]  # the reader's registration survived the writer's removal
+    loop.remove_reader(a)
+    b.send(b"z")
+    loop.run_once(max_wait=0.01)
+    assert got == [("r", 1)]
+    a.close(), b.close()
+
+
+def test_a_writer_alone_and_removed_again(loop):
+    a, b = pair()
+    got = []
+    loop.add_writer(a.fileno(), lambda now: got.append(1))
+    loop.run_once(max_wait=1.0)
+    loop.remove_writer(a)
+    loop.run_once(max_wait=0.01)
+    assert got == [1]
+    a.close(), b.close()
