@@ -219,6 +219,9 @@ class Runner:
             c = plane.session_counters(plane.single.key) or {}
             for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
                 st["counters"][k] = c.get(k, 0)
+        if st.get("state") == "up" and not self.host.idle():
+            # The protocols are up but addresses, routes or the hook are still being applied: not usable yet.
+            st["state"] = "configuring"
         st["internal_errors"] = self.internal_errors
         return st
 
