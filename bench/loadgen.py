@@ -19,11 +19,20 @@ import sys
 import time
 
 from sluice.l2tp import events as l2ev
-from sluice.l2tp.data import DataEncoder, parse_header
+from sluice.l2tp.data import DataEncoder
 from sluice.l2tp.tunnel import LAC, Tunnel, TunnelConfig
 from sluice.ppp import events as pppev
 from sluice.ppp.config import PppConfig
 from sluice.ppp.link import PppLink
+
+try:
+    from sluice.l2tp.data import parse_data
+except ImportError:  # a tree before the endpoint layer (bench against an older revision): its header parser
+    from sluice.l2tp.data import parse_header
+
+    def parse_data(buf, start, n):
+        _ctl, tid, sid, p, ns = parse_header(bytes(buf[start:n]))
+        return tid, sid, ns, start + p, n
 
 
 class Client:
@@ -48,14 +57,15 @@ class Client:
         self.pump(now)
 
     def received(self, data, now):
-        try:
-            is_ctl, tid, sid, p, _ = parse_header(data)
-        except ValueError:
-            return
-        if is_ctl:
+        if len(data) >= 2 and data[0] & 0x80:  # T bit: control (RFC 2661 3.1)
             self.tunnel.datagram_received(data, now)
-        elif self.link is not None and sid == self.sid:
-            self.link.frame_received(data[p:], now)
+        else:
+            try:
+                _tid, sid, _ns, p, end = parse_data(data, 0, len(data))
+            except ValueError:
+                return
+            if self.link is not None and sid == self.sid:
+                self.link.frame_received(data[p:end], now)
         self.pump(now)
 
     def timers(self, now):

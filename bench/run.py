@@ -146,6 +146,9 @@ def iperf3(lab, srv_ns, host, cli_ns, port, seconds, reverse, nbytes=None):
             args.append("-R")
         p = lab.run(cli_ns, *args, timeout=(seconds if not nbytes else 120) + 30)
         res = json.loads(p.stdout)
+        if "sum_received" not in res.get("end", {}):
+            raise RuntimeError("iperf3 %s -> %s%s failed: %s" % (cli_ns, host, " -R" if reverse else "",
+                                                                 res.get("error", "no result")))
         return res["end"]["sum_received"]["bits_per_second"] / 1e6
     finally:
         if srv.poll() is None:
@@ -321,6 +324,15 @@ class Bench:
             raise RuntimeError("client %s did not come up:\n%s" % (name, lab.log(p)[-2000:]))
         if p.poll() is not None:
             raise RuntimeError("client %s exited:\n%s" % (name, lab.log(p)[-2000:]))
+        # Since the endpoint layer a client reports `up` when its host steps (address, routes) are queued;
+        # they run as child processes after that. Setup ends when the route through the tunnel exists.
+        try:
+            wait("route to 10.77.0.1 through slc0 in %s" % ns, lambda: "slc0" in subprocess.run(
+                ["ip", "netns", "exec", ns, "ip", "-4", "route", "get", "10.77.0.1"], capture_output=True,
+                text=True).stdout, 10)
+        except TimeoutError:
+            raise RuntimeError("client %s is up but has no route through its tunnel:\n%s" % (
+                name, lab.log(p)[-2000:]))
         setup = time.monotonic() - t0
         ike = cap.ike_times() if cap else None
         if ike is not None:

@@ -59,7 +59,7 @@ CLIENT_TUNNEL = {"tunnel_id": int, "peer_tunnel_id": (int, None), "state": str, 
 CLIENT = {
     "name": str, "role": "client", "pid": int, "time": int,
     "server": str, "ifname": STR_OR_NULL,
-    "state": str,  # "idle" | "connecting" | "up" | "waiting" (to redial)
+    "state": str,  # "idle" | "connecting" | "configuring" (addresses, routes, hook being applied) | "up" | "waiting"
     "wanted": bool,  # false after `sluice disconnect`
     "tunnels": [CLIENT_TUNNEL],
     "counters": {"rx_bytes": int, "tx_bytes": int, "rx_packets": int, "tx_packets": int, "connects": int},

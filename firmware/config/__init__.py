@@ -38,7 +38,8 @@ def load(path, section=None):
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise UciSyntaxError(path, line, "not valid UTF-8 (byte 0x%02x); save the file as UTF-8" % data[e.start])
+        # The byte itself is not shown: it may be part of a password.
+        raise UciSyntaxError(path, line, "not valid UTF-8; save the file as UTF-8")
     config = loads(text, path, section, check_files=True)
     if st.st_mode & 0o077 and _holds_secret(config) and not _is_netifd_file(config):
         config.warnings.append(

@@ -34,6 +34,7 @@ from .values import check_psk, genpsk  # noqa: F401  (public helpers of this mod
 
 HIDDEN = "<hidden>"
 SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "radius_secret"))
+PASSWORD_MIN_LENGTH = 8  # PPP passwords and tunnel secrets shorter than this are warned about
 NETIFD_PROTO = "sluice"
 # Options netifd itself reads on any interface; accepted without a warning in `config interface` sections.
 NETIFD_OPTIONS = frozenset((
@@ -100,7 +101,8 @@ class ServerConfig(_Model):
         "name", "ref", "enabled", "listen", "port", "local_ip", "pool_start", "pool_end", "dns", "auth", "ipsec",
         "ifname", "mtu", "hello_interval", "max_sessions", "tunnel_secret", "psk", "legacy", "cert", "key", "ca",
         "ike", "esp", "allow_weak_psk", "lcp_echo_interval", "lcp_echo_failure", "ipv6", "hostname", "dpd_delay",
-        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "public_host", "ip6prefix", "dns6",
+        "dpd_timeout", "ike_lifetime", "lifetime", "lifetime_kbytes", "max_sessions_per_user", "rate_kbit",
+        "public_host", "ip6prefix", "dns6",
         "client_routes", "domain", "radius_auth", "radius_acct", "radius_secret", "radius_nas_id", "radius_dae_port",
         "datapath",
     )
@@ -110,7 +112,7 @@ class ServerConfig(_Model):
 class UserConfig(_Model):
     """One `config user` section: a login for the servers."""
 
-    __slots__ = ("name", "ref", "enabled", "username", "password", "ip")
+    __slots__ = ("name", "ref", "enabled", "username", "password", "ip", "rate_kbit")
     _secret = ("password",)
 
 
@@ -220,6 +222,7 @@ SERVER_OPTIONS.update({
     "auth": ((LIST, V.parse_auth), ["mschapv2", "chap"]),
     "max_sessions": (_int(1, 65535), None),
     "max_sessions_per_user": (_int(0, 65535), 0),  # 0: no limit per user
+    "rate_kbit": (_int(0, 10000000), 0),  # each session, kbit/s each way, policed in the data path; 0: none
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).
@@ -271,6 +274,7 @@ USER_OPTIONS = {
     "username": (V.parse_text, None),
     "password": (V.parse_secret, None),
     "ip": (V.parse_unicast, None),
+    "rate_kbit": (_int(0, 10000000), 0),  # this user's sessions: kbit/s each way (0: the server's rate_kbit)
 }
 
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
@@ -346,6 +350,11 @@ class _SectionReader:
         for name in opts:
             if name not in self.table and name not in self.extra_known:
                 self._unknown(name)
+        for name, line in sorted(getattr(self.sec, "cut", {}).items()):
+            what = "the value" if name not in SECRET_OPTIONS else "the secret"
+            self.warn(name, opts.get(name), "%s ends at an unquoted '#' or ';' on line %d: uci drops the rest of "
+                      "the line, so %s is shorter than written; put the whole value in single quotes"
+                      % (what, line, what))
 
     def _read_one(self, name, raw, parser):
         if isinstance(raw, list):
@@ -384,6 +393,12 @@ class _SectionReader:
         hint = " (did you mean %s?)" % close[0] if close else ""
         self.chk.warnings.append("%s: %s: unknown option %s ignored%s" % (
             self.chk.filename, self.label, name, hint))
+
+
+def _check_password_length(r, name, value, what):
+    if value and value is not _BAD and len(value) < PASSWORD_MIN_LENGTH:
+        r.warn(name, value, "%s is shorter than %d characters: a captured CHAP or MS-CHAPv2 login reveals a short "
+               "one within minutes" % (what, PASSWORD_MIN_LENGTH))
 
 
 def _ok(*vals):
@@ -469,6 +484,7 @@ def _read_server(chk, sec, index):
     if s.ifname is None:
         s.ifname = "sls%d" % index
     _check_ipsec(r, s)
+    _check_password_length(r, "tunnel_secret", s.tunnel_secret, "the tunnel secret")
     _check_ppp(r, s)
     _check_radius(r, s)
     if _ok(s.pool_start, s.pool_end):
@@ -511,6 +527,8 @@ def _read_client(chk, sec, index, netifd=False):
             r.section_error("option %s is required: %s" % (name, what))
     _check_ipsec(r, c)
     _check_ppp(r, c)
+    _check_password_length(r, "password", c.password, "the password")
+    _check_password_length(r, "tunnel_secret", c.tunnel_secret, "the tunnel secret")
     if c.server_name and c.server_name is not _BAD and not (c.cert or c.ca):
         r.warn("server_name", c.server_name, "ignored without option ca or cert (it names the server's certificate)")
     return c, r
@@ -528,6 +546,7 @@ def _read_user(chk, sec):
         r.error("username", "", "must not be empty")
     if u.password is None:
         r.section_error("option password is required")
+    _check_password_length(r, "password", u.password, "the password")
     return u, r
 
 

@@ -49,6 +49,13 @@ too, but `uci import` would switch packages). Error messages are ours: they say 
 Anonymous sections are addressed as `@type[N]` (N counts every section of that type, named or not, from 0;
 negative N counts from the end), as `uci show` and `uci get` do.
 
+Secrets in messages. An error never shows a value, or any part of a line, that may belong to a secret option
+(`secret_like(name)`: password, psk, tunnel_secret and anything named like them): "too many arguments" and
+a bad option name hide what follows the name, and an invalid command that follows a secret option (the value
+on the next line) or that does not look like a misspelt keyword is not echoed. A value cut short by an
+unquoted `#` or `;` right after it (`option password abc#def` and `abc;def` are "abc" to uci too) is recorded
+in `Section.cut` (option name -> line) so that validation can warn about it.
+
 `export()` writes uci's export form (uci_export_package): section names and values single-quoted, package
 names, section types and option names bare, `'` written as `'\\''` everywhere. Like uci's, it does not read
 back for types holding `#`, `;`, quotes or backslashes.
@@ -69,7 +76,7 @@ _COMMANDS = {
 class Section:
     """One `config` section: `type`, `name` (None when anonymous), `options` (ordered dict name -> str or list)."""
 
-    __slots__ = ("type", "name", "options", "line")
+    __slots__ = ("type", "name", "options", "line", "cut")
 
     # Options whose values never appear in a repr.
     SECRET_OPTIONS = frozenset(("password", "psk", "tunnel_secret", "secret", "key_password", "radius_secret"))
@@ -78,6 +85,7 @@ class Section:
         self.type = type
         self.name = name
         self.options = {} if options is None else options
+        self.cut = {}  # option name -> line where an unquoted `#` cut its value short (not compared)
         self.line = line  # line of the `config` command (for messages; not compared)
 
     def get(self, name, default=None):
@@ -139,6 +147,8 @@ class _Parser:
         self.by_name = {}
         self.current = None
         self.package = None
+        self.after_secret = False  # the previous command set a secret-like option
+        self.hash_cut = False      # the last token read was ended by a `#` right after unquoted text
 
     def error(self, message, line=None):
         raise UciSyntaxError(self.filename, self.line if line is None else line, message)
@@ -213,23 +223,31 @@ class _Parser:
 
     def parse_str(self, t):
         go_on = True
+        bare = False  # the last thing read was unquoted text
         while True:
             c = self.cur()
             if c == "'" or c == '"':
                 t = self.quoted(t, c)
+                bare = False
             elif c == "#":
+                self.hash_cut = bare  # `abc#def`: uci, too, ends the value at the `#`
                 self.buf[self.pos] = "\0"
                 break
             elif c == "\0":
                 break
             elif c == ";":
                 go_on = False
+                # `abc;def` with nothing removed from the token: uci writes the token's end over the `;` and
+                # the rest of the line is gone, so the value is cut short as with `#`.
+                self.hash_cut = bare and t == self.pos
                 break
             elif c == "\\":
                 if self.backslash():
                     t = self.addc(t)
+                    bare = True
             else:
                 t = self.addc(t)
+                bare = True
             c = self.cur()
             if c == "\0" or c in _CSPACE:
                 break
@@ -296,6 +314,10 @@ class _Parser:
                 # "config\n": uci says invalid command (strtok keeps the newline in the word); say what is missing
                 self.error(_USAGE_MISSING[_COMMANDS[word.rstrip(_CSPACE)]])
             if cmd is None:
+                if self.after_secret or not _looks_like_keyword(word):
+                    # Probably (part of) a secret value: on the line after `option psk`, for example.
+                    self.error("invalid command (not shown: it may be part of a secret value; quote values "
+                               "that contain spaces, ';' or '#'): expected package, config, option or list")
                 self.error("invalid command %s: expected package, config, option or list" % _show(word))
             if cmd in ("option", "list") and self.current is None:
                 self.error("%s before the first config section: expected config <type> [<name>] first" % cmd)
@@ -303,6 +325,7 @@ class _Parser:
             if j + 1 > self.filled:
                 self.error(_USAGE_MISSING[cmd])
             self.pos = j + 1
+            self.after_secret = False
             getattr(self, "_cmd_" + cmd)()
 
     def _cmd_package(self):
@@ -344,11 +367,16 @@ class _Parser:
         name = self.next_arg()
         if not name:
             self.error(_USAGE_MISSING[kw])
+        self.after_secret = secret_like(name)
         if not valid_name(name):
-            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show(name))
+            self.error("invalid option name %s: use only A-Z, a-z, 0-9 and _" % _show_name(name))
+        line = self.cmd_line
+        self.hash_cut = False
         value = self.next_arg()
-        self.assert_eol("%s <name> <value> (quote values that contain spaces)" % kw,
-                        secret=name in Section.SECRET_OPTIONS)
+        cut = self.hash_cut
+        self.assert_eol("%s <name> <value> (quote values that contain spaces)" % kw, secret=self.after_secret)
+        if cut and value:
+            self.current.cut[name] = line
         opts = self.current.options
         old = opts.get(name)
         if is_list:
@@ -372,6 +400,31 @@ _USAGE_MISSING = {
     "option": "option without name: expected option <name> <value>",
     "list": "list without name: expected list <name> <value>",
 }
+
+
+_SECRET_WORDS = ("pass", "psk", "secret", "key", "pwd", "token")
+
+
+def secret_like(name):
+    """True for an option name that is, or looks like, a secret option's: its value is never shown."""
+    low = name.lower()
+    return name in Section.SECRET_OPTIONS or any(w in low for w in _SECRET_WORDS)
+
+
+def _looks_like_keyword(word):
+    """A token that can be shown in an "invalid command" error: a short word, e.g. a misspelt `option`."""
+    return 0 < len(word) <= 12 and all(c in _NAME_CHARS or c == "-" for c in word)
+
+
+def _show_name(name):
+    """An invalid option name for an error: whole unless it looks like a secret option's, then only the part
+    up to the first character not allowed in a name (`psk=abc` shows as 'psk...')."""
+    if not secret_like(name):
+        return _show(name[:40] + ("..." if len(name) > 40 else ""))
+    i = 0
+    while i < len(name) and name[i] in _NAME_CHARS:
+        i += 1
+    return _show(name[:i] + "...")
 
 
 def _show(s):

@@ -95,16 +95,17 @@ class MovePeer(Action):
 class SessionUp(Action):
     """A PPP session carries IP: the data plane forwards between the tunnel device and this session."""
 
-    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname")
+    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname", "rate")
     kind = "session_up"
 
-    def __init__(self, key, peer, header, sequencing, address, ifname):
+    def __init__(self, key, peer, header, sequencing, address, ifname, rate=None):
         self.key = key                # (our tunnel id, our session id): how data messages name it
         self.peer = peer              # the L2TP peer key the messages must come from and go to
         self.header = header          # the L2TP data header for our messages without Ns (bytes)
         self.sequencing = sequencing  # True: every data message needs Ns (the engine's encoder keeps it)
         self.address = address        # the client's inner IPv4 address (server) or ours (client)
         self.ifname = ifname          # the tunnel device
+        self.rate = rate              # bytes per second each way (a per-user limit), or None
 
 
 class SessionOpen(Action):

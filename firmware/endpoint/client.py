@@ -22,6 +22,7 @@ local_ip, now)` / `transport_failed(reason, now)` answering OpenTransport.
 """
 
 from sluice.endpoint import actions as A
+from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.server import peer_text, why
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
@@ -67,7 +68,7 @@ class Closing:
         self.then_delete_sas = False
 
 
-class ClientEndpoint:
+class ClientEndpoint(IpsecFront):
     def __init__(self, section, rng, tunnel_config, make_ike=None, lifetime_bytes=None, interface=None):
         self.cli = section
         self.rng = rng
@@ -143,9 +144,6 @@ class ClientEndpoint:
 
     def idle(self):
         return self.tunnel is None and self.closing is None
-
-    def rekey(self, now):
-        return self.ipsec.rekey(now) if self.ipsec is not None else 0
 
     def reload(self, section, now):
         """Credentials, routes and timers apply from the next connection; the session stays up."""
@@ -243,25 +241,7 @@ class ClientEndpoint:
             self._fail(now, "IPsec negotiation failed: %s" % reason, notify=False)
 
     # -- network input -------------------------------------------------------------------------------------
-
-    def ike_received(self, data, local, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.datagram_received(data, local, peer, now)
-
-    def esp_from(self, spi_in, outer, now):
-        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
-
-    def traffic_seen(self, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.traffic_seen(peer, now)
-
-    def unknown_spi(self, spi, outer, encap, size, now):
-        if self.ipsec is not None:
-            self.ipsec.unknown_spi(spi, outer, encap, size, now)
-
-    def sa_expiring(self, spi_in, hard, now):
-        if self.ipsec is not None:
-            self.ipsec.sa_expiring(spi_in, hard, now)
+    # (IKE, ESP-driven moves, SA expiry: IpsecFront)
 
     def l2tp_received(self, data, key, now):
         n = len(data)

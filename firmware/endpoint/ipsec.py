@@ -254,3 +254,31 @@ class IpsecLayer:
 
 def _p(peer):
     return "%s:%d" % (peer[0], peer[1])
+
+
+class IpsecFront:
+    """The inputs both endpoints hand to their IPsec layer (`self.ipsec`, None when IPsec is off)."""
+
+    ipsec = None
+
+    def ike_received(self, data, local, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.datagram_received(data, local, peer, now)
+
+    def esp_from(self, spi_in, outer, now):
+        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
+
+    def traffic_seen(self, peer, now):
+        if self.ipsec is not None:
+            self.ipsec.traffic_seen(peer, now)
+
+    def unknown_spi(self, spi, outer, encap, size, now):
+        if self.ipsec is not None:
+            self.ipsec.unknown_spi(spi, outer, encap, size, now)
+
+    def sa_expiring(self, spi_in, hard, now):
+        if self.ipsec is not None:
+            self.ipsec.sa_expiring(spi_in, hard, now)
+
+    def rekey(self, now):
+        return self.ipsec.rekey(now) if self.ipsec is not None else 0

@@ -14,8 +14,9 @@ address pool and the user table. Inputs:
 Outputs are pulled: `actions()` (sluice.endpoint.actions, in order), `get_timer()`.
 
 Sessions. A session exists from the LAC's ICRQ; it counts toward `max_sessions` only once PPP has
-authenticated its user. Before that it is bounded per tunnel and in total and closed after
-`PREAUTH_TIMEOUT` s, so a PSK holder without an account cannot hold the server's capacity. The address is
+authenticated its user (`TunnelTable.authenticate`). Before that the tunnel table bounds it per tunnel, per
+source and in total and closes it after its pre-authentication timeout (sluice.l2tp.admission), so a PSK
+holder without an account cannot hold the server's capacity. The address is
 decided here when the user has authenticated (a static address, or the pool), then handed to the link
 (`set_peer_address`); a user who redials while the older session still holds a static address gets it and
 the older session closes, after the frame that authenticated the new one has been processed.
@@ -26,9 +27,11 @@ tunnels and the data plane is told with `MovePeer`.
 """
 
 from sluice.endpoint import actions as A
+from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.pool import IpPool, PoolExhausted
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
+from sluice.l2tp.admission import TableLimits
 from sluice.l2tp.demux import TunnelTable
 from sluice.l2tp.errors import L2tpError
 from sluice.ppp import events as pppev
@@ -39,9 +42,6 @@ from sluice.ppp.link import PppLink
 CDN_ADMIN = 3        # RFC 2661 4.4.2: call disconnected for administrative reasons
 CDN_NO_RESOURCES = 4  # temporary lack of facilities
 STOPCCN_SHUTDOWN = 6  # "requester is being shut down"
-PREAUTH_TIMEOUT = 30.0  # an unauthenticated session has this long to authenticate
-PREAUTH_PER_TUNNEL = 4  # unauthenticated sessions one tunnel may hold at once
-PREAUTH_MIN_TOTAL = 16  # ... and all tunnels together (at least; max_sessions if larger)
 
 
 def peer_text(peer):
@@ -108,7 +108,7 @@ class ServerSession:
         self.close_cause = None   # the RADIUS Acct-Terminate-Cause for it
 
 
-class ServerEndpoint:
+class ServerEndpoint(IpsecFront):
     def __init__(self, section, users, rng, tunnel_config, ike=None, lifetime_bytes=None, aaa=None):
         self.srv = section
         self.rng = rng
@@ -116,7 +116,7 @@ class ServerEndpoint:
         self.users = {}
         self.set_users(users)
         self.pool = IpPool(section.pool_start, section.pool_end, reserved=self._reserved(users))
-        self.table = TunnelTable(rng, tunnel_config)
+        self.table = TunnelTable(rng, tunnel_config, limits=TableLimits(max_sessions=section.max_sessions))
         self.ipsec = None
         if ike is not None:
             from sluice.endpoint.ipsec import IpsecLayer
@@ -131,8 +131,7 @@ class ServerEndpoint:
         self.by_ip = {}     # client address (str) -> ServerSession
         self.authed = 0     # sessions past authentication (what max_sessions bounds)
         self.counters = {"malformed": 0, "unknown_session": 0, "wrong_peer": 0, "early_data": 0,
-                         "sessions_total": 0, "auth_failures": 0, "rejected_full": 0, "rejected_preauth": 0,
-                         "preauth_timeouts": 0, "rejected_user_limit": 0, "dhcp_informs": 0}
+                         "sessions_total": 0, "auth_failures": 0, "rejected_full": 0, "rejected_user_limit": 0, "dhcp_informs": 0}
         self.last_error = None
         self.stopping = False
         self.v6 = self._make_v6()  # ServerIpv6 when option ipv6 is on, else None
@@ -183,6 +182,7 @@ class ServerEndpoint:
                 self.q.log("warning", "option %s changed: restart the server for it to take effect", opt)
         for opt in ("auth", "dns", "mtu", "max_sessions", "lcp_echo_interval", "lcp_echo_failure"):
             setattr(old, opt, getattr(section, opt))
+        self.table.limits.max_sessions = section.max_sessions
         self._reload_v6(old, section)
         self.q.log("info", "configuration reloaded: %d users", len(self.users))
 
@@ -194,9 +194,6 @@ class ServerEndpoint:
         old.dns6 = getattr(section, "dns6", None) or []
         if self.v6 is not None:
             self.v6.set_dns(old.dns6)
-
-    def rekey(self, now):
-        return self.ipsec.rekey(now) if self.ipsec is not None else 0
 
     def disconnect(self, now, user=None, tunnel_id=None, session_id=None):
         """Close the sessions of `user`, or one session by its ids; returns how many were closed."""
@@ -228,25 +225,7 @@ class ServerEndpoint:
         return not self.sessions and not any(t.is_active() for t in self.table.tunnels())
 
     # -- network input -------------------------------------------------------------------------------------
-
-    def ike_received(self, data, local, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.datagram_received(data, local, peer, now)
-
-    def esp_from(self, spi_in, outer, now):
-        return self.ipsec.esp_from(spi_in, outer, now) if self.ipsec is not None else None
-
-    def traffic_seen(self, peer, now):
-        if self.ipsec is not None:
-            self.ipsec.traffic_seen(peer, now)
-
-    def unknown_spi(self, spi, outer, encap, size, now):
-        if self.ipsec is not None:
-            self.ipsec.unknown_spi(spi, outer, encap, size, now)
-
-    def sa_expiring(self, spi_in, hard, now):
-        if self.ipsec is not None:
-            self.ipsec.sa_expiring(spi_in, hard, now)
+    # (IKE, ESP-driven moves, SA expiry: IpsecFront)
 
     def l2tp_received(self, data, key, now):
         n = len(data)
@@ -393,9 +372,6 @@ class ServerEndpoint:
                 best = d
         for s in self.sessions.values():
             d = s.link.get_timer() if s.link is not None else None
-            if not s.authed:
-                pre = s.started + PREAUTH_TIMEOUT
-                d = pre if d is None or pre < d else d
             if d is not None and (best is None or d < best):
                 best = d
         d = self.v6.get_timer() if self.v6 is not None else None
@@ -417,12 +393,6 @@ class ServerEndpoint:
         self._pump_table(now)
         for s in list(self.sessions.values()):
             if s.closed:
-                continue
-            if not s.authed and now >= s.started + PREAUTH_TIMEOUT:
-                self.counters["preauth_timeouts"] += 1
-                self.q.log("warning", "session %d/%d from %s did not authenticate within %d s: closed", s.tid,
-                           s.sid, peer_text(s.peer), int(PREAUTH_TIMEOUT))
-                self._drop_session(s, now, notify_l2tp=True)
                 continue
             link = s.link
             if link is not None:
@@ -472,17 +442,10 @@ class ServerEndpoint:
             tunnel.close_session(ev.session_id, now, CDN_ADMIN, "server shutting down")
             self._pump_table(now)
             return
-        pre_tunnel = pre_total = 0
-        for s in self.sessions.values():
-            if not s.authed:
-                pre_total += 1
-                if s.tunnel is tunnel:
-                    pre_tunnel += 1
+        # Sessions waiting to authenticate are bounded (per tunnel, per source, in total) and timed out by the
+        # tunnel table (sluice.l2tp.admission); here only the authenticated ones count (max_sessions).
         if self.authed >= self.srv.max_sessions:
             self._refuse(tunnel, ev, now, "rejected_full", "max_sessions (%d) reached" % self.srv.max_sessions)
-            return
-        if pre_tunnel >= PREAUTH_PER_TUNNEL or pre_total >= max(PREAUTH_MIN_TOTAL, self.srv.max_sessions):
-            self._refuse(tunnel, ev, now, "rejected_preauth", "too many sessions waiting to authenticate")
             return
         sess = ServerSession(tunnel, ev.tunnel_id, ev.session_id, ev.peer_session_id, ev.sequencing, now)
         self.sessions[(sess.tid, sess.sid)] = sess
@@ -543,6 +506,8 @@ class ServerEndpoint:
         sess.username = username
         self.q.log("info", "user %s authenticated from %s", username, peer_text(sess.peer))
         u = self.users.get(username)
+        if u is None and "\\" in username:
+            u = self.users.get(username[username.rfind("\\") + 1:])  # MS-CHAPv2 sends DOMAIN\user
         static = getattr(u, "ip", None) if u is not None else None
         v = self.aaa.verdict_of.get((sess.tid, sess.sid)) if self.aaa is not None else None
         if v is not None and v.address:
@@ -566,11 +531,11 @@ class ServerEndpoint:
                 self.q.log("warning", "refusing %s from %s: %s", username, peer_text(sess.peer), why_)
                 self._close_session(sess, now, why_, tell_peer=True)
                 return
-        if self.authed >= self.srv.max_sessions:
+        if self.authed >= self.srv.max_sessions or not self.table.authenticate(sess.tunnel, sess.sid, now):
             self.counters["rejected_full"] += 1
             self.q.log("warning", "refusing user %s from %s: max_sessions (%d) reached", username,
                        peer_text(sess.peer), self.srv.max_sessions)
-            self._close_session(sess, now, "server is full")
+            self._close_session(sess, now, "server is full", tell_peer=True)
             return
         sess.authed = True
         self.authed += 1
@@ -596,7 +561,10 @@ class ServerEndpoint:
         self.by_ip[ip] = sess
         sess.up_since = now
         srv = self.srv
-        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname))
+        u = self.users.get(sess.username)
+        kbit = (getattr(u, "rate_kbit", 0) if u is not None else 0) or getattr(srv, "rate_kbit", 0) or 0
+        self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname,
+                               kbit * 125 if kbit else None))
         self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
         if self.aaa is not None:
             self.aaa.started((sess.tid, sess.sid), sess.username, ip, now, self.counters_of((sess.tid, sess.sid)))
@@ -668,7 +636,7 @@ class ServerEndpoint:
             "authenticated": self.authed,
             "pool": {"start": self.srv.pool_start, "end": self.srv.pool_end, "used": self.pool.used()},
             "counters": dict(self.counters),
-            "l2tp": dict(self.table.stats),
+            "l2tp": {"counters": dict(self.table.stats), "admission": self.table.admission()},
             "ipsec": self._ipsec_status(),
             "radius": self.aaa.status() if self.aaa is not None else None,
             "ipv6": self.v6.summary() if self.v6 is not None else None,

@@ -9,6 +9,7 @@ import signal
 import time
 
 from sluice.engine.control import ControlServer
+from sluice.engine.log import ERROR
 from sluice.engine.loop import EventLoop, monotonic
 
 STOP_GRACE = 3.0
@@ -37,23 +38,9 @@ class Daemon:
         carries on; a reachable bug must not become a log flood)."""
         import traceback
 
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = (type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb else (type(exc).__name__,)
-        now = monotonic()
-        seen = self._errors.get(where)
-        if seen is not None and now - seen[0] < ERROR_REPEAT_WINDOW:
-            seen[1] += 1
-            return
-        if seen is not None and seen[1]:
-            self.log.error("internal error %s at %s:%s repeated %d more times", where[0], where[1] if len(where) > 1
-                           else "?", where[2] if len(where) > 2 else "?", seen[1])
-        if len(self._errors) >= 64:
-            self._errors.clear()
-        self._errors[where] = [now, 0]
-        self.log.error("internal error (the daemon carries on): %s",
-                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+        # One line (the traceback's newlines escaped), and rate-limited: input that trips a bug can be repeated.
+        self.log.limited("internal error", ERROR, "internal error (the daemon carries on): %s",
+                         "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
 
     def handle(self, req):
         cmd = req.get("cmd")
@@ -103,10 +90,16 @@ class Daemon:
         """The exit status an endpoint asked for (a client refused login under netifd), or None."""
         return getattr(self.endpoint, "exit_code", None)
 
+    def _flush_log(self, now):
+        """Summaries of rate-limited log lines, once their window is over (see engine/log.py)."""
+        self.log.flush(now)
+        self.loop.call_at(now + self.log.window, self._flush_log)
+
     def run(self):
         loop = self.loop
-        self.control = ControlServer(self.name, self.handle, self.log)
+        self.control = ControlServer(self.name, self.handle, self.log, loop=loop)
         loop.add_reader(self.control, self.control.on_readable)
+        self._flush_log(monotonic())
         stop = []
         loop.on_signal(signal.SIGTERM, lambda: stop.append(1))
         loop.on_signal(signal.SIGINT, lambda: stop.append(1))

@@ -46,7 +46,7 @@ class Runner:
             "hook": lambda a, now: self.host.run_hook(a.env),
             "open_transport": self._open_transport,
             "close_transport": lambda a, now: self._close_transport(),
-            "log": lambda a, now: self.log.log(_level(a.level), "%s", a.text),
+            "log": lambda a, now: self.log.event(a.key, _level(a.level), a.text),
             "internal_error": lambda a, now: self.on_internal_error(a.error),
             "send_to_session": lambda a, now: self.plane.send_to_session(a.key, a.packet),
             "send_radius": lambda a, now: self.radius.send(a.which, a.dst, a.data),
@@ -226,6 +226,9 @@ class Runner:
             c = plane.session_counters(plane.single.key) or {}
             for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"):
                 st["counters"][k] = c.get(k, 0)
+        if st.get("state") == "up" and not self.host.idle():
+            # The protocols are up but addresses, routes or the hook are still being applied: not usable yet.
+            st["state"] = "configuring"
         st["internal_errors"] = self.internal_errors
         return st
 

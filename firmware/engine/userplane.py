@@ -13,6 +13,14 @@ control frames, data for sessions not yet up) goes to the endpoint through the `
 
 The bundle of a session refers to the route of its peer (`_Route`: outbound SA, encapsulation, destination,
 soft byte mark); an SA change or a NAT move updates the route in place, so no bundle is rebuilt per packet.
+
+What a packet costs, and what it does not: an IPv4 packet for an IPsec session is read at HEADROOM into `tbuf`,
+its UDP/L2TP/PPP prefix (built once per session, only the UDP length patched) is written in front of it and the
+ESP trailer after it (`Outbound.seal_view`), so it is not copied before the cipher reads it; a received ESP
+packet's payload is parsed where `Inbound.open_in` decrypted it, without being copied out. One dict lookup per
+packet each way finds the session (bytes key: the destination address or /64; int key: tunnel id << 16 |
+session id), one more finds the inbound SA (bytes key: the SPI). The per-packet counters are integers in slots
+(`esp_in`, `esp_out`), the rare ones a dict (`counters` shows both); nothing per packet logs.
 """
 
 import socket
@@ -30,10 +38,13 @@ NATT_PORT = 4500
 L2TP_PORT = 1701
 IPPROTO_ESP = 50
 HEADROOM = 64  # room in front of a TUN packet for UDP (8) + L2TP (up to 16) + PPP (4) headers
+TAILROOM = 32  # room after it for the ESP trailer (padding to a 16-byte block + pad length + next header)
+MAX_PACKET = 65535
 LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
 _NEVER = 1 << 62
 _PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
 _PPP_IP6 = b"\xff\x03\x00\x57"  # ... for IPv6 (RFC 5072 3)
+_UDP = struct.Struct("!HHHH")
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -41,10 +52,11 @@ _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 class _Route:
     """Where a peer's packets go: the outbound SA, UDP encapsulation, destination."""
 
-    __slots__ = ("peer", "sa", "spi_in", "encap", "soft", "told")
+    __slots__ = ("peer", "dest", "sa", "spi_in", "encap", "soft", "told")
 
     def __init__(self, peer):
         self.peer = peer
+        self.dest = (peer[0], 0)  # raw ESP's sendto address, built once (and on a move)
         self.sa = None       # Outbound
         self.spi_in = 0      # the inbound SPI of the same pair (how the endpoint names the SA)
         self.encap = False
@@ -65,15 +77,42 @@ class _InSa:
         self.hard_told = False
 
 
+class Meter:
+    """A token bucket: a session's rate limit in one direction (bytes per second, policed: excess is dropped
+    and TCP adapts). The burst allows a quarter second at the rate (at least 32 kB), enough for TCP to reach it."""
+
+    __slots__ = ("rate", "burst", "tokens", "t", "dropped")
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.burst = max(rate / 4.0, 32768.0)
+        self.tokens = self.burst
+        self.t = None
+        self.dropped = 0
+
+    def allow(self, n, now):
+        t = self.t
+        if t is not None and now > t:
+            tokens = self.tokens + (now - t) * self.rate
+            self.tokens = tokens if tokens < self.burst else self.burst
+        self.t = now
+        if self.tokens < n:
+            self.dropped += 1
+            return False
+        self.tokens -= n
+        return True
+
+
 class Bundle:
     """One session's data path, built when it comes up."""
 
-    __slots__ = ("key", "peer", "route", "sport", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
-                 "tx_packets", "tx_bytes", "spoofed", "net6", "prefix6", "rx6_packets", "rx6_bytes", "tx6_packets",
-                 "tx6_bytes")
+    __slots__ = ("key", "ids", "peer", "route", "sport", "prefix", "udp_prefix", "enc", "addr", "rx_packets",
+                 "rx_bytes", "tx_packets", "tx_bytes", "spoofed", "net6", "prefix6", "rx6_packets", "rx6_bytes",
+                 "tx6_packets", "tx6_bytes", "meter_in", "meter_out")
 
     def __init__(self, key, peer, route, header, sequencing, addr):
         self.key = key
+        self.ids = (key[0] << 16) | key[1]  # the int the receive path looks the session up by
         self.peer = peer     # the L2TP peer key
         self.route = route   # _Route (IPsec) or None (plain UDP)
         self.sport = peer[2] if len(peer) == 3 else 0
@@ -86,18 +125,26 @@ class Bundle:
         else:
             self.enc = None
             self.prefix = bytes(header) + _PPP_IP
+        # IPv4 over IPsec: UDP/1701 header (length patched per packet, checksum 0: RFC 3948 3.1.2) + L2TP + PPP.
+        self.udp_prefix = _UDP.pack(L2TP_PORT, self.sport, 0, 0) + self.prefix if self.prefix is not None else None
         # IPv6 (Session6Up): net6 is the session's /64 (server), b"" (client), None while it has no IPv6.
         self.net6 = self.prefix6 = None
         self.rx6_packets = self.rx6_bytes = self.tx6_packets = self.tx6_bytes = 0
+        self.meter_in = self.meter_out = None  # Meter per direction when the session has a rate limit
 
 
 class UserPlane:
     datapath = "user"
 
+    __slots__ = ("loop", "up", "role", "server", "backend", "rng", "tun", "ipsec", "listen", "sockets", "s500",
+                 "s4500", "raw", "udp", "inbound", "outs", "routes", "bundles", "by_addr", "by_ids", "by_net6",
+                 "single", "local_for", "dhcp", "buf", "view", "tbuf", "tview", "tread", "esp_in", "esp_out", "rare")
+
     def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
         self.loop = loop
         self.up = up          # the runner: on_ike, on_l2tp, on_esp_from, on_traffic, on_expiring
         self.role = role      # 'server' or 'client'
+        self.server = role == "server"
         self.backend = backend  # crypto backend module, chosen once (the same one IKE uses)
         self.rng = rng
         self.tun = tun
@@ -110,17 +157,27 @@ class UserPlane:
         self.routes = {}      # IKE peer (ip, port) -> _Route
         self.bundles = {}     # (tid, sid) -> Bundle
         self.by_addr = {}     # 4-byte address -> Bundle (server)
+        self.by_ids = {}      # tid << 16 | sid -> Bundle: the receive path's one session lookup
         self.by_net6 = {}     # 8-byte /64 -> Bundle (server, IPv6)
         self.single = None    # client: the one Bundle
         self.local_for = {}   # peer address -> our address it reached (wildcard listen), bounded
         self.dhcp = False     # server with client_routes/domain: DHCPINFORM goes to the endpoint
-        self.buf = bytearray(65535)
+        self.buf = bytearray(MAX_PACKET)
         self.view = memoryview(self.buf)
-        self.tbuf = bytearray(HEADROOM + 65535)
+        self.tbuf = bytearray(HEADROOM + MAX_PACKET + TAILROOM)
         self.tview = memoryview(self.tbuf)
-        self.counters = {"esp_in": 0, "esp_out": 0, "unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0,
-                         "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
-                         "spoofed": 0, "send_errors": 0, "expired": 0}
+        self.tread = self.tview[HEADROOM:HEADROOM + MAX_PACKET]  # where a TUN packet is read
+        self.esp_in = self.esp_out = 0  # the per-packet counters; `counters` shows them with the rest
+        self.rare = {"unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0, "no_sa": 0, "malformed": 0,
+                     "unknown_session": 0, "wrong_peer": 0, "no_route": 0, "spoofed": 0, "send_errors": 0,
+                     "expired": 0, "policed": 0}
+
+    @property
+    def counters(self):
+        c = dict(self.rare)
+        c["esp_in"] = self.esp_in
+        c["esp_out"] = self.esp_out
+        return c
 
     # -- sockets -------------------------------------------------------------------------------------------
 
@@ -173,7 +230,7 @@ class UserPlane:
         try:
             s.sendto(data, peer)
         except OSError:
-            self.counters["send_errors"] += 1
+            self.rare["send_errors"] += 1
 
     def send_l2tp(self, key, data):
         """A control message or PPP control frame for the L2TP peer `key`."""
@@ -182,7 +239,7 @@ class UserPlane:
             return
         route = self.routes.get((key[0], key[1]))
         if route is None or route.sa is None:
-            self.counters["no_sa"] += 1
+            self.rare["no_sa"] += 1
             return
         self._seal_send(route, struct.pack("!HHHH", L2TP_PORT, key[2], 8 + len(data), 0) + data, None)
 
@@ -223,6 +280,7 @@ class UserPlane:
         route = self.routes.pop(old, None)
         if route is not None:
             route.peer = new
+            route.dest = (new[0], 0)
             self.routes[new] = route
         for b in self.bundles.values():
             p = b.peer
@@ -238,7 +296,11 @@ class UserPlane:
         if len(a.peer) == 3 and route is None:
             route = self._route((a.peer[0], a.peer[1]))
         b = Bundle(a.key, a.peer, route, a.header, a.sequencing, addr)
+        rate = getattr(a, "rate", None)
+        if rate:
+            b.meter_in, b.meter_out = Meter(rate), Meter(rate)
         self.bundles[a.key] = b
+        self.by_ids[b.ids] = b
         if self.role == "server":
             self.by_addr[addr] = b
         else:
@@ -248,6 +310,8 @@ class UserPlane:
         b = self.bundles.pop(key, None)
         if b is None:
             return None
+        if self.by_ids.get(b.ids) is b:
+            del self.by_ids[b.ids]
         if self.by_addr.get(b.addr) is b:
             del self.by_addr[b.addr]
         if self.single is b:
@@ -311,7 +375,7 @@ class UserPlane:
             if n == 1 and buf[0] == 0xFF:
                 continue  # NAT keepalive (RFC 3948 2.3)
             if n < 8:
-                self.counters["esp_errors"] += 1
+                self.rare["esp_errors"] += 1
                 continue
             if buf[0] == 0 and buf[1] == 0 and buf[2] == 0 and buf[3] == 0:
                 local = self.local_for.get(peer[0], self.listen)
@@ -330,13 +394,15 @@ class UserPlane:
                 return
             ihl = (buf[0] & 0x0F) * 4
             if n < ihl + 8:
-                self.counters["esp_errors"] += 1
+                self.rare["esp_errors"] += 1
                 continue
-            self._esp_in(bytes(view[ihl:n]), (addr[0], 0), False, now)
+            self._esp_in(bytes(view[ihl:n]), (addr[0], 0), False, now)  # one copy: see _esp_in
 
     def _esp_in(self, packet, outer, encap, now):
+        """One ESP packet (bytes: one copy out of the receive buffer measured cheaper than a memoryview, which
+        costs more in `Inbound.open` and in cryptography's decrypt) from `outer`."""
         rec = self.inbound.get(packet[:4])
-        c = self.counters
+        c = self.rare
         if rec is None:
             c["unknown_spi"] += 1
             if self.up.hint_unknown_spi:
@@ -353,7 +419,7 @@ class UserPlane:
             # Only a packet above the replay window may move a peer: read it before open() advances it.
             moved = int.from_bytes(packet[4:8], "big") > sa.window.top
         try:
-            payload, nh = sa.open(packet)
+            payload, n, nh = sa.open_in(packet)  # the UDP datagram is payload[:n]: parsed in place
         except EspExpired:
             c["expired"] += 1
             if not rec.hard_told:
@@ -363,7 +429,7 @@ class UserPlane:
         except EspError:
             c["esp_errors"] += 1
             return
-        c["esp_in"] += 1
+        self.esp_in += 1
         if moved:
             # Fresh authenticated ESP from a new port of the same address: the endpoint decides whether to
             # follow (RFC 3948); a replayed packet from another port never gets here.
@@ -374,7 +440,6 @@ class UserPlane:
         if sa.bytes >= rec.soft and not rec.told:
             rec.told = True
             self.up.on_expiring(sa.spi, False, now)
-        n = len(payload)
         if nh != NEXT_HEADER_UDP or n < 8 or ((payload[2] << 8) | payload[3]) != L2TP_PORT:
             c["not_l2tp"] += 1  # transport-mode policy: only UDP to 1701 is carried
             return
@@ -389,13 +454,13 @@ class UserPlane:
                 return
             except OSError:
                 # ICMP errors surface here (port unreachable): the L2TP machines notice silence themselves.
-                self.counters["send_errors"] += 1
+                self.rare["send_errors"] += 1
                 return
             self._l2tp_in(buf, 0, n, None, 0, peer, now)
 
     def _l2tp_in(self, buf, start, n, route, sport, peer, now):
         """One UDP/1701 payload in buf[start:n], from `route` + inner port `sport` (IPsec) or `peer` (plain)."""
-        c = self.counters
+        c = self.rare
         if n - start >= 2 and not buf[start] & 0x80:
             try:
                 tid, sid, _ns, p, end = parse_data(buf, start, n)
@@ -403,15 +468,15 @@ class UserPlane:
             except (L2tpError, PppError):
                 c["malformed"] += 1
                 return
-            b = self.bundles.get((tid, sid))
+            b = self.by_ids.get((tid << 16) | sid)
             if b is not None and proto == PROTO_IPV6 and b.net6 is not None:
-                if self._ipv6_in(b, buf, q, end, route, sport, peer):
+                if self._ipv6_in(b, buf, q, end, route, sport, peer, now):
                     return
             if b is not None and proto == PROTO_IP:
                 if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
                     c["wrong_peer"] += 1
                     return
-                if self.role == "server":
+                if self.server:
                     # Only the address this session was given may appear as the source (no spoofing through
                     # us), and only IPv4: the TUN takes the version from the packet itself.
                     if end - q < 20 or buf[q] >> 4 != 4 or buf[q + 12:q + 16] != b.addr:
@@ -424,6 +489,9 @@ class UserPlane:
                             # DHCPINFORM to the server (Windows, macOS): answered by the endpoint, not routed.
                             self.up.on_dhcp(b.key, bytes(buf[q:end]), now)
                             return
+                if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+                    c["policed"] += 1
+                    return
                 b.rx_packets += 1
                 b.rx_bytes += end - q
                 self.tun.write(memoryview(buf)[q:end])
@@ -437,10 +505,10 @@ class UserPlane:
             key = peer
         self.up.on_l2tp(bytes(buf[start:n]), key, now)
 
-    def _ipv6_in(self, b, buf, q, end, route, sport, peer):
+    def _ipv6_in(self, b, buf, q, end, route, sport, peer, now):
         """An IPv6 packet of an IPv6 session: True when written to the TUN or dropped, False to hand it up
         (server: anything to a link-local or multicast address, i.e. Neighbor Discovery; client: RAs)."""
-        c = self.counters
+        c = self.rare
         if (b.route is not route or b.sport != sport) if route is not None else (b.peer != peer):
             c["wrong_peer"] += 1
             return True
@@ -457,6 +525,9 @@ class UserPlane:
             # A session sends only from its own /64 (its link-local ones reach only us, handed up above).
             b.spoofed += 1
             c["spoofed"] += 1
+            return True
+        if b.meter_in is not None and not b.meter_in.allow(end - q, now):
+            c["policed"] += 1
             return True
         b.rx_packets += 1
         b.rx6_packets += 1
@@ -477,13 +548,99 @@ class UserPlane:
             if b is not None and b.net6 is None:
                 b = None
         if b is None:
-            self.counters["no_route"] += 1
+            self.rare["no_route"] += 1
+            return
+        if b.meter_out is not None and not b.meter_out.allow(n, now):
+            self.rare["policed"] += 1
             return
         b.tx_packets += 1
         b.tx_bytes += n
         b.tx6_packets += 1
         b.tx6_bytes += n
-        prefix = b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6
+        self._frame_out(b, b.prefix6 if b.prefix6 is not None else b.enc.next_header() + _PPP_IP6, n, now)
+
+    # -- send ----------------------------------------------------------------------------------------------
+
+    def _on_tun(self, now):
+        tbuf, tview, tread, read_into = self.tbuf, self.tview, self.tread, self.tun.read_into
+        by_addr = self.by_addr if self.server else None
+        single, raw = self.single, self.raw
+        for _ in range(64):
+            n = read_into(tread)  # straight into the buffer, HEADROOM bytes in
+            if n <= 0:
+                return
+            if tbuf[HEADROOM] >> 4 == 6:
+                self._tun6(n, now)
+                continue
+            if n < 20 or tbuf[HEADROOM] >> 4 != 4:
+                continue
+            b = by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20])) if by_addr is not None else single
+            if b is None:
+                self.rare["no_route"] += 1
+                continue
+            if b.meter_out is not None and not b.meter_out.allow(n, now):
+                self.rare["policed"] += 1
+                continue
+            b.tx_packets += 1
+            b.tx_bytes += n
+            route = b.route
+            pre = b.udp_prefix
+            end = HEADROOM + n
+            if pre is None:
+                # Ns on every message (rare: RFC 2661 5.4): the encoder makes each header.
+                self._frame_out(b, b.enc.next_header() + _PPP_IP, n, now)
+                continue
+            if route is None:
+                # Plain L2TP: the L2TP/PPP prefix in front, one send.
+                prefix = b.prefix
+                start = HEADROOM - len(prefix)
+                tview[start:HEADROOM] = prefix
+                try:
+                    if by_addr is not None:
+                        self.udp.sendmsg((tview[start:end],), (), 0, b.peer)
+                    else:
+                        self.udp.sendmsg((tview[start:end],))
+                except OSError:
+                    self.rare["send_errors"] += 1
+                continue
+            # UDP + L2TP + PPP in front, the ESP trailer after: sealed in place, the packet is not copied.
+            start = HEADROOM - len(pre)
+            tview[start:HEADROOM] = pre
+            length = end - start
+            tbuf[start + 4] = length >> 8
+            tbuf[start + 5] = length & 0xFF
+            sa = route.sa
+            if sa is None:
+                self.rare["no_sa"] += 1
+                continue
+            try:
+                pkt = sa.seal_view(tview, start, end, NEXT_HEADER_UDP)
+            except EspExpired:
+                self._expired(route, now)
+                continue
+            except EspError:
+                self.rare["esp_errors"] += 1
+                continue
+            try:
+                if route.encap:
+                    self.s4500.sendto(pkt, route.peer)
+                elif raw is not None:
+                    raw.sendto(pkt, route.dest)
+                else:
+                    self.rare["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
+                    continue
+            except OSError:
+                self.rare["send_errors"] += 1
+                continue
+            self.esp_out += 1
+            if sa.bytes >= route.soft and route.told is False:
+                route.told = True
+                self.up.on_expiring(route.spi_in, False, now)
+
+    def _frame_out(self, b, prefix, n, now):
+        """Send the packet read at tbuf[HEADROOM:HEADROOM + n] into session `b`: the L2TP/PPP `prefix` (and
+        for IPsec the inner UDP header) written in front of it in place, then sealed or sent as it is."""
+        tbuf, tview = self.tbuf, self.tview
         k = len(prefix)
         start = HEADROOM - k
         tview[start:HEADROOM] = prefix
@@ -492,44 +649,8 @@ class UserPlane:
             self._send_plain(b.peer, (tview[start:HEADROOM + n],))
             return
         start -= 8
-        struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
+        _UDP.pack_into(tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
         self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
-
-    # -- send ----------------------------------------------------------------------------------------------
-
-    def _on_tun(self, now):
-        tbuf, tview = self.tbuf, self.tview
-        c = self.counters
-        server = self.role == "server"
-        for _ in range(64):
-            n = self.tun.read_into(tview[HEADROOM:])
-            if n <= 0:
-                return
-            if tbuf[HEADROOM] >> 4 == 6:
-                self._tun6(n, now)
-                continue
-            if n < 20 or tbuf[HEADROOM] >> 4 != 4:
-                continue
-            if server:
-                b = self.by_addr.get(bytes(tview[HEADROOM + 16:HEADROOM + 20]))
-            else:
-                b = self.single
-            if b is None:
-                c["no_route"] += 1
-                continue
-            b.tx_packets += 1
-            b.tx_bytes += n
-            prefix = b.prefix if b.prefix is not None else b.enc.next_header() + _PPP_IP
-            k = len(prefix)
-            start = HEADROOM - k
-            tview[start:HEADROOM] = prefix
-            route = b.route
-            if route is None:
-                self._send_plain(b.peer, (tview[start:HEADROOM + n],))
-                continue
-            start -= 8
-            struct.pack_into("!HHHH", tbuf, start, L2TP_PORT, b.sport, 8 + k + n, 0)
-            self._seal_send(route, bytes(tview[start:HEADROOM + n]), now)
 
     def _send_plain(self, peer, parts):
         try:
@@ -538,21 +659,25 @@ class UserPlane:
             else:
                 self.udp.sendmsg(parts, (), 0, peer)
         except OSError:
-            self.counters["send_errors"] += 1
+            self.rare["send_errors"] += 1
+
+    def _expired(self, route, now):
+        self.rare["expired"] += 1
+        if route.told is not None:
+            route.told = None  # hard: said once (None), soft: True
+            self.up.on_expiring(route.spi_in, True, now)
 
     def _seal_send(self, route, inner, now):
+        """Seal one UDP/1701 datagram (bytes) for `route` and send it: control messages, IPv6, Ns sessions."""
         sa = route.sa
-        c = self.counters
+        c = self.rare
         if sa is None:
             c["no_sa"] += 1
             return
         try:
             pkt = sa.seal(inner, NEXT_HEADER_UDP)
         except EspExpired:
-            c["expired"] += 1
-            if route.told is not None:
-                route.told = None  # hard: said once (None), soft: True
-                self.up.on_expiring(route.spi_in, True, now)
+            self._expired(route, now)
             return
         except EspError:
             c["esp_errors"] += 1
@@ -561,14 +686,14 @@ class UserPlane:
             if route.encap:
                 self.s4500.sendto(pkt, route.peer)
             elif self.raw is not None:
-                self.raw.sendto(pkt, (route.peer[0], 0))
+                self.raw.sendto(pkt, route.dest)
             else:
                 c["esp_errors"] += 1  # raw ESP negotiated but no raw socket (no CAP_NET_RAW)
                 return
         except OSError:
             c["send_errors"] += 1
             return
-        c["esp_out"] += 1
+        self.esp_out += 1
         if sa.bytes >= route.soft and route.told is False:
             route.told = True
             self.up.on_expiring(route.spi_in, False, now)

@@ -16,6 +16,7 @@ ICCN at an LAC) is a protocol error that closes the session with a CDN (result 2
 from sluice.l2tp import avp as A
 from sluice.l2tp import message as M
 from sluice.l2tp.events import SessionDown, SessionUp
+from sluice.safe import safe_text
 
 WAIT_TUNNEL = "wait-tunnel"
 WAIT_REPLY = "wait-reply"
@@ -41,7 +42,7 @@ FRAMING_SYNC = 1  # RFC 2661 4.4.3 Framing Type: synchronous (PPP over L2TP is a
 class Session:
     """One call: our id, the peer's id, where the exchange stands."""
 
-    __slots__ = ("local_id", "peer_id", "state", "serial", "sequencing", "started")
+    __slots__ = ("local_id", "peer_id", "state", "serial", "sequencing", "started", "authenticated")
 
     def __init__(self, local_id, state, started):
         self.local_id = local_id  # our Assigned Session ID: the peer's headers carry it
@@ -50,10 +51,11 @@ class Session:
         self.serial = 0  # Call Serial Number
         self.sequencing = False  # data messages carry Ns (Sequencing Required, RFC 2661 4.4.6)
         self.started = started
+        self.authenticated = False  # LNS: the endpoint's PPP authenticated the peer (Tunnel.authenticate_session)
 
     def status(self):
         return {"session_id": self.local_id, "peer_session_id": self.peer_id, "state": self.state,
-                "sequencing": self.sequencing}
+                "sequencing": self.sequencing, "authenticated": self.authenticated}
 
     # -- LAC ---------------------------------------------------------------------------------------------
 
@@ -102,6 +104,8 @@ class Session:
 
     def on_cdn(self, tunnel, msg, now):
         result, error, text = msg.get(A.RESULT_CODE, (None, None, None))
+        if text:
+            text = safe_text(text, 128)
         tunnel._drop_session(self.local_id)
         why = text or ("result %s error %s" % (result, error) if error else "closed by the peer")
         tunnel._emit(SessionDown(tunnel.local_tunnel_id, self.local_id, result, why))

@@ -25,6 +25,21 @@ Keepalive (RFC 2661 5.5, 6.5): after `hello_interval` s with nothing from the pe
 channel's retransmission limit then declares the peer dead. Unknown mandatory AVPs in a tunnel message end
 the tunnel, in a session message the session (RFC 2661 4.1, StopCCN/CDN result 2, error 8).
 
+Replies to an unverified source (RFC 2661 says nothing; this is QUIC's anti-amplification rule, RFC 9000
+8.1): an LNS tunnel is unverified until the peer acknowledges our SCCRP (which needs the tunnel id the SCCRP
+carried, so a spoofed source cannot). Until then it sends at most `amplification` times the octets it
+received, except that the first reply always goes out (it is what the SCCRQ asks for, and its size is ours);
+what does not fit is not sent (a retransmission that never happened) and counted in `unverified_held`.
+
+Sessions at the LNS start unauthenticated; the endpoint says when PPP authenticated one
+(`authenticate_session`). A tunnel holds at most `max_pending_sessions` unauthenticated sessions; the
+owning TunnelTable (`owner`) adds per-source and total limits and the pre-authentication timeout
+(admission.py). Every API entry point tells the owner the tunnel may have output (`_touch`), so the table
+only ever looks at tunnels that changed.
+
+Peer-supplied strings (Host Name, Vendor Name, the text of a StopCCN or CDN Result Code) pass through
+`sluice.safe.safe_text` before they are stored or reported: they reach logs and `sluice status`.
+
 The tie breaker (RFC 2661 4.4.3) only matters when both ends dial each other at once; an LNS-only or
 LAC-only node never does, so the Tie Breaker AVP is sent when configured and otherwise ignored.
 """
@@ -37,6 +52,7 @@ from sluice.l2tp.control import ControlChannel
 from sluice.l2tp.errors import L2tpError
 from sluice.l2tp.events import SessionDown, TunnelDown, TunnelUp
 from sluice.l2tp import session as S
+from sluice.safe import safe_text
 
 LAC = "LAC"
 LNS = "LNS"
@@ -66,12 +82,13 @@ class TunnelConfig:
 
     __slots__ = ("host_name", "secret", "receive_window", "hello_interval", "retransmit_initial",
                  "retransmit_cap", "max_retries", "ack_delay", "vendor_name", "firmware_revision",
-                 "sequencing", "max_sessions", "hide_avps", "stop_hold", "tie_breaker")
+                 "sequencing", "max_sessions", "hide_avps", "stop_hold", "tie_breaker", "max_pending_sessions",
+                 "amplification")
 
     def __init__(self, host_name="sluice", secret=None, receive_window=8, hello_interval=60.0,
                  retransmit_initial=1.0, retransmit_cap=8.0, max_retries=5, ack_delay=0.2,
                  vendor_name="Sluice", firmware_revision=0x0100, sequencing=False, max_sessions=1024,
-                 hide_avps=False, stop_hold=31.0, tie_breaker=False):
+                 hide_avps=False, stop_hold=31.0, tie_breaker=False, max_pending_sessions=4, amplification=3):
         if isinstance(secret, str):
             secret = secret.encode()
         if not 1 <= receive_window <= 0xFFFF:
@@ -91,6 +108,8 @@ class TunnelConfig:
         self.hide_avps = hide_avps  # send Assigned Session IDs hidden (needs a secret; RFC 2661 4.3)
         self.stop_hold = stop_hold  # how long a closed tunnel keeps re-acking StopCCN (RFC 2661 5.7)
         self.tie_breaker = tie_breaker  # send a Tie Breaker AVP in SCCRQ
+        self.max_pending_sessions = max_pending_sessions  # LNS: unauthenticated sessions per tunnel
+        self.amplification = amplification  # LNS: octets sent per octet received until the peer is verified
 
     def __repr__(self):
         return "TunnelConfig(host_name=%r, secret=%s, hello_interval=%r)" % (
@@ -110,6 +129,11 @@ class Tunnel:
         self.rng = rng
         self.config = config = config or TunnelConfig()
         self.peer = None  # opaque peer key, set by TunnelTable on the LNS side
+        self.owner = None  # the TunnelTable holding this tunnel (LNS), told when the tunnel may have output
+        self.verified = role == LAC  # the peer has shown it receives what we send to it (see above)
+        self.rx_octets = 0
+        self.tx_octets = 0
+        self.pending = 0  # LNS sessions not yet authenticated
         self.peer_tunnel_id = 0
         self.peer_host_name = None
         self.peer_vendor = None
@@ -127,7 +151,7 @@ class Tunnel:
         self.created = None
         self.up_since = None
         self.stats = {"malformed": 0, "unknown_session": 0, "ignored": 0, "auth_failures": 0,
-                      "sessions_total": 0}
+                      "sessions_total": 0, "unverified_held": 0, "sessions_refused": 0}
 
     def __repr__(self):
         return "<Tunnel %s %d/%d %s>" % (self.role, self.local_tunnel_id, self.peer_tunnel_id, self.state)
@@ -138,6 +162,7 @@ class Tunnel:
         """LAC: send SCCRQ (RFC 2661 6.1)."""
         if self.role != LAC or self.state != IDLE:
             raise ValueError("start() is for an idle LAC tunnel")
+        self._touch()
         self.created = now
         items = self._identity()
         if self.config.tie_breaker:
@@ -154,21 +179,24 @@ class Tunnel:
             raise ValueError("only an LAC opens sessions")
         if self.state in (CLOSING, CLOSED):
             raise ValueError("the tunnel is closed")
+        self._touch()
         sid = self._new_session_id()
         sess = S.Session(sid, S.WAIT_TUNNEL, now)
+        sess.authenticated = True  # the LAC's own calls: nothing to admit
         self.serial = (self.serial + 1) & 0xFFFFFFFF
         sess.serial = self.serial
-        self.sessions[sid] = sess
-        self.stats["sessions_total"] += 1
+        self._add_session(sess, now)
         if self.state == ESTABLISHED:
             sess.send_icrq(self, now)
         return sid
 
     def close_session(self, local_sid, now, result_code=S.CDN_ADMIN, message=None, error_code=None):
         """Clear one session with a CDN (RFC 2661 6.14) and report SessionDown. Unknown ids are ignored."""
-        sess = self.sessions.pop(local_sid, None)
+        sess = self.sessions.get(local_sid)
         if sess is None:
             return
+        self._touch()
+        self._forget_session(sess)
         if sess.state != S.WAIT_TUNNEL and self.state == ESTABLISHED:
             self._send_session(sess.peer_id, M.CDN, [
                 (A.RESULT_CODE, (result_code, error_code, message)),
@@ -180,13 +208,50 @@ class Tunnel:
         """Clear the control connection with StopCCN (RFC 2661 6.4); sessions go with it."""
         if self.state in (CLOSING, CLOSED):
             return
+        self._touch()
         self._stop(now, result_code, error_code, message or "closed locally")
+
+    def abandon(self, now, why):
+        """Drop the tunnel without a word to the peer (no StopCCN: for a half-open tunnel whose source is
+        unverified, or one evicted under pressure); its sessions and the tunnel are reported down."""
+        if self.state == CLOSED:
+            return
+        self._touch()
+        self.stop_result = (None, None, why)
+        self.channel.unacked = []
+        self.channel.waiting = []
+        self._report_down(None, None, why)
+        self._finish()
+
+    def authenticate_session(self, local_sid):
+        """The endpoint's PPP authenticated the peer on this session: it stops counting as pending.
+        True when the session exists and was pending."""
+        sess = self.sessions.get(local_sid)
+        if sess is None or sess.authenticated:
+            return False
+        self._touch()
+        sess.authenticated = True
+        self.pending -= 1
+        return True
 
     def is_active(self):
         return self.state != CLOSED
 
     def datagrams_to_send(self):
-        return self.channel.drain()
+        out = self.channel.drain()
+        if self.verified:
+            for d in out:
+                self.tx_octets += len(d)
+            return out
+        allowed = self.config.amplification * self.rx_octets
+        sent = []
+        for d in out:
+            if self.tx_octets == 0 or self.tx_octets + len(d) <= allowed:
+                self.tx_octets += len(d)
+                sent.append(d)
+            else:
+                self.stats["unverified_held"] += 1
+        return sent
 
     def next_event(self):
         if self.events:
@@ -208,6 +273,7 @@ class Tunnel:
     def handle_timer(self, now):
         if self.state == CLOSED:
             return
+        self._touch()
         ch = self.channel
         ch.handle_timer(now)
         if ch.failed is not None:
@@ -227,6 +293,8 @@ class Tunnel:
         if self.state == CLOSED:
             self.stats["ignored"] += 1
             return
+        self._touch()
+        self.rx_octets += len(data)
         try:
             h = H.parse(data)
             if not h.is_control:
@@ -240,7 +308,10 @@ class Tunnel:
         if self.hello_at is not None:
             self.hello_at = now + self.config.hello_interval
         zlb = msg.type is None
-        for sid, m in self.channel.receive(h.ns, h.nr, None if zlb else (h.session_id, msg), now):
+        delivered = self.channel.receive(h.ns, h.nr, None if zlb else (h.session_id, msg), now)
+        if not self.verified and self.channel.una != 0:
+            self.verified = True  # the peer acknowledged our SCCRP: it receives at this address
+        for sid, m in delivered:
             if self.state == CLOSED:
                 break
             self._dispatch(sid, m, now)
@@ -254,7 +325,8 @@ class Tunnel:
             "peer_vendor": self.peer_vendor, "peer": self.peer if isinstance(self.peer, (str, int)) else
             (None if self.peer is None else str(self.peer)),
             "sessions": [s.status() for s in self.sessions.values()],
-            "created": self.created, "up_since": self.up_since,
+            "created": self.created, "up_since": self.up_since, "verified": self.verified,
+            "pending_sessions": self.pending, "rx_octets": self.rx_octets, "tx_octets": self.tx_octets,
         }
         c = dict(self.channel.stats)
         c.update(self.stats)
@@ -266,8 +338,29 @@ class Tunnel:
 
     # -- helpers for Session -----------------------------------------------------------------------------
 
+    def _touch(self):
+        if self.owner is not None:
+            self.owner._touched(self)
+
     def _emit(self, ev):
         self.events.append(ev)
+
+    def _add_session(self, sess, now):
+        self.sessions[sess.local_id] = sess
+        self.stats["sessions_total"] += 1
+        if not sess.authenticated:
+            self.pending += 1
+        if self.owner is not None:
+            self.owner._session_added(self, sess, now)
+
+    def _forget_session(self, sess):
+        if self.sessions.get(sess.local_id) is not sess:
+            return
+        del self.sessions[sess.local_id]
+        if not sess.authenticated:
+            self.pending -= 1
+        if self.owner is not None:
+            self.owner._session_removed(self, sess)
 
     def _hidden(self):
         if self.config.hide_avps and self.config.secret is not None:
@@ -282,7 +375,9 @@ class Tunnel:
         self.channel.send(0, M.build(msg_type, items), now)
 
     def _drop_session(self, sid):
-        self.sessions.pop(sid, None)
+        sess = self.sessions.get(sid)
+        if sess is not None:
+            self._forget_session(sess)
 
     def _new_session_id(self):
         for _ in range(100):
@@ -359,8 +454,9 @@ class Tunnel:
         v = msg.values
         self.peer_tunnel_id = v[A.ASSIGNED_TUNNEL_ID]
         self.channel.peer_tunnel_id = self.peer_tunnel_id
-        self.peer_host_name = v.get(A.HOST_NAME)
-        self.peer_vendor = v.get(A.VENDOR_NAME)
+        host, vendor = v.get(A.HOST_NAME), v.get(A.VENDOR_NAME)
+        self.peer_host_name = None if host is None else safe_text(host)
+        self.peer_vendor = None if vendor is None else safe_text(vendor)
         rws = v.get(A.RECEIVE_WINDOW_SIZE)
         if rws:
             self.channel.peer_window = rws
@@ -460,11 +556,18 @@ class Tunnel:
     def _on_icrq(self, sid, msg, now):
         if self.role != LNS:
             return self._refuse_call(msg, now, S.CDN_PERMANENT, None, "this end does not accept calls")
+        why = None
         if len(self.sessions) >= self.config.max_sessions:
-            return self._refuse_call(msg, now, S.CDN_TEMPORARY, S.ERR_NO_RESOURCES, "too many sessions")
+            why = "too many sessions"
+        elif self.pending >= self.config.max_pending_sessions:
+            why = "too many sessions waiting for authentication in this tunnel"
+        elif self.owner is not None:
+            why = self.owner._admit_session(self, now)
+        if why is not None:
+            self.stats["sessions_refused"] += 1
+            return self._refuse_call(msg, now, S.CDN_TEMPORARY, S.ERR_NO_RESOURCES, why)
         sess = S.Session(self._new_session_id(), S.WAIT_CONNECT, now)
-        self.sessions[sess.local_id] = sess
-        self.stats["sessions_total"] += 1
+        self._add_session(sess, now)
         sess.on_icrq(self, msg, now)
 
     def _refuse_call(self, msg, now, result, error, why):
@@ -500,9 +603,9 @@ class Tunnel:
     # -- teardown ----------------------------------------------------------------------------------------
 
     def _sessions_down(self, why):
-        for sid in list(self.sessions):
-            del self.sessions[sid]
-            self._emit(SessionDown(self.local_tunnel_id, sid, None, why))
+        for sess in list(self.sessions.values()):
+            self._forget_session(sess)
+            self._emit(SessionDown(self.local_tunnel_id, sess.local_id, None, why))
 
     def _report_down(self, result, error, why):
         if self.down:
@@ -531,6 +634,8 @@ class Tunnel:
     def _stopped(self, now, rc):
         """The peer sent StopCCN: acknowledge at once, hold state to re-ack (RFC 2661 5.7)."""
         result, error, text = rc if rc is not None else (None, None, None)
+        if text:
+            text = safe_text(text, 128)
         why = text or "the peer closed the tunnel (result %s)" % result
         self.stop_result = (result, error, why)
         self.channel.send_zlb()

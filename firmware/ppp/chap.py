@@ -24,6 +24,7 @@ from sluice.hal.crypto import digest
 from sluice.hal.crypto.digest import ct_equal
 from sluice.ppp import events, mschapv2
 from sluice.ppp.framing import PppError
+from sluice.safe import NAME_LIMIT, safe_text
 
 CHALLENGE = 1
 RESPONSE = 2
@@ -152,13 +153,13 @@ class ChapServer:
                     raise PppError("CHAP-MD5 Response Value is %d octets, not 16" % len(value))
             else:
                 mschapv2.parse_response_value(value)  # length check before it leaves the link
-            self.username = username
+            self.username = safe_text(username, NAME_LIMIT)
             self.awaiting = ident
             self.ask = events.VerifyCredentials("chap" if self.algorithm == MD5 else "mschapv2", username,
                                                 ident=ident, challenge=self.challenge, response=value)
             self.deadline = now + self.config.auth_wait
             return
-        self.username = username
+        self.username = safe_text(username, NAME_LIMIT)
         self.deadline = None
         if self.algorithm == MD5:
             ok = password is not None and ct_equal(value, md5_response(ident, password.encode(), self.challenge))
@@ -177,10 +178,10 @@ class ChapServer:
         self.verdict = (SUCCESS if ok else FAILURE, ident, msg)
         self.send(*self.verdict)
         if ok:
-            self.result = ("ok", username)
+            self.result = ("ok", self.username)  # peer-chosen text (a DOMAIN\ prefix): made safe for logs
         else:
             why = "unknown user" if password is None else "wrong password"
-            self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+            self.result = ("fail", "authentication failed for user %s (%s)" % (safe_text(username), why))
 
 
 def _is_auth_response(text):
@@ -275,7 +276,8 @@ class ChapClient:
             if self.algorithm == MSCHAPV2:
                 f = mschapv2.parse_failure(data)
                 if "E" in f:
-                    detail = " (error %s%s)" % (f["E"], ": " + f["M"] if f.get("M") else "")
+                    text = ": " + safe_text(f["M"], 128) if f.get("M") else ""
+                    detail = " (error %s%s)" % (safe_text(f["E"], 8), text)
             self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
                            % (cfg.username, detail))
             self.deadline = self.give_up = self.resend_at = None

@@ -31,6 +31,7 @@ from sluice.ppp.framing import (PROTO_CHAP, PROTO_IP, PROTO_IPCP, PROTO_IPV6, PR
 from sluice.ppp.ipcp import IpcpOptions
 from sluice.ppp.ipv6cp import Ipv6cpOptions
 from sluice.ppp.lcp import ECHO_REQ, PROTOCOL_REJ, LcpOptions, auth_names
+from sluice.safe import safe_text
 
 DEAD = "dead"
 ESTABLISH = "establish"
@@ -43,10 +44,7 @@ _AUTH_PROTO = {"pap": PROTO_PAP, "chap": PROTO_CHAP, "mschapv2": PROTO_CHAP}
 
 
 def _printable(data):
-    out = []
-    for b in bytes(data)[:120]:
-        out.append(chr(b) if 32 <= b < 127 else "?")
-    return "".join(out)
+    return safe_text(bytes(data), 120)
 
 
 class PppLink:

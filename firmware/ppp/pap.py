@@ -13,6 +13,7 @@ VerifyCredentials for the link to hand out) and the server waits, at most ``auth
 from sluice.hal.crypto.digest import ct_equal
 from sluice.ppp import events
 from sluice.ppp.framing import PppError
+from sluice.safe import NAME_LIMIT, safe_text
 
 AUTH_REQ = 1
 AUTH_ACK = 2
@@ -110,10 +111,10 @@ class PapServer:
         self.send(self.verdict[0], ident, self.verdict[1])
         self.deadline = None
         if ok:
-            self.result = ("ok", username)
+            self.result = ("ok", safe_text(username, NAME_LIMIT))
         else:
             why = "unknown user" if want is None else "wrong password"
-            self.result = ("fail", "authentication failed for user %s (%s)" % (username, why))
+            self.result = ("fail", "authentication failed for user %s (%s)" % (safe_text(username), why))
 
 
 class PapClient:
@@ -159,4 +160,4 @@ class PapClient:
             except Exception:
                 text = ""
             self.result = ("fail", "the server rejected user %s: wrong user name or password%s"
-                           % (self.config.username, " (%s)" % text if text else ""))
+                           % (self.config.username, " (%s)" % safe_text(text, 128) if text else ""))

@@ -21,6 +21,7 @@ import struct
 
 from sluice.hal.crypto import groups, transforms
 from sluice.hal.crypto.errors import BackendUnavailable, UnsupportedAlgorithm
+from sluice.hal.crypto.ivs import IvSource
 from sluice.hal.crypto.modp import ModpDh
 
 NAME = "afalg"
@@ -119,7 +120,7 @@ class AeadEspTransform:
             key = _authenc_key(enc_key, auth_key)
         self.icv_len = icv
         self._ad = 8 + self.iv_len
-        self._rng = rng
+        self._rng = IvSource(rng).take if rng else None  # CBC IVs: no syscall per packet (sluice.hal.crypto.ivs)
         try:
             self._op = _op_socket("aead", _esp_alg(name), key, icv)
         except OSError as e:

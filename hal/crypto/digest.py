@@ -31,6 +31,12 @@ def ct_equal(a, b):
     return r == 0
 
 
+if _compare_digest is not None:
+    # The C function itself where the port has it: ct_equal runs once per CBC packet (the ICV), and the
+    # Python wrapper around it measured 0.1-0.3 us there. Same function, same contract.
+    ct_equal = _compare_digest  # noqa: F811
+
+
 def _native(name):
     if _hashlib is None:
         return None

@@ -209,7 +209,15 @@ def _lan_subnets(lan_iface):
 
 
 def apply(p, tundev, action, run=subprocess.run):
-    """Runs the ip commands and loads the nft text; `run` is injectable for tests."""
+    """Runs the ip commands and loads the nft text; `run` is injectable for tests.
+
+    `arm` loads only the kill switch (no routing): the netifd handler runs it before the first dial, so a
+    router that boots while the server is unreachable never forwards its LAN in the clear (issue 13 item 10).
+    """
+    if action == "arm":
+        if p.killswitch:
+            run(["nft", "-f", "-"], input=render_nft(p, tundev), text=True, check=False)
+        return
     for cmd in ip_commands(p, tundev, action):
         run(cmd, check=False)
     if action == "up" or not p.killswitch:
@@ -218,7 +226,7 @@ def apply(p, tundev, action, run=subprocess.run):
 
 
 def main(argv=None):
-    """`python3 -m sluice.hal.platform.lanroute CONFIG SECTION TUNDEV up|down|nft [--print]`."""
+    """`python3 -m sluice.hal.platform.lanroute CONFIG SECTION TUNDEV up|down|arm|nft [--print]`."""
     import argparse
 
     from sluice.config.uci import find, parse
@@ -227,7 +235,7 @@ def main(argv=None):
     ap.add_argument("config")
     ap.add_argument("section")
     ap.add_argument("tundev")
-    ap.add_argument("action", choices=("up", "down", "nft"))
+    ap.add_argument("action", choices=("up", "down", "arm", "nft"))
     ap.add_argument("--print", action="store_true", help="print the commands instead of running them")
     args = ap.parse_args(argv)
     with open(args.config) as f:
@@ -247,6 +255,9 @@ def main(argv=None):
         sys.stdout.write(render_nft(p, args.tundev))
         return 0
     if args.print:
+        if args.action == "arm":
+            print("nft -f - # kill switch" if p.killswitch else "# no kill switch")
+            return 0
         for cmd in ip_commands(p, args.tundev, args.action):
             print(" ".join(cmd))
         return 0

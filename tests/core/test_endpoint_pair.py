@@ -162,7 +162,8 @@ def test_unauthenticated_sessions_do_not_hold_the_server():
     p.client._pump_tunnel(p.now)
     p.pump()
     pre = [s for s in p.server.sessions.values() if not s.authed]
-    assert len(pre) <= 4 and p.server.counters["rejected_preauth"] >= 4
+    assert len(pre) <= 4 and len(p.server.sessions) <= 5  # 8 asked: at most 4 wait, besides the real one
     p.advance(40)
     assert [s for s in p.server.sessions.values() if not s.authed] == []
-    assert p.server.counters["preauth_timeouts"] >= 1
+    assert p.server.table.stats["pending_expired"] >= 1
+    assert p.server.authed == 1 and p.client.state == "up"  # the real session was never at risk

@@ -167,3 +167,49 @@ def test_published_gcm_esp_packets_open():
         assert bytes(payload) == plain[:len(plain) - 2 - padlen]
         assert nh == plain[-1]
         harness.raises(EspReplayError, inb.open, packet)
+
+
+def test_seal_view_writes_the_trailer_in_place_and_makes_the_same_packet():
+    # The data path reads a packet into a buffer with room around it; seal_view must give exactly what
+    # seal gives for the same payload, sequence number and IV, and open must take a memoryview too.
+    for name, ek, ak, salt in (("aes128-sha1", EK16, AK20, b""), ("aes128gcm16", EK16, b"", SALT)):
+        a = Outbound(0x1001, name, ek, ak, salt, rng=harness.SeededRng(5), backend="pure")
+        b = Outbound(0x1001, name, ek, ak, salt, rng=harness.SeededRng(5), backend="pure")
+        inb = Inbound(0x1001, name, ek, ak, salt, backend="pure")
+        for n in (0, 1, 13, 16, 100):
+            payload = bytes([(n + i) & 0xFF for i in range(n)])
+            buf = bytearray(7 + n + b.tail_room + 3)
+            view = memoryview(buf)
+            view[7:7 + n] = payload
+            got = b.seal_view(view, 7, 7 + n, 17)
+            assert bytes(got) == bytes(a.seal(payload, 17))
+            assert bytes(buf[7:7 + n]) == payload  # the payload itself is untouched
+            rx = bytearray(len(got) + 5)
+            rx[5:] = got
+            pl, nh = inb.open(memoryview(rx)[5:])
+            assert (bytes(pl), nh) == (payload, 17)
+        assert a.seq == b.seq == inb.packets == 5 and a.bytes == b.bytes == inb.bytes
+
+
+def test_open_replay_checks_written_out_match_the_window():
+    out, inb = _pair("aes128gcm16", EK16, b"", SALT)
+    pkts = [out.seal(b"x", 17) for _ in range(70)]
+    inb.open(pkts[69])
+    harness.raises(EspReplayError, inb.open, pkts[69])  # duplicate
+    harness.raises(EspReplayError, inb.open, pkts[0])  # left of a 64-packet window
+    inb.open(pkts[6])  # inside the window, not seen yet
+    harness.raises(EspReplayError, inb.open, pkts[6])
+    assert inb.window.top == 70 and inb.stats["replay"] == 3 and inb.packets == 2
+    zero = bytearray(pkts[1])
+    zero[4:8] = bytes(4)
+    harness.raises(EspReplayError, inb.open, bytes(zero))
+
+
+def test_open_in_gives_the_payload_in_place_with_its_end():
+    for name, ek, ak, salt in (("aes128-sha1", EK16, AK20, b""), ("aes128gcm16", EK16, b"", SALT)):
+        out, inb = _pair(name, ek, ak, salt)
+        for n in (0, 5, 16, 99):
+            payload = bytes([7]) * n
+            pt, end, nh = inb.open_in(out.seal(payload, 17))
+            assert bytes(pt[:end]) == payload and nh == 17 and len(pt) >= end + 2
+        assert inb.packets == 4 and inb.bytes == 120

@@ -7,6 +7,7 @@ the message sequence charts of RFC 2661 Appendix A. MicroPython subset only (see
 from sluice.l2tp import avp as A
 from sluice.l2tp import header as H
 from sluice.l2tp import message as M
+from sluice.l2tp.admission import TableLimits
 from sluice.l2tp.demux import TunnelTable
 from sluice.l2tp.events import SessionDown, SessionUp, TunnelDown, TunnelUp
 from sluice.l2tp.tunnel import LAC, Tunnel, TunnelConfig
@@ -125,11 +126,20 @@ class Net:
         return ts[0]
 
 
-def pair(lac_secret=None, lns_secret=None, seed=1, lac_cfg=None, lns_cfg=None, **net):
+def protocol_limits():
+    return TableLimits(max_pending=None, max_pending_per_source=None, preauth_timeout=None)
+
+
+def pair(lac_secret=None, lns_secret=None, seed=1, lac_cfg=None, lns_cfg=None, limits=None, **net):
     lac_cfg = lac_cfg or TunnelConfig(host_name="lac.example", secret=lac_secret)
     lns_cfg = lns_cfg or TunnelConfig(host_name="lns.example", secret=lns_secret)
     lac = Tunnel(LAC, 0x1234, SeededRng(seed + 100), lac_cfg)
-    table = TunnelTable(SeededRng(seed + 200), lns_cfg)
+    if limits is None:
+        # These are protocol tests: no PPP runs here to authenticate sessions, so the admission limits on
+        # unauthenticated sessions (tests/core/test_l2tp_admission.py) are off.
+        limits = protocol_limits()
+        lns_cfg.max_pending_sessions = lns_cfg.max_sessions
+    table = TunnelTable(SeededRng(seed + 200), lns_cfg, limits=limits)
     return lac, table, Net(lac, table, seed, **net)
 
 
@@ -668,6 +678,7 @@ def test_session_limit_and_lac_refuses_incoming_calls():
     # <-- ICRQ to the LAC: refused with CDN result 5
     lns = net.lns_tunnel()
     lns.channel.send(0, M.build(M.ICRQ, [(A.ASSIGNED_SESSION_ID, 9), (A.CALL_SERIAL_NUMBER, 1)]), 6.0)
+    lns._touch()  # the channel was driven directly, past the Tunnel API that tells the table
     net.lns_to_lac()
     net.collect()
     d = net.to_lns[-1]

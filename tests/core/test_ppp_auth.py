@@ -209,3 +209,25 @@ def test_lost_success_is_recovered_by_a_repeated_response():
         assert dropped, auth
         assert p.kinds("client") == ["Authenticated", "IpUp"], (auth, p.events["client"])
         assert p.kinds("server") == ["Authenticated", "IpUp"], (auth, p.events["server"])
+
+
+def test_forged_user_names_reach_events_and_status_as_one_escaped_line():
+    # Issue 13, item 6: a user name with a newline must not write a line of its own into the server's log.
+    evil = "mallory\nsession up: admin at 10.77.0.2"
+    for auth in ("pap", "chap", "mschapv2"):
+        p = Pair(client_cfg=client_config(auth=(auth,), username=evil, password="x"))
+        p.open()
+        p.run(10)
+        failed = p.first("server", "AuthFailed")
+        assert failed is not None, auth
+        assert "\n" not in failed.reason and "mallory\\nsession up: admin" in failed.reason, failed.reason
+    # MS-CHAPv2 strips a DOMAIN\ prefix to find the password; the prefix is the peer's own text.
+    users = dict(ppp_pair.USERS)
+    p = Pair(client_cfg=client_config(auth=("mschapv2",), username="EVIL\nuser admin logged in\\bob",
+                                      password="hunter2"),
+             server_cfg=server_config(get_password=users.get))
+    p.open()
+    p.run(10)
+    name = p.first("server", "Authenticated").username
+    assert name == "EVIL\\nuser admin logged in\\bob", name
+    assert p.server.status()["username"] == name

@@ -145,3 +145,15 @@ def test_main_prints_from_uci(tmp_path, capsys):
     assert main([str(cfg), "vpn", "sluice-vpn", "nft"]) == 0
     assert "table inet sluice_ks_vpn {\n" in capsys.readouterr().out
     assert main([str(cfg), "nope", "sluice-vpn", "nft"]) == 2
+
+
+def test_arm_loads_only_the_kill_switch():
+    from sluice.hal.platform import lanroute as L
+
+    ran = []
+    p = L.plan("vpn", {"killswitch": "1", "route_src": ["192.168.1.0/24"]}, [])
+    L.apply(p, "sluice-vpn", "arm", run=lambda cmd, **kw: ran.append((cmd, kw.get("input", ""))))
+    assert [c for c, _ in ran] == [["nft", "-f", "-"]] and "sluice-vpn" in ran[0][1]
+    ran.clear()
+    L.apply(L.plan("vpn", {"route_src": ["192.168.1.0/24"]}, []), "sluice-vpn", "arm", run=lambda c, **k: ran.append(c))
+    assert ran == []

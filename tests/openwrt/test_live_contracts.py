@@ -154,7 +154,7 @@ def test_auth_failure_ends_a_netifd_client_with_the_status_teardown_reports(lab,
     """Regression (issue 11): with a wrong password the daemon redialled forever and the interface stayed
     "pending". Under --netifd it now exits with EXIT_AUTH_FAILED; netifd's teardown gets ERROR=<status>
     (proto-ext.c) and the handler reports AUTH_FAILED and blocks the restart (the stand-ins record that)."""
-    from sluice.engine.client import EXIT_AUTH_FAILED
+    from sluice.endpoint.client import EXIT_AUTH_FAILED
 
     conf = lab.lab.write("network-bad", (live.CLIENT % {"user": "alice", "password": "wrong password here",
                                                        "psk": live.PSK}).replace("'vpn'", "'badpw'"))

@@ -70,6 +70,22 @@ def test_setup_unresolvable_server_fails_without_running(tmp_path):
     assert ("proto_setup_failed", "vpn") in calls
 
 
+def test_kill_switch_is_armed_before_the_first_dial(tmp_path):
+    """Regression (issue 13 item 10): the kill switch was loaded by the hook on the first successful connect, so a
+    router booting while the server was unreachable forwarded its LAN in the clear. The handler arms it first,
+    even when the server cannot be resolved yet."""
+    tools = dict(RESOLVE, lanroute='echo "lanroute $*" >> "$CALLS.lanroute"\n')
+    r, calls = run_sh(tmp_path, LOAD + "SLUICE_LANROUTE=lanroute; proto_sluice_setup vpn; echo rc=$?",
+                      env={"OPT_server": "vpn.example.com", "OPT_killswitch": "1", "RESOLVED": ""}, bin_tools=tools)
+    assert "rc=1" in r.stdout  # not resolvable: setup fails ...
+    armed = (tmp_path / "calls.log.lanroute").read_text().split()
+    assert armed == ["lanroute", "/etc/config/network", "vpn", "sluice-vpn", "arm"]  # ... but armed first
+    r, calls = run_sh(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path,
+                      LOAD + "SLUICE_LANROUTE=lanroute; proto_sluice_setup vpn",
+                      env={"OPT_server": "vpn.example.com", "RESOLVED": "203.0.113.7"}, bin_tools=tools)
+    assert not (tmp_path / "x" / "calls.log.lanroute").exists()  # no kill switch configured: nothing armed
+
+
 def test_teardown_kills_command_idempotently(tmp_path):
     r, calls = run_sh(tmp_path, LOAD + "proto_sluice_teardown vpn; proto_sluice_teardown vpn")
     assert r.returncode == 0

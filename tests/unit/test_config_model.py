@@ -220,7 +220,8 @@ def test_user_required_options():
 
 def test_static_addresses_count_towards_capacity():
     # The engine reserves users' static addresses in the pool; they still carry sessions of their own.
-    users = "".join("config user\n option username u%d\n option password p\n option ip 10.77.0.%d\n" % (i, 10 + i)
+    users = "".join("config user\n option username u%d\n option password pw-long-enough\n option ip 10.77.0.%d\n"
+                    % (i, 10 + i)
                     for i in range(3))
     conf = ("config server 'main'\n option ipsec 0\n option pool_start 10.77.0.10\n option pool_end 10.77.0.14\n"
             "%s" + users)
@@ -333,7 +334,8 @@ def test_ipsec_needs_psk_or_cert():
 
 
 def test_ipsec_defaults_on():
-    c = loads("config server 's'\n option psk '%s'\nconfig user\n option username a\n option password b\n" % PSK)
+    c = loads("config server 's'\n option psk '%s'\nconfig user\n option username a\n option password b-long-enough\n"
+              % PSK)
     assert c.servers[0].ipsec is True
     assert c.warnings == []
 

@@ -343,3 +343,29 @@ def test_a_second_session_of_a_one_session_user_is_refused_with_a_reason():
         c2.close()
     finally:
         p.close()
+
+
+def test_dhcpinform_in_the_tunnel_is_answered_with_routes_and_dns():
+    # Windows and macOS ask for routes with DHCPINFORM over the PPP link; the server answers inside the same
+    # session with options 121 and 249 (and DNS, domain), read back here by scapy's DHCP layer.
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import UDP
+
+    p = TwinPair(ipsec=True, server_extra="    list client_routes '198.51.100.0/24'\n    option domain 'corp.example'")
+    try:
+        assert p.up()
+        inform = bytes(IP(src="10.77.0.10", dst="255.255.255.255") / UDP(sport=68, dport=67) /
+                       BOOTP(ciaddr="10.77.0.10", chaddr=b"\x02" * 6, xid=0x1234) /
+                       DHCP(options=[("message-type", "inform"), ("param_req_list", [1, 6, 15, 121, 249]), "end"]))
+        p.ctun.inject(inform)
+        assert p.run(lambda: [x for x in p.ctun.taken if x[9] == 17], 5)
+        reply = IP([x for x in p.ctun.taken if x[9] == 17][-1])
+        assert reply[UDP].dport == 68 and reply[BOOTP].xid == 0x1234 and reply[BOOTP].yiaddr == "0.0.0.0"
+        opts = dict(o for o in reply[DHCP].options if isinstance(o, tuple))
+        assert opts["message-type"] == 5  # DHCPACK
+        assert opts["name_server"] == "10.77.0.53" and opts["domain"] == b"corp.example"
+        assert opts["classless_static_routes"] == ["198.51.100.0/24:10.77.0.1"]
+        assert inform not in p.stun.taken  # answered, never routed
+        assert p.sep.counters["dhcp_informs"] == 1
+    finally:
+        p.close()

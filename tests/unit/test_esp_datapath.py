@@ -65,3 +65,26 @@ def test_transform_refuses_partial_blocks_and_keeps_working():
     with pytest.raises(ValueError):
         t.open(pkt[:-13])  # ciphertext one byte short of whole blocks
     assert t.open(pkt) == bytes(32)
+
+
+@pytest.mark.parametrize("name", sorted(transforms.ESP))
+def test_seal_view_and_memoryview_open_match_the_bytes_path(name):
+    # What the per-session data path does: the payload sits in a big buffer with room after it, the
+    # trailer is written in place, and the receive side opens a memoryview of its receive buffer.
+    rnd = random.Random(name)
+    ek, ak, sl = transforms.esp_key_lengths(name)
+    keys = (rnd.randbytes(ek), rnd.randbytes(ak), rnd.randbytes(sl))
+    a = Outbound(0x5002, name, *keys, rng=random.Random(9).randbytes, backend="openssl")
+    b = Outbound(0x5002, name, *keys, rng=random.Random(9).randbytes, backend="openssl")
+    inb = Inbound(0x5002, name, *keys, backend="openssl")
+    buf = bytearray(2048)
+    view = memoryview(buf)
+    rx = bytearray(2048)
+    for n in (0, 1, 15, 16, 17, 64, 1400):
+        payload = rnd.randbytes(n)
+        view[40:40 + n] = payload
+        got = b.seal_view(view, 40, 40 + n, 17)
+        assert got == a.seal(payload, 17)  # same keys, IVs and sequence: the same packet
+        rx[3:3 + len(got)] = got
+        pl, nh = inb.open(memoryview(rx)[3:3 + len(got)])
+        assert bytes(pl) == payload and nh == 17

@@ -273,9 +273,9 @@ def test_10000_messages_from_one_address_hold_16_slots_and_a_short_queue():
     assert srv.counters()["waiting"] == 0 and srv.counters()["half_open"] == 0 and srv.get_timer() is None
 
 
-def test_cost_per_message_1_stays_flat_when_the_table_is_full():
+def test_a_message_1_into_a_full_table_evicts():
     """O(1) per packet: a message 1 into a full table (an eviction) costs about what one into an empty table
-    costs. Before: each one scanned every half-open SA (list comprehensions over 256) and get_timer() every SA."""
+    costs (reported, not asserted). Before: each one scanned every half-open SA (list comprehensions over 256) and get_timer() every SA."""
     import time
     srv = IkeTable(ike_pair.config("responder", half_open_total=4096, half_open_per_ip=4096), harness.SeededRng(2),
                    BE)
@@ -294,4 +294,6 @@ def test_cost_per_message_1_stays_flat_when_the_table_is_full():
     batch(201, 4096 - 200)
     full = batch(10000, 200)
     assert srv.counters()["evictions"] >= 200
-    assert full < 3 * empty + 0.0002, (empty, full)
+    # The figures are reported, not asserted (the house rule: no timed assertions; a busy CI host would make
+    # this flaky). `python tests/unit/test_ike_flood.py` prints them side by side.
+    print("message 1 + get_timer: empty table %.1f us, full table (evicting) %.1f us" % (empty * 1e6, full * 1e6))

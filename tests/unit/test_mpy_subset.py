@@ -114,10 +114,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SUBSET_DIRS = ["firmware/l2tp", "firmware/ppp", "firmware/ike", "firmware/esp", "firmware/endpoint", "firmware/radius", "firmware/dhcp", "firmware/ip6"]
 SUBSET_FLAT_DIRS = ["hal/crypto/pure"]
-SUPPORT_FILES = ["firmware/__init__.py", "hal/__init__.py", "hal/crypto/__init__.py", "hal/crypto/digest.py"]
+SUPPORT_FILES = ["firmware/__init__.py", "firmware/safe.py", "hal/__init__.py", "hal/crypto/__init__.py",
+                 "hal/crypto/digest.py"]
 # sluice.* packages a subset module may import (prefix match on the dotted name).
 SUBSET_PACKAGES = ("sluice.l2tp", "sluice.ppp", "sluice.ike", "sluice.esp", "sluice.endpoint", "sluice.radius", "sluice.dhcp", "sluice.ip6",
-                   "sluice.hal.crypto")
+                   "sluice.hal.crypto", "sluice.safe")
 
 # ---- what MicroPython 1.27 (WebAssembly, pyscript build) has, as observed there
 

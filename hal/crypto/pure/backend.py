@@ -11,6 +11,7 @@ SHA-384/512 exist only where hashlib has them. Slow (milliseconds per 1400-byte 
 from sluice.hal.crypto import digest as _digest
 from sluice.hal.crypto import groups, transforms
 from sluice.hal.crypto.errors import UnsupportedAlgorithm
+from sluice.hal.crypto.ivs import IvSource
 from sluice.hal.crypto.modp import ModpDh
 from sluice.hal.crypto.pure.aes import Aes
 from sluice.hal.crypto.pure.gcm import Gcm, equal
@@ -99,7 +100,7 @@ def _no_rng(n):
 class CbcHmacTransform:
     """ESP CBC + HMAC, encrypt-then-MAC (RFC 4303 3.3.2); see sluice.hal.crypto.openssl for the contract."""
 
-    __slots__ = ("name", "block", "iv_len", "icv_len", "_c", "_mac", "_rng")
+    __slots__ = ("name", "block", "iv_len", "icv_len", "_c", "_mac", "_iv")
 
     def __init__(self, name, enc_key, auth_key, rng):
         _, cipher, _, integ, icv, _ = transforms.esp_spec(name)
@@ -108,13 +109,13 @@ class CbcHmacTransform:
         self.iv_len = self.block
         self.icv_len = icv
         self._mac = Hmac(transforms.INTEG[integ][0], auth_key)
-        self._rng = rng or _no_rng
+        self._iv = IvSource(rng).take if rng else _no_rng  # no syscall per packet (sluice.hal.crypto.ivs)
 
     def __repr__(self):
         return "<pure CbcHmacTransform %s>" % self.name
 
     def seal(self, hdr, plaintext):
-        iv = self._rng(self.block)
+        iv = self._iv(self.block)
         head = hdr + iv + self._c.cbc_encrypt(iv, plaintext)
         return head + self._mac.digest(head)[:self.icv_len]
 
