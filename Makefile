@@ -7,13 +7,11 @@ MPY_DIR := tests/micropython
 NODE_STAMP := $(MPY_DIR)/node_modules/.installed
 # Debian packages the daemon, the demo and the tests use (installed when missing and we are root).
 APT_PACKAGES := python3 python3-venv iproute2 iputils-ping nftables tshark tcpdump procps xl2tpd ppp strongswan-charon strongswan-swanctl libstrongswan-standard-plugins chromium shellcheck dash iperf3 conntrack freeradius freeradius-utils dhcpcd-base
-# The real OpenWrt programs (make test-openwrt-real builds uci, jshn, ubus, rpcd from their sources) need these.
-OPENWRT_REAL_APT := git cmake gcc libc6-dev libjson-c-dev busybox
 # The QEMU peer lab (make interop) needs these too.
 INTEROP_APT := mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client iperf3
 PYTEST_ARGS ?=
 
-.PHONY: setup deps install demo test test-fast test-openwrt-real interop bench lint clean
+.PHONY: setup deps install demo test test-fast interop bench lint clean
 
 setup: install
 	$(MAKE) demo
@@ -51,15 +49,6 @@ test: install
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not interop and not netns" $(PYTEST_ARGS)
 
-# The OpenWrt contract tests against the real uci, jshn, ubusd, rpcd and netifd scripts (built in .openwrt-real/).
-test-openwrt-real: install
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  missing=""; for p in $(OPENWRT_REAL_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi; \
-	fi
-	tests/openwrt/real/build.sh > .openwrt-real.env
-	. ./.openwrt-real.env && $(PY) -m pytest -q tests/unit/test_uci_real.py tests/openwrt $(PYTEST_ARGS)
-
 interop: install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; for p in $(INTEROP_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -71,4 +60,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(MPY_DIR)/node_modules .pytest_cache .hypothesis .openwrt-real .openwrt-real.env
+	rm -rf $(VENV) $(MPY_DIR)/node_modules .pytest_cache .hypothesis
