@@ -525,7 +525,7 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
             log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
         plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
-    make_ike = None
+    make_ike = None  # no IPsec: no IKE
     if section.ipsec:
         if backend is None:
             backend = choose_crypto(_crypto_option(config), log)
@@ -533,9 +533,7 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         from sluice.ike.table import IkeTable
 
         files = initiator_config(section)
-
-        def make_ike(local_ip, server_ip, files=files, backend=backend):
-            return IkeTable(files(local_ip, server_ip), rng, backend)
+        make_ike = _ike_factory(files, rng, backend, IkeTable)
     plane.backend = backend
     if datapath == "kernel" and section.ipsec:
         log.info("ESP is the kernel's (XFRM); the crypto backend serves IKE only")
@@ -548,6 +546,15 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         runner.transport = "fixed"
     plane.attach_tun()
     return runner
+
+
+def _ike_factory(files, rng, backend, table):
+    """(local_ip, server_ip) -> IkeTable: the client builds one per server address it dials."""
+
+    def make_ike(local_ip, server_ip):
+        return table(files(local_ip, server_ip), rng, backend)
+
+    return make_ike
 
 
 def _crypto_option(config):

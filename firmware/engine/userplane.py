@@ -538,7 +538,7 @@ class UserPlane:
 
     def _tun6(self, n, now):
         """One IPv6 packet read from the TUN at tbuf[HEADROOM:HEADROOM + n]."""
-        tbuf, tview = self.tbuf, self.tview
+        tview = self.tview
         if n < 40:
             return
         if self.role == "server":

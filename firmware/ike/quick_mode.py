@@ -34,8 +34,8 @@ from sluice.ike import keys as K
 from sluice.ike import natt
 from sluice.ike.crypt import chain_spans
 from sluice.ike.payloads import (HashPayload, IdPayload, IkeMalformed, KePayload, NatOaPayload, NoncePayload,
-                                 NotifyPayload, attr_int, SaPayload, encode_attributes, encode_payloads, find, find_all,
-                                 get_attr, life_attr, parse_attributes)
+                                 NotifyPayload, SaPayload, attr_int, encode_attributes, encode_payloads, find,
+                                 find_all, life_attr, parse_attributes)
 from sluice.ike.proposals import (EspChoice, NoProposalChosen, ProposalSet, check_esp_reply,
                                   decode_esp_transform, esp_sa_payload, match_esp)
 
