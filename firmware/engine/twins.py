@@ -32,8 +32,8 @@ class VirtualLoop:
         self._seq += 1
         heapq.heappush(self.timers, (deadline, self._seq, callback))
 
-    def step(self):
-        """Run what is ready now; if nothing is, advance the clock to the next timer. False when idle."""
+    def _run_due(self):
+        """Run every ready reader and every timer due now; True when anything ran."""
         ran = False
         for obj, cb in list(self.readers.values()):
             if getattr(obj, "pending", _none)():
@@ -43,7 +43,11 @@ class VirtualLoop:
             _, _, cb = heapq.heappop(self.timers)
             cb(self.t)
             ran = True
-        if ran:
+        return ran
+
+    def step(self):
+        """Run what is ready now; if nothing is, advance the clock to the next timer. False when idle."""
+        if self._run_due():
             return True
         if self.timers:
             self.t = max(self.t, self.timers[0][0])
@@ -64,16 +68,7 @@ class VirtualLoop:
         """Let `seconds` of virtual time pass, running whatever comes due."""
         end = self.t + seconds
         for _ in range(max_steps):
-            busy = False
-            for obj, cb in list(self.readers.values()):
-                if getattr(obj, "pending", _none)():
-                    cb(self.t)
-                    busy = True
-            while self.timers and self.timers[0][0] <= self.t:
-                _, _, cb = heapq.heappop(self.timers)
-                cb(self.t)
-                busy = True
-            if busy:
+            if self._run_due():
                 continue
             nxt = self.timers[0][0] if self.timers else end
             if nxt > end:
