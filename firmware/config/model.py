@@ -207,9 +207,10 @@ _PPP_OPTIONS = {
     "ifname": (V.parse_ifname, None),
     # Who carries ESP, L2TP data and PPP data: 'user' (Sluice, over a TUN device), 'kernel' (XFRM, l2tp_ppp
     # and a ppp unit per session; Sluice keeps IKE, L2TP control and PPP negotiation) or 'auto' (kernel where
-    # the probe finds xfrm_user, l2tp_netlink, l2tp_ppp, /dev/ppp and esp4, else user). The default stays
-    # 'user' until `auto` -> kernel has passed the peer lab's kernel cells on the routers' kernels (issue 10).
-    "datapath": (V.parse_choice(DATAPATHS), "user"),
+    # the probe finds xfrm_user, l2tp_netlink, l2tp_ppp, /dev/ppp and esp4 and the section uses nothing only
+    # the user-space path carries, else user). 'auto' is the default: on a router the kernel path is faster,
+    # smaller and the only one that reaches the SoC's crypto engine.
+    "datapath": (V.parse_choice(DATAPATHS), "auto"),
 }
 
 SERVER_OPTIONS = dict(_PPP_OPTIONS, **_IPSEC_OPTIONS)

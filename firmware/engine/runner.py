@@ -338,8 +338,11 @@ def _lifetime_bytes(section):
     return kb * 1024 if kb else None
 
 
-def _kernel_unsupported(section, role):
+def _kernel_unsupported(section, role, config=None):
     """Why this section needs the user-space path whatever the kernel has, or None."""
+    if role == "server" and (getattr(section, "rate_kbit", 0) or
+                             any(getattr(u, "rate_kbit", 0) for u in getattr(config, "users", ()) or ())):
+        return "rate_kbit is policed by the user-space path only (the kernel path does not shape)"
     if getattr(section, "ipv6", False):
         return "IPv6 in the tunnel is carried by the user-space path only (for now)"
     if role == "server" and (getattr(section, "client_routes", None) or getattr(section, "domain", None)):
@@ -347,13 +350,13 @@ def _kernel_unsupported(section, role):
     return None
 
 
-def choose_datapath(section, role, log, probe=None):
+def choose_datapath(section, role, log, probe=None, config=None):
     """('kernel' | 'user', why) for `option datapath`: 'user' as asked; 'kernel' when the probe passes (else
     the daemon refuses to start, saying what is missing); 'auto' the kernel where it can, else user space."""
-    want = getattr(section, "datapath", None) or "user"
+    want = getattr(section, "datapath", None) or "auto"
     if want == "user":
         return "user", "option datapath 'user'"
-    why = _kernel_unsupported(section, role)
+    why = _kernel_unsupported(section, role, config)
     if why is None:
         if probe is None:
             from sluice.hal.net.ppp_kernel import probe
@@ -374,7 +377,7 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     from sluice.engine.userplane import UserPlane
 
     if datapath is None:
-        datapath = choose_datapath(section, "server", log)[0]
+        datapath = choose_datapath(section, "server", log, config=config)[0]
     sockets = sockets or RealSockets(log)
     if tun is None:
         from sluice.hal.net.tun import TunDevice
@@ -503,7 +506,7 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
     from sluice.engine.userplane import UserPlane
 
     if datapath is None:
-        datapath = choose_datapath(section, "client", log)[0]
+        datapath = choose_datapath(section, "client", log, config=config)[0]
     sockets = sockets or RealSockets(log)
     if tun is None and datapath != "kernel":
         from sluice.hal.net.tun import TunDevice

@@ -196,10 +196,11 @@ def _sluice_ipsec(ipsec):
     return ["    option ipsec '1'", "    option psk '%s'" % PSK]
 
 
-def sluice_server(listen, auth="mschapv2", ipsec=False, extra=()):
+def sluice_server(listen, auth="mschapv2", ipsec=False, extra=(), datapath="user"):
     """A Sluice LNS config (UCI syntax, README.md / docs/design.md), one user; plain L2TP unless ipsec.
 
-    extra: more option lines for the server section (e.g. "option legacy '1'")."""
+    extra: more option lines for the server section (e.g. "option legacy '1'"). datapath: named explicitly,
+    because the default 'auto' would take the kernel path in a guest and change what a user-space cell tests."""
     return "\n".join([
         "config server 'main'",
         "    option listen '%s'" % listen,
@@ -209,6 +210,7 @@ def sluice_server(listen, auth="mschapv2", ipsec=False, extra=()):
         "    list dns '%s'" % POOL_LOCAL,
         "    list auth '%s'" % auth,
     ] + _sluice_ipsec(ipsec) + ["    " + l for l in extra] + [
+        "    option datapath '%s'" % datapath,
         "    option ifname 'sls0'",
         "",
         "config user",
@@ -218,8 +220,9 @@ def sluice_server(listen, auth="mschapv2", ipsec=False, extra=()):
     ])
 
 
-def sluice_client(server, ipsec=False):
-    """A Sluice LAC config dialing `server` (plain L2TP unless ipsec), routing the LNS's pool through the tunnel."""
+def sluice_client(server, ipsec=False, datapath="user"):
+    """A Sluice LAC config dialing `server` (plain L2TP unless ipsec), routing the LNS's pool through the tunnel;
+    datapath named explicitly as for sluice_server."""
     return "\n".join([
         "config client 'lab'",
         "    option server '%s'" % server,
@@ -227,6 +230,7 @@ def sluice_client(server, ipsec=False):
         "    option password '%s'" % PASSWORD,
     ] + _sluice_ipsec(ipsec) + [
         "    list routes '10.77.0.0/24'",
+        "    option datapath '%s'" % datapath,
         "    option ifname 'slc0'",
         "    option redial '0'",
         "",

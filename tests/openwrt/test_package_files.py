@@ -52,8 +52,11 @@ def test_makefile_installs_every_file():
     mk = (OPENWRT / "sluice/Makefile").read_text()
     for f in FILES.iterdir():
         assert "./files/" + f.name in mk, f.name
-    deps = re.search(r"\n\s+DEPENDS:=(.*)", mk).group(1).split()
+    deps = re.search(r"\n\s+DEPENDS:=((?:.*\\\n)*.*)", mk).group(1).replace("\\\n", " ").split()
     assert {"+kmod-tun", "+python3-light", "+python3-cryptography"} <= set(deps)
+    # datapath 'auto' (the default) finds the kernel path only with these: ESP (esp4, xfrm_user), GCM, l2tp_ppp
+    # (which pulls kmod-l2tp and kmod-ppp)
+    assert {"+kmod-ipsec4", "+kmod-crypto-gcm", "+kmod-pppol2tp"} <= set(deps)
     assert "python3-package.mk" in mk and "$(call Py3Package,sluice)" in mk
     assert re.search(r"define Package/sluice/conffiles\n/etc/config/sluice\nendef", mk)
     assert "/lib/netifd/proto/sluice.sh" in mk and "/usr/libexec/rpcd/sluice" in mk

@@ -216,7 +216,7 @@ def test_address_is_assigned_after_the_frame_that_authenticated():
 
         c2 = build_client(p.config, p.config.clients[0], p.loop, p.log, tun=MemoryTun("slc1"),
                           sockets=p.net.host("198.51.100.3", {"vpn.example.net": SERVER_IP}), host=MemoryHost(),
-                          rng=p.rng)
+                          rng=p.rng, datapath="user")
         c2.start(p.loop.time())
         assert p.run(lambda: c2.endpoint.state == "up", 30)
         sessions = list(p.sep.sessions.values())
@@ -272,7 +272,7 @@ def _restart_server(p):
     p.stun = MemoryTun("sls0")
     p.server = build_server(p.config, p.config.servers[0], p.loop, p.log, tun=p.stun,
                             sockets=p.net.host(SERVER_IP), host=MemoryHost(), rng=p.rng,
-                            backend=crypto.load("pure"))
+                            backend=crypto.load("pure"), datapath="user")
     p.server.start(p.loop.time())
 
 
@@ -331,7 +331,7 @@ def test_a_second_session_of_a_one_session_user_is_refused_with_a_reason():
         assert p.up()
         c2 = build_client(p.config, p.config.clients[0], p.loop, p.log, tun=MemoryTun("slc1"),
                           sockets=p.net.host("198.51.100.3", {"vpn.example.net": SERVER_IP}), host=MemoryHost(),
-                          rng=p.rng)
+                          rng=p.rng, datapath="user")
         c2.start(p.loop.time())
         assert p.run(lambda: c2.endpoint.last_error is not None, 30)
         assert c2.endpoint.state != "up" and p.cep.state == "up"

@@ -344,10 +344,24 @@ def test_kernel_refused_says_why():
         R.choose_datapath(sec, "client", Log(), probe=lambda: (False, "kmod-pppol2tp / l2tp_ppp missing"))
 
 
-def test_datapath_option_defaults_to_user():
+def test_datapath_option_defaults_to_auto():
     from sluice.config.model import SERVER_OPTIONS, CLIENT_OPTIONS
 
-    assert SERVER_OPTIONS["datapath"][1] == "user" and CLIENT_OPTIONS["datapath"][1] == "user"
+    assert SERVER_OPTIONS["datapath"][1] == "auto" and CLIENT_OPTIONS["datapath"][1] == "auto"
+    sec = type("S", (), {})()
+    assert R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))[0] == "kernel"
+
+
+@pytest.mark.parametrize("server_kbit,user_kbit", [(2000, 0), (0, 500)])
+def test_rate_limits_keep_auto_on_the_user_path_and_refuse_kernel(server_kbit, user_kbit):
+    sec = type("S", (), {"datapath": "auto", "rate_kbit": server_kbit})()
+    cfg = type("C", (), {"users": [type("U", (), {"rate_kbit": 0})(), type("U", (), {"rate_kbit": user_kbit})()]})()
+    log = Log()
+    assert R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"), config=cfg)[0] == "user"
+    assert "rate_kbit" in log.lines[-1]
+    sec.datapath = "kernel"
+    with pytest.raises(RuntimeError, match="rate_kbit"):
+        R.choose_datapath(sec, "server", Log(), probe=lambda: (True, "ok"), config=cfg)
 
 
 def test_status_text_names_the_kernel_path():

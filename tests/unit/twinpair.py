@@ -71,10 +71,10 @@ class TwinPair:
             backend = C.load(crypto)
         self.server = build_server(self.config, self.config.servers[0], self.loop, self.log, tun=self.stun,
                                    sockets=self.net.host(SERVER_IP), host=self.shost, rng=self.rng,
-                                   backend=backend)
+                                   backend=backend, datapath="user")
         self.client = build_client(self.config, self.config.clients[0], self.loop, self.log, tun=self.ctun,
                                    sockets=self.net.host(CLIENT_IP, {"vpn.example.net": SERVER_IP}),
-                                   host=self.chost, rng=self.rng, backend=backend)
+                                   host=self.chost, rng=self.rng, backend=backend, datapath="user")
         self.server.start(self.loop.time())
         self.client.start(self.loop.time())
 

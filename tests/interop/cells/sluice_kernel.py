@@ -137,7 +137,7 @@ def _crash_and_restart(g, iface, role, name):
 
 
 def _conf(text):
-    return text.replace("    option ifname", "    option datapath 'kernel'\n    option ifname", 1)
+    return text.replace("    option datapath 'user'", "    option datapath 'kernel'", 1)
 
 
 def cell_lac_kernel(bed):

@@ -121,6 +121,20 @@ AbstractValue.prototype.getUIElement = function(sid) {
 	var el = document.querySelector('[name="' + this.cbid(this.map.config, sid) + '"]');
 	return { getValue: function() { return el.value; }, setValue: function(v) { el.value = v; } };
 };
+// form.ListValue: value(key, title) adds a choice (form.js keeps keylist/vallist); rendered as a select
+function ListValue() { AbstractValue.apply(this, arguments); this.keylist = []; this.vallist = []; }
+ListValue.prototype = Object.create(AbstractValue.prototype);
+ListValue.prototype.value = function(key, val) {
+	this.keylist.push(String(key)); this.vallist.push((val != null) ? val : key);
+};
+ListValue.prototype.widget = function(conf, sid) {
+	var v = this.cfgvalue(conf, sid), self = this;
+	return E('select', { 'name': this.cbid(conf, sid) }, this.keylist.map(function(k, i) {
+		var a = { 'value': k };
+		if (k === v) a.selected = 'selected';
+		return E('option', a, self.vallist[i]);
+	}));
+};
 function DynamicList() { AbstractValue.apply(this, arguments); }
 DynamicList.prototype = Object.create(AbstractValue.prototype);
 DynamicList.prototype.widget = function(conf, sid) {
@@ -186,7 +200,7 @@ Map.prototype.render = function() {
 };
 
 var form = { Map: Map, TypedSection: TypedSection, TableSection: TableSection, NamedSection: TypedSection,
-	Value: Value, Flag: Flag, DynamicList: DynamicList, ListValue: Value, Button: Button };
+	Value: Value, Flag: Flag, DynamicList: DynamicList, ListValue: ListValue, Button: Button };
 
 var network = {
 	registerPatternVirtual: function(re) { H.patterns.push(re); },

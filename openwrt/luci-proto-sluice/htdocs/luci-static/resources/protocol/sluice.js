@@ -58,6 +58,13 @@ return network.registerProtocol('sluice', {
 		o = s.taboption('advanced', form.Flag, 'legacy', _('Legacy ciphers'),
 			_('Allow 3DES, MD5 and MODP1024 for old servers.'));
 
+		o = s.taboption('advanced', form.ListValue, 'datapath', _('Data path'),
+			_('Automatic: the kernel when its IPsec, L2TP and PPP modules are installed, else Sluice itself.'));
+		o.value('auto', _('Automatic'));
+		o.value('kernel', _('Kernel'));
+		o.value('user', _('Sluice (user space)'));
+		o.default = 'auto';
+
 		o = s.taboption('advanced', form.Value, 'cert', _('Client certificate file'));
 		o = s.taboption('advanced', form.Value, 'key', _('Client key file'));
 		o = s.taboption('advanced', form.Value, 'ca', _('CA certificate file'));

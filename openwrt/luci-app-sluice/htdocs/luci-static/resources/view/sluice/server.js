@@ -98,6 +98,13 @@ return view.extend({
 		o = s.option(form.Flag, 'legacy', _('Legacy ciphers'),
 			_('Adds 3DES, MD5 and MODP1024 for Android up to 11 and older clients.'));
 
+		o = s.option(form.ListValue, 'datapath', _('Data path'),
+			_('Automatic: the kernel (faster, less memory, uses the router\'s crypto engine) when its IPsec, L2TP and PPP modules are installed, else Sluice itself. The status page says which is in use.'));
+		o.value('auto', _('Automatic'));
+		o.value('kernel', _('Kernel'));
+		o.value('user', _('Sluice (user space)'));
+		o.default = 'auto';
+
 		o = s.option(form.Value, 'local_ip', _('Server address in the tunnel'));
 		o.datatype = 'ip4addr';
 		o.placeholder = '10.77.0.1';
