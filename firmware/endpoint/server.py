@@ -130,6 +130,7 @@ class ServerEndpoint(IpsecFront):
         self.sessions = {}  # (tid, sid) -> ServerSession
         self.by_ip = {}     # client address (str) -> ServerSession
         self.authed = 0     # sessions past authentication (what max_sessions bounds)
+        self.authed_by_user = {}    # username -> its authenticated sessions (max_sessions_per_user, O(1))
         self.counters = {"malformed": 0, "unknown_session": 0, "wrong_peer": 0, "early_data": 0,
                          "sessions_total": 0, "auth_failures": 0, "rejected_full": 0, "rejected_user_limit": 0, "dhcp_informs": 0}
         self.last_error = None
@@ -503,6 +504,17 @@ class ServerEndpoint(IpsecFront):
             self._drop_session(sess, now, notify_l2tp=True, cause=sess.close_cause or _cause(ev.reason))
 
     def _authenticated(self, sess, username, now):
+        if sess.authed:
+            # LCP renegotiated and the peer authenticated again (RFC 1661 allows it): the same user keeps its
+            # place and address; another name on the same session would inherit them, so it is refused.
+            if username != sess.username:
+                self.counters["auth_failures"] += 1
+                self.q.log("warning", "session of %s from %s re-authenticated as %s: closing it", sess.username,
+                           peer_text(sess.peer), username)
+                self._close_session(sess, now, "user changed on re-authentication", tell_peer=True)
+                return
+            sess.link.set_peer_address(sess.ip)
+            return
         sess.username = username
         self.q.log("info", "user %s authenticated from %s", username, peer_text(sess.peer))
         u = self.users.get(username)
@@ -523,7 +535,7 @@ class ServerEndpoint(IpsecFront):
                 self._drop_session(old, now, notify_l2tp=True)
         limit = getattr(self.srv, "max_sessions_per_user", 0) or 0
         if limit:
-            mine = len([s for s in self.sessions.values() if s.authed and s.username == username])
+            mine = self.authed_by_user.get(username, 0)
             if mine >= limit:
                 self.counters["rejected_user_limit"] += 1
                 why_ = "user %s already has %d session%s (max_sessions_per_user %d)" % (
@@ -539,6 +551,7 @@ class ServerEndpoint(IpsecFront):
             return
         sess.authed = True
         self.authed += 1
+        self.authed_by_user[username] = self.authed_by_user.get(username, 0) + 1
         try:
             sess.ip = self.pool.allocate(static, owner=username)
         except PoolExhausted as e:
@@ -555,6 +568,8 @@ class ServerEndpoint(IpsecFront):
             self._close_session(sess, now, "no address was agreed")
             return
         old = self.by_ip.get(ip)
+        if old is sess and sess.up_since is not None:
+            return      # IPCP renegotiated with the same address: the session, its route and accounting stay
         if old is not None and old is not sess:
             self.q.log("warning", "address %s moved from an older session of %s", ip, old.username)
             self._drop_session(old, now, notify_l2tp=True)
@@ -602,6 +617,11 @@ class ServerEndpoint(IpsecFront):
             self.v6.down(sess)
         if sess.authed:
             self.authed -= 1
+            n = self.authed_by_user.get(sess.username, 0) - 1
+            if n > 0:
+                self.authed_by_user[sess.username] = n
+            else:
+                self.authed_by_user.pop(sess.username, None)
         if sess.ip is not None:
             if self.by_ip.get(sess.ip) is sess:
                 del self.by_ip[sess.ip]

@@ -167,3 +167,27 @@ def test_unauthenticated_sessions_do_not_hold_the_server():
     assert [s for s in p.server.sessions.values() if not s.authed] == []
     assert p.server.table.stats["pending_expired"] >= 1
     assert p.server.authed == 1 and p.client.state == "up"  # the real session was never at risk
+
+
+def test_lcp_renegotiation_keeps_one_place_and_one_address():
+    # RFC 1661 lets a peer renegotiate LCP on an open link; authentication and IPCP then run again on the same
+    # session. That must not count the session twice toward max_sessions, take a second pool address, or
+    # announce the session a second time (a client looping this would fill the server).
+    p = Pair()
+    p.client.start(p.now)
+    assert p.pump()
+    s = list(p.server.sessions.values())[0]
+    for _ in range(3):
+        lcp = p.client.link.lcp
+        lcp.down(p.now)
+        lcp.up(p.now)
+        assert p.pump()
+        p.advance(5)
+    assert p.client.state == "up" and list(p.server.sessions.values()) == [s]
+    assert p.server.authed == 1 and p.server.authed_by_user == {"alice": 1}
+    assert p.server.pool.used() == 1 and s.ip == "10.77.0.10"
+    assert len(kinds(p.server_acts, "session_up")) == 1
+    p.client.disconnect(p.now)
+    p.pump()
+    p.advance(4)
+    assert p.server.authed == 0 and p.server.authed_by_user == {} and p.server.pool.used() == 0
