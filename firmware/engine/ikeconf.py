@@ -9,28 +9,6 @@ from sluice.ike.table import IkeConfig
 
 IKE_PORT = 500
 
-# What a client offers when the config names no proposals. A responder accepts a wide modern set
-# (proposals.default_ike/default_esp); an initiator offers a short list in preference order, the way Windows
-# and Apple do: the full cross product (about 40 phase-1 transforms) makes the first Main Mode message
-# 1.6 kB, which IP fragments, and NATs that drop fragments would block it.
-INITIATOR_IKE = ("aes256-sha256-modp2048,aes256-sha256-ecp256,aes128-sha256-modp2048,aes256-sha1-modp2048,"
-                 "aes128-sha1-modp2048,aes256-sha384-ecp384,aes256-sha256-modp3072,aes256-sha512-modp4096")
-INITIATOR_IKE_LEGACY = "aes256-sha1-modp1024,aes128-sha1-modp1024,3des-sha1-modp1024,3des-md5-modp1024"
-INITIATOR_ESP = "aes256gcm16,aes128gcm16,aes256-sha1,aes128-sha1,aes256-sha256,aes128-sha256"
-INITIATOR_ESP_LEGACY = "3des-sha1,aes256-md5,aes128-md5,3des-md5"
-
-
-def _initiator_default(kind):
-    base, extra = (INITIATOR_IKE, INITIATOR_IKE_LEGACY) if kind == "ike" else (INITIATOR_ESP, INITIATOR_ESP_LEGACY)
-
-    def make(legacy):
-        ps = P.ProposalSet.parse(base, kind)
-        if legacy:
-            ps.extend(P.ProposalSet.parse(extra, kind))
-        return ps
-
-    return make
-
 
 def _proposals(values, default, kind, legacy):
     if values:
@@ -51,17 +29,20 @@ def _utc_now():
     return datetime.now(timezone.utc)
 
 
-def _ike_config(section, role, files, **extra):
+def _ike_config(section, role, files, esp_filter=None, **extra):
     psk = section.psk.encode() if section.psk else None
     if role == "initiator":
-        ike_default, esp_default = _initiator_default("ike"), _initiator_default("esp")
+        ike_default, esp_default = P.initiator_ike, P.initiator_esp
     else:
         ike_default, esp_default = P.default_ike, P.default_esp
     cert, key, ca = files
+    esp = _proposals(section.esp, esp_default, "esp", section.legacy)
+    if esp_filter is not None:
+        esp = esp_filter(esp)
     return IkeConfig(
         role=role, psk=psk, cert=cert, key=key, ca=ca,
         ike=_proposals(section.ike, ike_default, "ike", section.legacy),
-        esp=_proposals(section.esp, esp_default, "esp", section.legacy),
+        esp=esp,
         ike_lifetime=getattr(section, "ike_lifetime", 28800), esp_lifetime=getattr(section, "lifetime", 3600),
         dpd_delay=section.dpd_delay, dpd_timeout=section.dpd_timeout, utc_now=_utc_now, **extra)
 
@@ -70,19 +51,45 @@ def _files(section):
     return (_read(section.cert), _read(section.key), _read(section.ca))
 
 
-def responder_config(section):
+def kernel_esp_filter(probe, log):
+    """ESP proposals -> only those the kernel can install (`probe(names)` -> the names it can, e.g.
+    hal.net.ppp_kernel.kernel_transforms): a router without kmod-crypto-gcm must not agree to AES-GCM and then
+    fail to install it. Probed once per algorithm, at start; what is dropped is logged once, with the package."""
+    known = {}
+
+    def only_kernel(pset):
+        names = [P.esp_algorithms(t) for t in pset]
+        ask = sorted(set(n for n in names if n not in known))
+        if ask:
+            ok = set(probe(ask))
+            for n in ask:
+                known[n] = n in ok
+            lost = [n for n in ask if not known[n]]
+            if lost:
+                log.warning("the kernel cannot carry ESP %s (missing crypto modules, e.g. kmod-crypto-gcm): not "
+                            "negotiated", ", ".join(lost))
+        kept = P.only_esp(pset, set(n for n in names if known[n]))
+        if not len(kept):
+            raise RuntimeError("the kernel can carry none of the ESP proposals (%s): install its crypto modules "
+                               "or set option datapath 'user'" % ", ".join(sorted(set(names))))
+        return kept
+
+    return only_kernel
+
+
+def responder_config(section, esp_filter=None):
     # With a wildcard listen address IKE must hash and name the address each datagram really arrived on
     # (learned per datagram): 0.0.0.0 in NAT-D would make every client think the server is behind NAT.
     local = None if section.listen in ("0.0.0.0", "") else section.listen
-    return _ike_config(section, "responder", _files(section), local_ip=local)
+    return _ike_config(section, "responder", _files(section), esp_filter, local_ip=local)
 
 
-def initiator_config(section):
+def initiator_config(section, esp_filter=None):
     """(local_ip, server_ip) -> IkeConfig for a client section; certificate files are read now, once."""
     files = _files(section)
 
     def make(local_ip, server_ip):
-        cfg = _ike_config(section, "initiator", files, server_name=getattr(section, "server_name", None),
+        cfg = _ike_config(section, "initiator", files, esp_filter, server_name=getattr(section, "server_name", None),
                           local_ip=local_ip)
         cfg.target = (server_ip, IKE_PORT)
         return cfg

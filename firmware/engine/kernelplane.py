@@ -198,6 +198,10 @@ class KernelPlane:
             self.loop.add_reader(ev.fileno() if ev.fileno() >= 0 else ev, self._on_events)
         return self.removed_at_start
 
+    def esp_supported(self, names):
+        """What of `names` (ESP transforms) the kernel can install: only those are negotiated (ikeconf)."""
+        return self.kp.esp_supported(names)
+
     def open_ipsec(self):
         client = self.role == "client"
         f = self.sockets

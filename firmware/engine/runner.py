@@ -409,7 +409,8 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
         from sluice.engine.ikeconf import responder_config
         from sluice.ike.table import IkeTable
 
-        ike = IkeTable(responder_config(section), rng, backend)
+        ike = IkeTable(responder_config(section, _kernel_esp(plane, log) if datapath == "kernel" else None), rng,
+                       backend)
     elif datapath == "kernel":
         plane.open_plain(plain_sock if plain_sock is not None else
                          plane.sockets.l2tp_udp(section.listen, section.port))
@@ -535,7 +536,7 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         from sluice.engine.ikeconf import initiator_config
         from sluice.ike.table import IkeTable
 
-        files = initiator_config(section)
+        files = initiator_config(section, _kernel_esp(plane, log) if datapath == "kernel" else None)
         make_ike = _ike_factory(files, rng, backend, IkeTable)
     plane.backend = backend
     if datapath == "kernel" and section.ipsec:
@@ -549,6 +550,13 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         runner.transport = "fixed"
     plane.attach_tun()
     return runner
+
+
+def _kernel_esp(plane, log):
+    """The ESP proposal filter of the kernel data path: only what this kernel can install is negotiated."""
+    from sluice.engine.ikeconf import kernel_esp_filter
+
+    return kernel_esp_filter(plane.esp_supported, log)
 
 
 def _ike_factory(files, rng, backend, table):

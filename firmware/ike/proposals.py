@@ -328,6 +328,42 @@ def default_esp(legacy=False):
     return ps
 
 
+# What an initiator offers when the config names no proposals. A responder accepts the wide modern set above;
+# an initiator offers a short list in preference order, the way Windows and Apple do: the full cross product
+# (about 40 phase-1 transforms) makes the first Main Mode message 1.6 kB, which IP fragments, and NATs that
+# drop fragments would block it.
+INITIATOR_IKE = ("aes256-sha256-modp2048,aes256-sha256-ecp256,aes128-sha256-modp2048,aes256-sha1-modp2048,"
+                 "aes128-sha1-modp2048,aes256-sha384-ecp384,aes256-sha256-modp3072,aes256-sha512-modp4096")
+INITIATOR_IKE_LEGACY = "aes256-sha1-modp1024,aes128-sha1-modp1024,3des-sha1-modp1024,3des-md5-modp1024"
+INITIATOR_ESP = "aes256gcm16,aes128gcm16,aes256-sha1,aes128-sha1,aes256-sha256,aes128-sha256"
+INITIATOR_ESP_LEGACY = "3des-sha1,aes256-md5,aes128-md5,3des-md5"
+
+
+def initiator_ike(legacy=False):
+    ps = ProposalSet.parse(INITIATOR_IKE, "ike")
+    if legacy:
+        ps.extend(ProposalSet.parse(INITIATOR_IKE_LEGACY, "ike"))
+    return ps
+
+
+def initiator_esp(legacy=False):
+    ps = ProposalSet.parse(INITIATOR_ESP, "esp")
+    if legacy:
+        ps.extend(ProposalSet.parse(INITIATOR_ESP_LEGACY, "esp"))
+    return ps
+
+
+def esp_algorithms(t):
+    """The data-plane transform name of an ESP proposal without its PFS group ('aes256gcm16', 'aes128-sha1'):
+    what a kernel or crypto backend has to implement for it."""
+    return EspTransform(t.encr, t.key_bits, t.integ).name()
+
+
+def only_esp(pset, supported):
+    """pset without the transforms whose algorithms are not in `supported` (a set of esp_algorithms names)."""
+    return ProposalSet("esp", [t for t in pset if esp_algorithms(t) in supported])
+
+
 # --- to the wire ------------------------------------------------------------------------------------------------
 
 def ike_sa_payload(pset, auth=C.AUTH_PSK, lifetime=28800):

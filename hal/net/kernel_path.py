@@ -64,6 +64,12 @@ class KernelPath:
 
     # --- ESP -----------------------------------------------------------------------------------------------
 
+    def esp_supported(self, names):
+        """The ESP transform names ('aes256gcm16', 'aes128-sha1') this kernel can install, probed on our socket."""
+        from sluice.hal.net.ppp_kernel import kernel_transforms
+
+        return kernel_transforms(names, self.xfrm)
+
     def install_child(self, local_ip, child, reqid, mark=None, limits=None, natt_port=4500, reqid_in=None):
         """Install the SA pair of a sluice.ike.events.ChildSaUp (keys are used here and not kept).
 

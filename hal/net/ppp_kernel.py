@@ -151,14 +151,17 @@ PROBE_SRC = "127.0.0.2"
 PROBE_DST = "127.0.0.3"
 
 
-def probe_esp(transforms=("aes128-sha1",)):
+def probe_esp(transforms=("aes128-sha1",), xfrm_api=None):
     """(ok, reason): add and remove a throw-away SA per transform on loopback addresses (reqid in Sluice's range,
-    so a crash in between leaves nothing flush_ours misses). Fails when esp4 or an algorithm is missing."""
+    so a crash in between leaves nothing flush_ours misses). Fails when esp4 or an algorithm is missing.
+    xfrm_api: an open sluice.hal.net.xfrm.Xfrm to use (and leave open); default a new one."""
     from sluice.hal.crypto import transforms as tf
     from sluice.hal.net import netlink, xfrm
 
+    x = xfrm_api
     try:
-        x = xfrm.Xfrm()
+        if x is None:
+            x = xfrm.Xfrm()
     except OSError as e:
         return False, "no kernel IPsec (%s)" % _why(e)
     try:
@@ -178,14 +181,15 @@ def probe_esp(transforms=("aes128-sha1",)):
     except OSError as e:
         return False, "kernel IPsec probe failed: %s" % _why(e)
     finally:
-        x.close()
+        if xfrm_api is None:
+            x.close()
     return True, "ESP %s in the kernel" % ", ".join(transforms)
 
 
-def kernel_transforms(candidates):
+def kernel_transforms(candidates, xfrm_api=None):
     """The ESP transform names from `candidates` this kernel can install (for kernel-mode proposals)."""
     out = []
     for name in candidates:
-        if probe_esp((name,))[0]:
+        if probe_esp((name,), xfrm_api)[0]:
             out.append(name)
     return out

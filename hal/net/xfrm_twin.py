@@ -22,6 +22,7 @@ class XfrmTwin:
         self.pending = []    # events for recv_events()
         self.requests = []   # every message received, for tests that look at them
         self.index = 0
+        self.missing = set()  # kernel algorithm names this twin's kernel lacks ("rfc4106(gcm(aes))"): ENOSYS
 
     def fileno(self):
         return -1
@@ -40,6 +41,9 @@ class XfrmTwin:
         ((mtype, _flags, _seq, _pid, payload),) = nl.split_messages(msg)
         if mtype in (xfrm.NEWSA, xfrm.UPDSA):
             s = xfrm.parse_sa(payload)
+            for alg in (s.crypt, s.auth, s.aead):
+                if alg is not None and alg[0] in self.missing:   # the kernel without the crypto module
+                    raise nl.NetlinkError(38, "%s: %s" % (what, nl.strerror(38)))
             key = (s.dst, s.spi)
             if mtype == xfrm.NEWSA and key in self.sas:
                 raise nl.NetlinkError(17, "%s: %s" % (what, nl.strerror(17)))

@@ -378,3 +378,33 @@ def test_status_text_names_the_kernel_path():
     st["datapath"] = "user"
     st["tunnels"][0]["sessions"][0]["datapath"] = "user"
     assert "kernel" not in format_status(st)
+
+
+class WarnLog(Log):
+    def warning(self, fmt, *a):
+        self.lines.append(fmt % a if a else fmt)
+
+
+def test_only_esp_the_kernel_can_install_is_negotiated():
+    # A router without kmod-crypto-gcm: the kernel answers ENOSYS for rfc4106(gcm(aes)). GCM must then be neither
+    # accepted (server) nor offered (client), or the tunnel would come up and its SAs fail to install.
+    from sluice.engine.ikeconf import initiator_config, responder_config
+    from sluice.ike import proposals as P
+
+    twin, kp, plane, *_ = make()
+    twin.missing.add("rfc4106(gcm(aes))")
+    log = WarnLog()
+    srv = type("S", (), dict(psk="k", ike=None, esp=None, legacy=False, cert=None, key=None, ca=None, listen="0.0.0.0",
+                             dpd_delay=30, dpd_timeout=120))()
+    cfg = responder_config(srv, R._kernel_esp(plane, log))
+    names = cfg.esp.names()
+    assert names and not [n for n in names if "gcm" in n]
+    assert len(cfg.esp) == len([t for t in P.default_esp() if "gcm" not in P.esp_algorithms(t)])
+    assert [l for l in log.lines if "aes128gcm16" in l and "aes256gcm16" in l and "kmod-crypto-gcm" in l]
+    assert not twin.sas                                     # the probes left nothing behind
+    make_cfg = initiator_config(srv, R._kernel_esp(plane, log))
+    assert make_cfg("192.0.2.9", "192.0.2.1").esp.names() == ["aes256-sha1", "aes128-sha1", "aes256-sha256",
+                                                              "aes128-sha256"]
+    srv.esp = ["aes256gcm16"]
+    with pytest.raises(RuntimeError, match="none of the ESP proposals .*datapath 'user'"):
+        responder_config(srv, R._kernel_esp(plane, log))
