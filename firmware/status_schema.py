@@ -32,6 +32,7 @@ SERVER_SESSION = {
     "state": str,  # "negotiating" | "up"
     "uptime": NUM,  # seconds since the session came up (0 while negotiating)
     "rx_bytes": int, "tx_bytes": int, "rx_packets": int, "tx_packets": int,  # IP bytes from / to the client
+    "datapath": str,  # who carries this session's packets: "kernel" | "user"
 }
 SERVER_TUNNEL = {
     "tunnel_id": int, "peer_tunnel_id": (int, None), "state": str,
@@ -43,6 +44,7 @@ SERVER = {
     "name": str, "role": "server", "pid": int,
     "time": int,  # the router's clock (Unix seconds) when the status was taken: since = time - uptime
     "listen": str, "ifname": STR_OR_NULL,
+    "datapath": str,  # "kernel" | "user": the daemon's data plane (each session says its own)
     "pool": {"start": str, "end": str, "used": int},
     "sessions": int,
     "tunnels": [SERVER_TUNNEL],
@@ -59,6 +61,7 @@ CLIENT_TUNNEL = {"tunnel_id": int, "peer_tunnel_id": (int, None), "state": str, 
 CLIENT = {
     "name": str, "role": "client", "pid": int, "time": int,
     "server": str, "ifname": STR_OR_NULL,
+    "datapath": str,  # "kernel" | "user"
     "state": str,  # "idle" | "connecting" | "configuring" (addresses, routes, hook being applied) | "up" | "waiting"
     "wanted": bool,  # false after `sluice disconnect`
     "tunnels": [CLIENT_TUNNEL],

@@ -213,7 +213,7 @@ def test_status_view_from_daemon_status(server, tmp_path):
     for t, s in sessions:
         since = datetime.datetime.fromtimestamp(SERVER_ST["time"] - s["uptime"], datetime.timezone.utc)
         want.append([s["user"], t["peer"], s["ip"], since.strftime("%Y-%m-%d %H:%M:%S"), fmt_bytes(s["rx_bytes"]),
-                     fmt_bytes(s["tx_bytes"]), "Disconnect"])
+                     fmt_bytes(s["tx_bytes"]), {"user": "Sluice", "kernel": "kernel"}[s["datapath"]], "Disconnect"])
     assert rows(dom, "sluice-users") == want
     assert SERVER_ST["transport"]["sas"] and rows(dom, "sluice-sas") == [
         [a["peer"], a["transform"], "yes" if a["encap"] else "no", a["spi_in"], a["spi_out"], str(a["packets_in"]),
@@ -221,6 +221,7 @@ def test_status_view_from_daemon_status(server, tmp_path):
     (client_row,) = rows(dom, "sluice-client")
     csess = CLIENT_ST["tunnels"][0]["sessions"][0]
     assert client_row[:4] == [CLIENT_ST["server"], CLIENT_ST["state"], csess["ip"], " ".join(csess["dns"])]
+    assert client_row[-1] == {"user": "Sluice", "kernel": "kernel"}[CLIENT_ST["datapath"]]
     assert [b[2] for b in dom.find("button") if "sluice-disconnect-user" not in b[1]["class"]] == [
         "Connect", "Disconnect"]
     # the disconnect button of bob asks the server daemon to close bob's sessions, then refreshes

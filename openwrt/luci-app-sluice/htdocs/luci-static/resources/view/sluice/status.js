@@ -83,6 +83,11 @@ function table(cls, headers, rows, empty) {
 	}) : [ E('tr', { 'class': 'tr placeholder' }, [ E('td', { 'class': 'td' }, E('em', {}, empty)) ]) ]));
 }
 
+// Who carries the packets (status "datapath"): the kernel (XFRM, l2tp_ppp, a ppp unit) or Sluice itself.
+function fmtPath(p) {
+	return p == 'kernel' ? _('kernel') : (p == 'user' ? _('Sluice') : fmt(p));
+}
+
 function renderServer(st, refresh) {
 	var users = [];
 	(st.tunnels || []).forEach(function(t) {
@@ -95,7 +100,7 @@ function renderServer(st, refresh) {
 				}
 			}, _('Disconnect')) : '';
 			users.push([ s.user || _('(logging in)'), t.peer, s.ip, s.state == 'up' ? fmtSince(st.time, s.uptime) : _('connecting'),
-				fmtBytes(s.rx_bytes), fmtBytes(s.tx_bytes), btn ]);
+				fmtBytes(s.rx_bytes), fmtBytes(s.tx_bytes), fmtPath(s.datapath), btn ]);
 		});
 	});
 	var tr = st.transport || {};
@@ -110,7 +115,7 @@ function renderServer(st, refresh) {
 			fmt(pool.used) + ' ' + _('in use') + ')'),
 		lastError(st),
 		E('h4', {}, _('Who is connected')),
-		table('sluice-users', [ _('User'), _('From'), _('Address'), _('Since'), _('Received'), _('Sent'), '' ],
+		table('sluice-users', [ _('User'), _('From'), _('Address'), _('Since'), _('Received'), _('Sent'), _('Data path'), '' ],
 			users, _('Nobody is connected.')),
 		tr.ipsec ? E('h4', {}, _('IPsec SAs')) : '',
 		tr.ipsec ? table('sluice-sas', [ _('Peer'), _('Cipher'), _('NAT-T'), _('SPI in'), _('SPI out'),
@@ -131,10 +136,11 @@ function renderClient(st, refresh) {
 	]);
 	return E('div', { 'class': 'cbi-section sluice-daemon', 'data-name': st.name, 'data-role': 'client' }, [
 		E('h3', {}, _('Client') + ' ' + st.name),
-		table('sluice-client', [ _('Server'), _('State'), _('Address'), _('DNS'), _('Since'), _('Received'), _('Sent') ], [[
+		table('sluice-client', [ _('Server'), _('State'), _('Address'), _('DNS'), _('Since'), _('Received'), _('Sent'), _('Data path') ], [[
 			st.server, st.state + (st.wanted === false ? ' (' + _('disconnected by request') + ')' : ''),
 			sess ? sess.ip : null, sess ? (sess.dns || []).join(' ') : null,
-			sess && sess.state == 'up' ? fmtSince(st.time, sess.uptime) : null, fmtBytes(c.rx_bytes), fmtBytes(c.tx_bytes)
+			sess && sess.state == 'up' ? fmtSince(st.time, sess.uptime) : null, fmtBytes(c.rx_bytes), fmtBytes(c.tx_bytes),
+			fmtPath(st.datapath)
 		]], ''),
 		lastError(st),
 		btns
