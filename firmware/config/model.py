@@ -223,7 +223,9 @@ SERVER_OPTIONS.update({
     "auth": ((LIST, V.parse_auth), ["mschapv2", "chap"]),
     "max_sessions": (_int(1, 65535), None),
     "max_sessions_per_user": (_int(0, 65535), 0),  # 0: no limit per user
-    "rate_kbit": (_int(0, 10000000), 0),  # each session, kbit/s each way, policed in the data path; 0: none
+    # each session, kbit/s each way; 0: none. User-space path: a token bucket per session; kernel path: tc on the
+    # session's ppp unit (tbf out, ingress policer in; needs tc, else `auto` keeps the user-space path)
+    "rate_kbit": (_int(0, 10000000), 0),
     "ike_lifetime": (_dur(300, 86400), 28800),
     "lifetime": (_dur(300, 86400), 3600),
     # ESP byte lifetime in kilobytes (RFC 2407 4.5); 0 = none of ours (a peer's proposal still applies).

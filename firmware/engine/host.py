@@ -43,6 +43,27 @@ def ip_argv(op, args):
     return None
 
 
+def tc_argvs(op, args):
+    """The `tc` argument lists for one Host action, or None when it is not a tc operation.
+
+    rate_limit (ifname, bytes per second): the kernel path's `rate_kbit` on a session's ppp unit, each way:
+    a token bucket on what the unit sends to the client (tbf) and a policer on what it receives (ingress, u32
+    match-all, police ... drop). The shaper's bucket holds 50 ms of the rate (at least 16 KiB: a router's HZ of
+    100 needs rate/100 to pass the rate at all); the policer's 200 ms (at least 32 KiB): a policer drops instead
+    of queueing, and TCP through a smaller one reaches only a third of the rate (measured in the peer lab's
+    kernel-hal-datapath cell). The qdiscs go with the unit when the session ends."""
+    if op != "rate_limit":
+        return None
+    ifname, rate = args
+    bits = "%dbit" % (rate * 8)
+    shape = "%db" % max(16384, rate // 20)
+    police = "%db" % max(32768, rate // 5)
+    return [["qdisc", "replace", "dev", ifname, "root", "tbf", "rate", bits, "burst", shape, "latency", "50ms"],
+            ["qdisc", "replace", "dev", ifname, "handle", "ffff:", "ingress"],
+            ["filter", "replace", "dev", ifname, "parent", "ffff:", "protocol", "all", "prio", "1", "u32", "match",
+             "u32", "0", "0", "police", "rate", bits, "burst", police, "drop", "flowid", ":1"]]
+
+
 class _Job:
     __slots__ = ("what", "argv", "env", "quiet", "then", "proc", "out", "deadline", "timeout")
 
@@ -91,6 +112,11 @@ class HostRunner:
             dst, server = args
             self._add(_Job("ip route get " + server, ["ip", "-o", "route", "get", server], quiet=True,
                            then=lambda out, d=dst: self._pin(d, out)))
+            return
+        tcs = tc_argvs(op, args)
+        if tcs is not None:
+            for argv in tcs:
+                self._add(_Job("tc " + " ".join(argv), ["tc"] + argv))
             return
         argv = ip_argv(op, args)
         if argv is None:

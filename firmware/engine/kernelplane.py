@@ -512,6 +512,8 @@ class KernelPlane:
             if self.host is not None:
                 self.host.host("addr_add", (s.ifname, self.local_ip, None))
                 self.host.host("link_up", (s.ifname, self.mtu))
+                if a.rate:
+                    self.host.host("rate_limit", (s.ifname, a.rate))   # rate_kbit: tc on the unit, each way
         else:
             self.single = s
 

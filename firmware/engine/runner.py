@@ -342,7 +342,11 @@ def _kernel_unsupported(section, role, config=None):
     """Why this section needs the user-space path whatever the kernel has, or None."""
     if role == "server" and (getattr(section, "rate_kbit", 0) or
                              any(getattr(u, "rate_kbit", 0) for u in getattr(config, "users", ()) or ())):
-        return "rate_kbit is policed by the user-space path only (the kernel path does not shape)"
+        import shutil
+
+        if not shutil.which("tc"):
+            return ("rate_kbit on the kernel path needs tc (OpenWrt: tc-tiny, kmod-sched-core, kmod-sched); "
+                    "without it only the user-space path polices rates")
     if getattr(section, "ipv6", False):
         return "IPv6 in the tunnel is carried by the user-space path only (for now)"
     if role == "server" and (getattr(section, "client_routes", None) or getattr(section, "domain", None)):

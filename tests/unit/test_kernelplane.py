@@ -353,15 +353,39 @@ def test_datapath_option_defaults_to_auto():
 
 
 @pytest.mark.parametrize("server_kbit,user_kbit", [(2000, 0), (0, 500)])
-def test_rate_limits_keep_auto_on_the_user_path_and_refuse_kernel(server_kbit, user_kbit):
+def test_rate_limits_need_tc_on_the_kernel_path(server_kbit, user_kbit, monkeypatch):
+    import shutil
+
     sec = type("S", (), {"datapath": "auto", "rate_kbit": server_kbit})()
     cfg = type("C", (), {"users": [type("U", (), {"rate_kbit": 0})(), type("U", (), {"rate_kbit": user_kbit})()]})()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     log = Log()
     assert R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"), config=cfg)[0] == "user"
-    assert "rate_kbit" in log.lines[-1]
+    assert "rate_kbit" in log.lines[-1] and "tc-tiny" in log.lines[-1]
     sec.datapath = "kernel"
     with pytest.raises(RuntimeError, match="rate_kbit"):
         R.choose_datapath(sec, "server", Log(), probe=lambda: (True, "ok"), config=cfg)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/sbin/" + name)
+    sec.datapath = "auto"
+    assert R.choose_datapath(sec, "server", Log(), probe=lambda: (True, "ok"), config=cfg)[0] == "kernel"
+
+
+def test_rate_limit_is_tc_on_the_session_unit():
+    from sluice.engine.host import tc_argvs
+
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
+    key = (PEER, 4500, 1701)
+    plane.send_l2tp(key, b"\xc8\x02sccrp")
+    plane.session_open(A.SessionOpen((5, 9), key, 77, 88, False))
+    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "sls0", 250000))
+    assert ("rate_limit", "sls0-9", 250000) in host.steps
+    tbf, ingress, police = tc_argvs("rate_limit", ("sls0-9", 250000))
+    assert tbf[:6] == ["qdisc", "replace", "dev", "sls0-9", "root", "tbf"] and "2000000bit" in tbf
+    assert ingress[-1] == "ingress" and police[police.index("police") + 1:police.index("police") + 3] == [
+        "rate", "2000000bit"] and "drop" in police
+    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.11", "sls0", None))
+    assert len([h for h in host.steps if h[0] == "rate_limit"]) == 1
 
 
 def test_status_text_names_the_kernel_path():

@@ -211,6 +211,7 @@ def cell_datapath(bed):
             mbps = round(json.loads(ip3.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
         except (ValueError, KeyError):
             pass
+        limited = _rate_limited(g)
         g.ssh("pkill -INT -x tcpdump", check=False)
         time.sleep(1)
         plain = g.ssh("tcpdump -nn -r /tmp/kdp-wire.pcap udp port 1701 | wc -l", check=False).stdout.strip()
@@ -233,9 +234,36 @@ def cell_datapath(bed):
         g.ssh("ip netns del kha; ip netns del khb", check=False)
     return result(mbps=mbps, detail="ping + iperf3 ppp<->ppp through kernel L2TPv2 + ESP-in-UDP, all set up by "
                   "hal/net; out SA %d packets %d bytes; on the wire only ESP-in-UDP (%s packets seen), no plain "
-                  "udp/1701; both ends clean after "
+                  "udp/1701; %s; both ends clean after "
                   "SIGTERM (one guest, both ends: throughput not comparable with two-guest cells)"
-                  % (c["packets"], c["bytes"], natt))
+                  % (c["packets"], c["bytes"], natt, limited))
+
+
+RATE_KBIT = 4000
+
+
+def _rate_limited(g):
+    """rate_kbit on the kernel path: the tc commands sluice.engine.host runs for a session's unit (tbf out,
+    ingress policer in), applied to kha's unit; iperf3 each way must stay under the rate (+10 %) and reach half of it."""
+    argvs = json.loads(g.ssh("env PYTHONPATH=%s python3 -c 'import json; from sluice.engine.host import tc_argvs; "
+                             "print(json.dumps(tc_argvs(\"rate_limit\", (\"ppp-kha\", %d))))'"
+                             % (SLUICE_DIR, RATE_KBIT * 125)).stdout)
+    for argv in argvs:
+        r = g.ssh("ip netns exec kha tc " + " ".join(argv), check=False)
+        check(r.returncode == 0, "tc %s: %s" % (" ".join(argv), r.stderr.strip()))
+    got = []
+    for reverse in ("", "-R"):
+        g.ssh("ip netns exec khb iperf3 -s -1 -B 10.77.9.2 -D", check=False)
+        time.sleep(1)
+        r = g.ssh("ip netns exec kha iperf3 -c 10.77.9.2 -t 4 -J %s" % reverse, check=False, timeout=60)
+        try:
+            kbit = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e3
+        except (ValueError, KeyError):
+            raise CellFailure("iperf3 %s under rate_kbit %d failed:\n%s" % (reverse, RATE_KBIT, r.stdout[-800:]))
+        check(RATE_KBIT * 0.5 <= kbit <= RATE_KBIT * 1.1, "rate_kbit %d: iperf3 %s got %.0f kbit/s" % (
+            RATE_KBIT, reverse or "out", kbit))
+        got.append(kbit)
+    return "rate_kbit %d on the unit (tc tbf + ingress police): %.0f out / %.0f in kbit/s" % (RATE_KBIT, got[0], got[1])
 
 
 # --- two clients behind one NAT, kernel path on the server ----------------------------------------------------
