@@ -314,18 +314,19 @@ LEGACY_ESP = ("aes256-aes128-3des-sha1-md5-sha256,aes256-aes128-3des-sha1-md5-sh
               + "-modp1536-modp1024")
 
 
-def default_ike(legacy=False):
-    ps = ProposalSet.parse(DEFAULT_IKE, "ike")
+def _set(base, legacy_extra, kind, legacy):
+    ps = ProposalSet.parse(base, kind)
     if legacy:
-        ps.extend(ProposalSet.parse(LEGACY_IKE, "ike"))
+        ps.extend(ProposalSet.parse(legacy_extra, kind))
     return ps
+
+
+def default_ike(legacy=False):
+    return _set(DEFAULT_IKE, LEGACY_IKE, "ike", legacy)
 
 
 def default_esp(legacy=False):
-    ps = ProposalSet.parse(DEFAULT_ESP, "esp")
-    if legacy:
-        ps.extend(ProposalSet.parse(LEGACY_ESP, "esp"))
-    return ps
+    return _set(DEFAULT_ESP, LEGACY_ESP, "esp", legacy)
 
 
 # What an initiator offers when the config names no proposals. A responder accepts the wide modern set above;
@@ -340,17 +341,11 @@ INITIATOR_ESP_LEGACY = "3des-sha1,aes256-md5,aes128-md5,3des-md5"
 
 
 def initiator_ike(legacy=False):
-    ps = ProposalSet.parse(INITIATOR_IKE, "ike")
-    if legacy:
-        ps.extend(ProposalSet.parse(INITIATOR_IKE_LEGACY, "ike"))
-    return ps
+    return _set(INITIATOR_IKE, INITIATOR_IKE_LEGACY, "ike", legacy)
 
 
 def initiator_esp(legacy=False):
-    ps = ProposalSet.parse(INITIATOR_ESP, "esp")
-    if legacy:
-        ps.extend(ProposalSet.parse(INITIATOR_ESP_LEGACY, "esp"))
-    return ps
+    return _set(INITIATOR_ESP, INITIATOR_ESP_LEGACY, "esp", legacy)
 
 
 def esp_algorithms(t):
