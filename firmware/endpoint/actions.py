@@ -147,13 +147,14 @@ class SessionDown(Action):
 class Session6Up(Action):
     """IPv6 of an up session: the data plane carries PPP protocol 0x0057 for it (after its SessionUp)."""
 
-    __slots__ = ("key", "prefix", "peer_ifid")
+    __slots__ = ("key", "prefix", "peer_ifid", "local_ifid")
     kind = "session6_up"
 
-    def __init__(self, key, prefix, peer_ifid):
+    def __init__(self, key, prefix, peer_ifid, local_ifid=None):
         self.key = key              # (our tunnel id, our session id), as in SessionUp
         self.prefix = prefix        # server: the session's /64 (8 octets), the only sources it may use; client: None
         self.peer_ifid = peer_ifid  # the peer's IPv6CP interface identifier (8 octets): its link-local fe80::<id>
+        self.local_ifid = local_ifid  # ours (server): the kernel plane puts fe80::<id>/64 on the session's ppp unit
 
 
 class Session6Down(Action):

@@ -218,7 +218,7 @@ class ServerIpv6:
             return
         link.prefix = prefix
         net = self._net(link) + "/64"
-        self.q.add(A.Session6Up((sess.tid, sess.sid), prefix, link.peer_ifid))
+        self.q.add(A.Session6Up((sess.tid, sess.sid), prefix, link.peer_ifid, link.local_ifid))
         self.q.add(A.Host("route_add", net, self.srv.ifname, None))
         self.q.log("info", "IPv6 up for %s: %s, link-local %s", sess.username, net,
                    ip6.text(ip6.link_local(link.peer_ifid)))

@@ -27,8 +27,17 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
 - Nothing left behind: `KernelPath.start()` removes SAs and policies of Sluice's reqid range at start (after
   a crash); `close()` removes everything installed; kernel tunnels, sessions and units die with their fds.
 
-Not carried in this mode (the runner keeps the user-space plane for them): IPv6 in the tunnel, the server's
-DHCPINFORM answers. A NAT-T port move of an established SA is followed with UPDSA (new encap port); a move to
+- Server, what IP data must reach Sluice: a session's DHCPINFORM (UDP to port 67) and its ICMPv6 Router
+  Solicitations. Each unit gets one AF_PACKET socket with a BPF filter that passes only those
+  (`sluice.hal.net.unit_packet`), opened when the session needs it (SessionUp with DHCPINFORM answers on,
+  Session6Up) and closed with the session; what it reads goes to the endpoint as the user-space plane hands it
+  (`on_dhcp`, or an L2TP data message with the IPv6 packet), and the answers (DHCPACK by `send_to_session`,
+  RAs and link-local echo replies by `send_l2tp`) go out of the unit as IP packets on that socket.
+- Server IPv6 (Session6Up): fe80::<our IPv6CP id>/64 on the unit (as pppd does), and `host_step` points the
+  session's /64 route at the unit as it does the /32. IPv6 source addresses are not checked in this mode (the
+  kernel has no rp_filter for IPv6 and the plane adds no filter rule): a session can send from outside its /64.
+
+Not carried in this mode (the runner keeps the user-space plane for them): IPv6 in a client's tunnel. A NAT-T port move of an established SA is followed with UPDSA (new encap port); a move to
 another address cannot be (the address is part of the SA's identity): counted as `moves_not_followed`, the
 next rekey carries the new address.
 """
@@ -87,6 +96,12 @@ class KernelSockets:
         finally:
             s.close()
 
+    def unit_packet(self, ifname):
+        """The unit's AF_PACKET socket that sees only DHCP to port 67 and Router Solicitations."""
+        from sluice.hal.net.unit_packet import open_unit_socket
+
+        return open_unit_socket(ifname)
+
     def netdev_stats(self, ifname):
         """(rx_bytes, tx_bytes, rx_packets, tx_packets) of a network device, zeros when it is gone."""
         out = []
@@ -127,7 +142,7 @@ class _Peer:
 
 
 class _Session:
-    __slots__ = ("key", "peer", "ptid", "psid", "ks", "ifname", "address", "header")
+    __slots__ = ("key", "peer", "ptid", "psid", "ks", "ifname", "address", "header", "pkt", "net6", "ll6")
 
     def __init__(self, key, peer, ptid, psid, ks, ifname):
         self.key = key          # (tid, sid)
@@ -137,6 +152,9 @@ class _Session:
         self.ks = ks            # KernelSession
         self.ifname = ifname
         self.address = None
+        self.pkt = None         # server: the unit's filtered AF_PACKET socket (DHCPINFORM, RS), once needed
+        self.net6 = None        # server: the session's /64 ("2001:db8::/64") once Session6Up
+        self.ll6 = None         # server: our link-local on the unit ("fe80::1/64")
         tid, sid = key
         self.header = bytes((0, 2, tid >> 8, tid & 255, sid >> 8, sid & 255)) + _FF03
 
@@ -187,6 +205,7 @@ class KernelPlane:
                          "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
                          "spoofed": 0, "send_errors": 0, "expired": 0, "not_ipsec": 0, "kernel_errors": 0,
                          "moves_not_followed": 0, "ppp_in": 0, "ppp_out": 0}
+        self.counters["unit_in"] = 0    # packets the units' filtered sockets passed up (DHCPINFORM, RS)
 
     # -- start / stop --------------------------------------------------------------------------------------
 
@@ -323,6 +342,10 @@ class KernelPlane:
             self.counters["malformed"] += 1
             return
         proto = (data[p] << 8) | data[p + 1]
+        if sess.pkt is not None and proto in (0x0021, 0x0057):
+            # An IP packet of ours (an RA, an echo reply): out of the unit as IP, where data goes too.
+            self._send_ip(sess, bytes(data[p + 2:end]))
+            return
         unit = sess.ks.unit
         fd = unit.chan_fd if proto >= PROTO_CHANNEL else unit.unit_fd
         try:
@@ -487,6 +510,10 @@ class KernelPlane:
         for fd in (s.ks.unit.chan_fd, s.ks.unit.unit_fd):
             if fd is not None and fd >= 0:
                 self.loop.remove_reader(fd)
+        if s.pkt is not None:
+            self.loop.remove_reader(s.pkt)
+            s.pkt.close()
+            s.pkt = None
         tid = s.ks.tunnel_id
         self.kp.close_session(s.ks)
         if self.kp.tunnels.get(tid) == 0:
@@ -514,6 +541,8 @@ class KernelPlane:
                 self.host.host("link_up", (s.ifname, self.mtu))
                 if a.rate:
                     self.host.host("rate_limit", (s.ifname, a.rate))   # rate_kbit: tc on the unit, each way
+            if self.dhcp:
+                self._unit_sock(s)
         else:
             self.single = s
 
@@ -527,13 +556,81 @@ class KernelPlane:
         return s
 
     def session6_up(self, a):
-        pass  # IPv6 is not carried in kernel mode (the runner keeps the user-space plane when ipv6 is on)
+        """Server: the session's IPv6 (the client's is refused by the runner in this mode): our link-local on
+        the unit, its /64 routed to the unit (host_step), Router Solicitations read from it."""
+        s = self.sessions.get(a.key)
+        if s is None or self.role != "server" or a.prefix is None:
+            if s is None:
+                self.counters["unknown_session"] += 1
+            return
+        from sluice.ip6 import addr as ip6
+
+        s.net6 = ip6.text(bytes(a.prefix) + bytes(8)) + "/64"
+        self.unit_of[s.net6] = s.ifname
+        if a.local_ifid is not None and self.host is not None:
+            s.ll6 = ip6.text(ip6.link_local(a.local_ifid)) + "/64"
+            self.host.host("addr_add6", (s.ifname, s.ll6))
+        self._unit_sock(s)
 
     def session6_down(self, key):
-        pass
+        s = self.sessions.get(key)
+        if s is None or s.net6 is None:
+            return
+        s.net6 = None
+        if s.ll6 is not None and self.host is not None:
+            self.host.host("addr_del6", (s.ifname, s.ll6))
+        s.ll6 = None
 
     def send_to_session(self, key, packet):
-        self.counters["no_route"] += 1  # DHCPINFORM answers: user-space mode only
+        """An IPv4 packet of our own (a DHCPACK) out of the session's unit."""
+        s = self.sessions.get(key)
+        if s is None or s.pkt is None:
+            self.counters["no_route"] += 1
+            return
+        self._send_ip(s, packet)
+
+    def _send_ip(self, s, packet):
+        try:
+            s.pkt.sendto(packet, (s.ifname, 0x86DD if packet[0] >> 4 == 6 else 0x0800))
+            self.counters["ppp_out"] += 1
+        except OSError:
+            self.counters["send_errors"] += 1
+
+    def _unit_sock(self, s):
+        """The session's filtered packet socket, opened once (closed with the session)."""
+        if s.pkt is None:
+            try:
+                s.pkt = self.sockets.unit_packet(s.ifname)
+            except OSError as e:
+                self.counters["kernel_errors"] += 1
+                self._log("cannot open the packet socket of %s (no DHCPINFORM/RS answers there): %s" % (s.ifname, e))
+                return None
+            self.loop.add_reader(s.pkt, lambda now, s=s: self._on_unit(s, now))
+        return s.pkt
+
+    def _on_unit(self, s, now):
+        """What the unit's filter passed: a DHCP packet to port 67 or an ICMPv6 Router Solicitation."""
+        for _ in range(8):
+            try:
+                pkt = s.pkt.recv(2048)
+            except (OSError, AttributeError):
+                return
+            if self.sessions.get(s.key) is not s:
+                return
+            if len(pkt) < 28:
+                self.counters["malformed"] += 1
+                continue
+            self.counters["unit_in"] += 1
+            if pkt[0] >> 4 == 4:
+                if not self.dhcp:
+                    continue    # no DHCPINFORM answers configured: the kernel routes it as any packet
+                if s.address is None or pkt[12:16] != socket.inet_aton(s.address):
+                    self.counters["spoofed"] += 1   # as the user-space plane: only the session's own address
+                    continue
+                self.up.on_dhcp(s.key, pkt, now)
+            elif s.net6 is not None:
+                # As the user-space plane hands up a link-local IPv6 packet: an L2TP data message of the session.
+                self.up.on_l2tp(s.header + b"\x00\x57" + pkt, s.peer, now)
 
     def host_step(self, op, args):
         """The server's Host steps name its TUN; a session's route goes to its ppp unit instead."""

@@ -347,11 +347,9 @@ def _kernel_unsupported(section, role, config=None):
         if not shutil.which("tc"):
             return ("rate_kbit on the kernel path needs tc (OpenWrt: tc-tiny, kmod-sched-core, kmod-sched); "
                     "without it only the user-space path polices rates")
-    if getattr(section, "ipv6", False):
-        return "IPv6 in the tunnel is carried by the user-space path only (for now)"
-    if role == "server" and (getattr(section, "client_routes", None) or getattr(section, "domain", None)):
-        return "client_routes/domain (DHCPINFORM answers) need the user-space path"
-    return None
+    if getattr(section, "ipv6", False) and role != "server":
+        return "IPv6 in a client's tunnel is carried by the user-space path only (for now)"
+    return None  # the server's IPv6 and DHCPINFORM answers: the kernel plane's unit sockets (kernelplane.py)
 
 
 def choose_datapath(section, role, log, probe=None, config=None):

@@ -329,13 +329,22 @@ class Log:
     ("user", True, {}, "user"),
     ("auto", True, {}, "kernel"),
     ("auto", False, {}, "user"),
-    ("auto", True, {"ipv6": True}, "user"),
+    ("auto", True, {"ipv6": True}, "kernel"),              # the server's IPv6 and DHCPINFORM: unit sockets
+    ("kernel", True, {"ipv6": True, "client_routes": ["198.51.100.0/24"]}, "kernel"),
     ("kernel", True, {}, "kernel"),
 ])
 def test_choose_datapath(want, ok, section, expect):
     sec = type("S", (), dict(section, datapath=want))()
     got, why = R.choose_datapath(sec, "server", Log(), probe=lambda: (ok, "probe says %s" % ok))
     assert got == expect
+
+
+def test_client_ipv6_keeps_the_user_path():
+    sec = type("S", (), {"datapath": "auto", "ipv6": True})()
+    assert R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))[0] == "user"
+    sec.datapath = "kernel"
+    with pytest.raises(RuntimeError, match="client's tunnel"):
+        R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))
 
 
 def test_kernel_refused_says_why():

@@ -6,7 +6,7 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 
 from .base import CellFailure, Testbed  # noqa: F401
 from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, reference, sluice, sluice_certs, sluice_guest,
-               sluice_ipsec, sluice_kernel)
+               sluice_ipsec, sluice_kernel, sluice_kernel_v6)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -89,6 +89,7 @@ CELLS = [
     # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
     Cell("sluice-guest-lac-kernel", "kernel-peer", sluice_kernel.cell_lac_kernel, "kernel"),
     Cell("sluice-guest-lns-kernel", "kernel-peer", sluice_kernel.cell_lns_kernel, "kernel"),
+    Cell("sluice-guest-lns-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lns_ipv6_kernel, "kernel"),
     Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
     Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),
