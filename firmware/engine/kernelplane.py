@@ -37,9 +37,10 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   session's /64 route at the unit as it does the /32. IPv6 source addresses are not checked in this mode (the
   kernel has no rp_filter for IPv6 and the plane adds no filter rule): a session can send from outside its /64.
 
-Not carried in this mode (the runner keeps the user-space plane for them): IPv6 in a client's tunnel. A NAT-T port move of an established SA is followed with UPDSA (new encap port); a move to
-another address cannot be (the address is part of the SA's identity): counted as `moves_not_followed`, the
-next rekey carries the new address.
+Not carried in this mode (the runner keeps the user-space plane for it): IPv6 in a client's tunnel. A NAT-T
+port move of an established SA is followed with UPDSA (new encap port); a move to another address cannot be
+(the address is part of the SA's identity): counted as `moves_not_followed`, the next rekey carries the new
+address.
 """
 
 import os

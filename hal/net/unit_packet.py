@@ -112,8 +112,3 @@ def open_unit_socket(ifname):
         raise
     return s
 
-
-def send_ip(sock, ifname, packet):
-    """One IPv4 or IPv6 packet out of the unit (the ethertype from the version nibble)."""
-    proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP
-    sock.sendto(packet, (ifname, proto))

@@ -10,7 +10,7 @@ Checks: the session is a kernel ppp unit (sls0-<sid>) with fe80::<Sluice's IPv6C
 routed to it in g2's kernel (`ip -6 route`), the /64 that `sluice status --json` gives the session; pppd's
 IPv6CP comes up and g1's kernel takes a global address from Sluice's RA (SLAAC) and its default route; ping -6
 from g1 to g2's 2001:db8:1::1 (on g2's loopback, through the unit), to Sluice's link-local, and from g2 to g1's
-SLAAC address; a DHCPINFORM sent by g1 through ppp0 (from its PPP address; the ACK read on ppp0) gets a DHCPACK with
+SLAAC address; a Router Solicitation from g1 is answered with an RA (Sluice's RS count in status grows); a DHCPINFORM sent by g1 through ppp0 (from its PPP address; the ACK read on ppp0) gets a DHCPACK with
 the configured classless static routes (option 121), the DNS server (6) and the domain (15); tshark on the lab
 bridge sees IKE and ESP only (no plaintext L2TP) from set-up to the last check; after Sluice stops, g2 holds no
 SA, policy, tunnel, ppp unit or /64 route of ours.
@@ -22,7 +22,8 @@ import socket
 
 from .. import peers
 from . import capture
-from .base import CellFailure, IpsecStack, check, guest_logs, install, result, save_guest_logs, start_xl2tpd, stop_xl2tpd
+from .base import (CellFailure, IpsecStack, check, guest_logs, install, result, save_guest_logs, start_xl2tpd,
+                   stop_xl2tpd)
 from .reference import _esp_counters, dial_xl2tpd
 from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, _wait_listening, install_sluice
 from .sluice_kernel import _check_clean, _check_kernel_up, _conf, _status, _wire
@@ -76,6 +77,24 @@ print(json.dumps(out))
 """
 
 
+# Run in g1: a Router Solicitation out of ppp0 (RFC 4861 4.1, hop limit 255, the kernel sums it); prints how many
+# seconds the Router Advertisement took, or -1 after 6 s.
+RS_PY = r"""
+import select, socket, time
+r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+r.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+r.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"ppp0")
+t0 = time.monotonic()
+r.sendto(b"\x85\x00\x00\x00\x00\x00\x00\x00", ("ff02::2", 0, 0, socket.if_nametoindex("ppp0")))
+took = -1
+while time.monotonic() - t0 < 6 and took < 0:
+    ready, _, _ = select.select([r], [], [], 0.5)
+    if ready and r.recv(2048)[:1] == b"\x86":
+        took = time.monotonic() - t0
+print("%.2f" % took)
+"""
+
+
 def _classless(routes, gateway):
     """Option 121's value (RFC 3442) for routes via gateway."""
     out = b""
@@ -97,6 +116,7 @@ def cell_lns_ipv6_kernel(bed):
     files["/etc/ppp/options.l2tp-client"] += "+ipv6\n"
     install(lac, files)
     lac.write("/tmp/inform.py", INFORM_PY, 0o644)
+    lac.write("/tmp/rs.py", RS_PY, 0o644)
     pid = None
     cap = capture.Capture(bed.lab, tag, capture.IPSEC_FILTER, 2048)
     try:
@@ -150,6 +170,12 @@ def cell_lns_ipv6_kernel(bed):
         check("via" in router, "no default route from the RA on ppp0: %r" % router)
         lac.sh("ping -6 -c 1 -W 3 %s%%ppp0" % router[router.index("via") + 1], timeout=10)
         srv.sh("ping -6 -c 2 -i 0.3 -W 3 %s" % mine, timeout=20)
+        # A Router Solicitation through the unit's filtered socket to Sluice, answered with an RA on the unit.
+        rs_before = sess[0]["ipv6"].get("rs", 0)
+        took = float(lac.sh("python3 /tmp/rs.py", timeout=20).strip().splitlines()[-1])
+        v6 = [s for t in _status(srv, "lns").get("tunnels", []) for s in t.get("sessions", [])][0]["ipv6"]
+        check(took >= 0 and v6.get("rs", 0) > rs_before, "RS from %s: RA after %s s, Sluice's RS count %s -> %s"
+              % (lac.name, took, rs_before, v6.get("rs")))
         # DHCPINFORM through ppp0: the ACK carries the routes (121), DNS (6) and domain (15).
         got = json.loads(lac.sh("python3 /tmp/inform.py %s %s" % (up["local"], peers.POOL_LOCAL), timeout=30)
                          .strip().splitlines()[-1])
@@ -171,9 +197,9 @@ def cell_lns_ipv6_kernel(bed):
         check(not left6.strip(), "a /64 route of ours is left in %s: %s" % (srv.name, left6))
         return result(ike + up["elapsed"], None, (
             "pppd +ipv6 LAC %s -> Sluice LNS (kernel path) in %s: IKE %.2f s + L2TP/PPP %.2f s; unit %s with %s "
-            "routed to it, SLAAC %s, ping -6 both ways and Sluice's link-local; DHCPINFORM answered with %d "
+            "routed to it, SLAAC %s, ping -6 both ways and Sluice's link-local, RS answered in %.2f s; DHCPINFORM answered with %d "
             "classless routes, DNS and domain; %d XFRM states of ours; %s; nothing left behind" % (
-                lac.name, srv.name, ike, up["elapsed"], unit, net.group(0), mine, len(ROUTES), nstates, wire)))
+                lac.name, srv.name, ike, up["elapsed"], unit, net.group(0), mine, took, len(ROUTES), nstates, wire)))
     finally:
         cap.stop()
         save_guest_logs(bed, tag, lac, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)
