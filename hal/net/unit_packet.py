@@ -87,13 +87,15 @@ def filter_bytes(prog=FILTER):
 
 
 def attach_filter(sock, prog=FILTER):
-    """SO_ATTACH_FILTER: struct sock_fprog {u16 len; struct sock_filter *filter} (the kernel copies it)."""
-    import ctypes
+    """SO_ATTACH_FILTER: struct sock_fprog {u16 len; struct sock_filter *filter} (the kernel copies it). The
+    pointer is the address of an array's buffer (array.buffer_info), which costs nothing to import; ctypes
+    (libffi) would cost a daemon resident memory for this one call."""
+    import array
 
-    raw = filter_bytes(prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    fprog = struct.pack("HP", len(prog), ctypes.addressof(buf))
+    buf = array.array("B", filter_bytes(prog))
+    fprog = struct.pack("HP", len(prog), buf.buffer_info()[0])
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    del buf     # the kernel copied the program during setsockopt
 
 
 def open_unit_socket(ifname):

@@ -253,7 +253,9 @@ class Lab:
     """A network namespace with a bridge, up to MAX_GUESTS guests, and host processes; use as a context manager."""
 
     def __init__(self, name=None, logdir=None):
-        tag = name or "slab%d" % (os.getpid() % 100000)
+        # The process id keeps two runs at once (two checkouts, two developers) out of each other's namespace and
+        # logs; the count, two labs of one run.
+        tag = "%s-%d" % (name, os.getpid() % 100000) if name else "slab%d" % (os.getpid() % 100000)
         Lab._count = getattr(Lab, "_count", 0) + 1
         self.ns = "%s-%d" % (tag, Lab._count)
         base = os.environ.get("SLUICE_LAB_LOGS", "/tmp/sluice-interop-logs")
