@@ -37,7 +37,8 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   session's /64 route at the unit as it does the /32. IPv6 source addresses are not checked in this mode (the
   kernel has no rp_filter for IPv6 and the plane adds no filter rule): a session can send from outside its /64.
 
-Not carried in this mode (the runner keeps the user-space plane for it): IPv6 in a client's tunnel. A NAT-T
+A client's unit gets the same socket with a filter for Router Advertisements only (its IPv6 is applied by the
+client endpoint, as on the user-space path; the unit's accept_ra is 0). A NAT-T
 port move of an established SA is followed with UPDSA (new encap port); a move to another address cannot be
 (the address is part of the SA's identity): counted as `moves_not_followed`, the next rekey carries the new
 address.
@@ -97,11 +98,20 @@ class KernelSockets:
         finally:
             s.close()
 
-    def unit_packet(self, ifname):
-        """The unit's AF_PACKET socket that sees only DHCP to port 67 and Router Solicitations."""
-        from sluice.hal.net.unit_packet import open_unit_socket
+    def unit_packet(self, ifname, client=False):
+        """The unit's AF_PACKET socket that sees only DHCP to port 67 and Router Solicitations (a server's), or
+        only Router Advertisements (a client's)."""
+        from sluice.hal.net import unit_packet as up
 
-        return open_unit_socket(ifname)
+        return up.open_unit_socket(ifname, up.CLIENT_FILTER if client else up.FILTER)
+
+    def no_router_advertisements(self, ifname):
+        """net.ipv6.conf.<unit>.accept_ra = 0 (a unit without IPv6 has no such file: nothing to do)."""
+        try:
+            with open("/proc/sys/net/ipv6/conf/%s/accept_ra" % ifname, "w") as f:
+                f.write("0")
+        except OSError:
+            pass
 
     def netdev_stats(self, ifname):
         """(rx_bytes, tx_bytes, rx_packets, tx_packets) of a network device, zeros when it is gone."""
@@ -154,7 +164,7 @@ class _Session:
         self.ifname = ifname
         self.address = None
         self.pkt = None         # server: the unit's filtered AF_PACKET socket (DHCPINFORM, RS), once needed
-        self.net6 = None        # server: the session's /64 ("2001:db8::/64") once Session6Up
+        self.net6 = None        # server: the session's /64 ("2001:db8::/64") once Session6Up; client: "client"
         self.ll6 = None         # server: our link-local on the unit ("fe80::1/64")
         tid, sid = key
         self.header = bytes((0, 2, tid >> 8, tid & 255, sid >> 8, sid & 255)) + _FF03
@@ -498,6 +508,12 @@ class KernelPlane:
             self._log("cannot open the kernel L2TP session %d/%d: %s" % (tid, sid, e))
             return
         s = _Session(a.key, a.peer, a.peer_tunnel_id, a.peer_session_id, ks, ks.unit.ifname)
+        if self.role == "client":
+            # Sluice applies the server's RAs (routes only as configured); the kernel must not also take them
+            # (a default route through the tunnel that nobody asked for).
+            no_ra = getattr(self.sockets, "no_router_advertisements", None)
+            if no_ra is not None:
+                no_ra(s.ifname)
         self.sessions[a.key] = s
         self.by_peer_ids[(a.peer, a.peer_tunnel_id, a.peer_session_id)] = s
         for fd in (ks.unit.chan_fd, ks.unit.unit_fd):
@@ -557,12 +573,19 @@ class KernelPlane:
         return s
 
     def session6_up(self, a):
-        """Server: the session's IPv6 (the client's is refused by the runner in this mode): our link-local on
-        the unit, its /64 routed to the unit (host_step), Router Solicitations read from it."""
+        """Server: the session's IPv6: our link-local on the unit, its /64 routed to the unit (host_step),
+        Router Solicitations read from it. Client: the endpoint's Host steps put the link-local on the unit (it
+        is `ifname`); Router Advertisements are read from it and go up as the user-space plane hands them, and
+        its Router Solicitations go out of it."""
         s = self.sessions.get(a.key)
-        if s is None or self.role != "server" or a.prefix is None:
-            if s is None:
-                self.counters["unknown_session"] += 1
+        if s is None:
+            self.counters["unknown_session"] += 1
+            return
+        if self.role == "client":
+            s.net6 = "client"
+            self._unit_sock(s)
+            return
+        if a.prefix is None:
             return
         from sluice.ip6 import addr as ip6
 
@@ -601,16 +624,19 @@ class KernelPlane:
         """The session's filtered packet socket, opened once (closed with the session)."""
         if s.pkt is None:
             try:
-                s.pkt = self.sockets.unit_packet(s.ifname)
+                s.pkt = (self.sockets.unit_packet(s.ifname, True) if self.role == "client" else
+                         self.sockets.unit_packet(s.ifname))
             except OSError as e:
                 self.counters["kernel_errors"] += 1
-                self._log("cannot open the packet socket of %s (no DHCPINFORM/RS answers there): %s" % (s.ifname, e))
+                self._log("cannot open the packet socket of %s (no DHCPINFORM/RS answers, no RAs there): %s" % (
+                    s.ifname, e))
                 return None
             self.loop.add_reader(s.pkt, lambda now, s=s: self._on_unit(s, now))
         return s.pkt
 
     def _on_unit(self, s, now):
-        """What the unit's filter passed: a DHCP packet to port 67 or an ICMPv6 Router Solicitation."""
+        """What the unit's filter passed: a DHCP packet to port 67 or an ICMPv6 Router Solicitation (server), a
+        Router Advertisement (client)."""
         for _ in range(8):
             try:
                 pkt = s.pkt.recv(2048)

@@ -347,8 +347,6 @@ def _kernel_unsupported(section, role, config=None):
         if not shutil.which("tc"):
             return ("rate_kbit on the kernel path needs tc (OpenWrt: tc-tiny, kmod-sched-core, kmod-sched); "
                     "without it only the user-space path polices rates")
-    if getattr(section, "ipv6", False) and role != "server":
-        return "IPv6 in a client's tunnel is carried by the user-space path only (for now)"
     return None  # the server's IPv6 and DHCPINFORM answers: the kernel plane's unit sockets (kernelplane.py)
 
 

@@ -80,6 +80,23 @@ def assemble(program=_PROGRAM):
 
 FILTER = assemble()
 
+# A client's unit: only Router Advertisements (RFC 4861 4.2) from the server, which Sluice's client applies
+# (address, routes, DNS for the hook) as on the user-space path. Nothing of IPv4.
+_CLIENT_PROGRAM = (
+    (None, LD_W_ABS, None, None, SKF_AD_PKTTYPE),
+    (None, JEQ_K, "refuse", None, PACKET_OUTGOING),
+    (None, LD_B_ABS, None, None, 0),
+    (None, ALU_AND_K, None, None, 0xF0),
+    (None, JEQ_K, None, "refuse", 0x60),
+    (None, LD_B_ABS, None, None, 6),             # IPv6 next header
+    (None, JEQ_K, None, "refuse", 58),
+    (None, LD_B_ABS, None, None, 40),            # ICMPv6 type
+    (None, JEQ_K, "accept", "refuse", 134),
+    ("accept", RET_K, None, None, SNAPLEN),
+    ("refuse", RET_K, None, None, 0),
+)
+CLIENT_FILTER = assemble(_CLIENT_PROGRAM)
+
 
 def filter_bytes(prog=FILTER):
     """struct sock_filter[]: u16 code, u8 jt, u8 jf, u32 k (native byte order), as the kernel reads it."""
@@ -98,11 +115,12 @@ def attach_filter(sock, prog=FILTER):
     del buf     # the kernel copied the program during setsockopt
 
 
-def open_unit_socket(ifname):
-    """The filtered AF_PACKET SOCK_DGRAM socket of unit `ifname`, non-blocking."""
+def open_unit_socket(ifname, prog=FILTER):
+    """The filtered AF_PACKET SOCK_DGRAM socket of unit `ifname` (a server's FILTER, a client's CLIENT_FILTER),
+    non-blocking."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
     try:
-        attach_filter(s)
+        attach_filter(s, prog)
         try:
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:

@@ -339,12 +339,9 @@ def test_choose_datapath(want, ok, section, expect):
     assert got == expect
 
 
-def test_client_ipv6_keeps_the_user_path():
+def test_client_ipv6_takes_the_kernel_path():
     sec = type("S", (), {"datapath": "auto", "ipv6": True})()
-    assert R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))[0] == "user"
-    sec.datapath = "kernel"
-    with pytest.raises(RuntimeError, match="client's tunnel"):
-        R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))
+    assert R.choose_datapath(sec, "client", Log(), probe=lambda: (True, "ok"))[0] == "kernel"
 
 
 def test_kernel_refused_says_why():

@@ -42,8 +42,9 @@ class PktSock:
 def with_units(socks):
     socks.units = []
 
-    def unit_packet(ifname):
+    def unit_packet(ifname, client=False):
         s = PktSock(ifname)
+        s.client = client
         socks.units.append(s)
         return s
 
@@ -199,3 +200,30 @@ def test_rs_on_the_unit_is_answered_by_the_server_endpoint():
     ra, addr = unit.sent[-1]
     assert addr == ("sls0-9", 0x86DD) and ra[40] == nd.RA and ra[24:40] == bytes.fromhex("ff02" + "00" * 13 + "01")
     plane.close()
+
+
+def test_client_reads_router_advertisements_from_its_unit():
+    """A client on the kernel path: Session6Up opens the unit's socket with the client's filter (RAs only); an RA
+    read there goes up as the user-space plane hands it; the client's RS leaves the unit as IPv6."""
+    twin, kp, plane, loop, up, socks, host, opened = make("client")
+    with_units(socks)
+    socks.no_ra = []
+    socks.no_router_advertisements = socks.no_ra.append
+    plane.install_sa(A.InstallSa(_child(), None, None))
+    plane.send_l2tp(KEY, b"\xc8\x02x")
+    plane.session_open(A.SessionOpen((5, 9), KEY, 77, 88, False))
+    plane.session_up(A.SessionUp((5, 9), KEY, b"", False, "10.77.0.10", "slc0"))
+    assert socks.units == [] and socks.no_ra == ["slc0"]   # the kernel leaves the server's RAs to Sluice
+    plane.session6_up(A.Session6Up((5, 9), None, PEER_ID))
+    (unit,) = socks.units
+    assert unit.ifname == "slc0" and unit.client is True
+    assert host.steps == []          # the client's own Host steps put its link-local on the unit (it is ifname)
+    rs = router_solicitation(OUR_ID)
+    plane.send_l2tp(KEY, b"\x00\x02\x00\x4d\x00\x58\xff\x03\x00\x57" + rs)
+    assert unit.sent[-1] == (rs, ("slc0", 0x86DD))
+    ra = b"\x60" + bytes(39) + b"\x86\0\0\0"
+    unit.inbox.append(ra)
+    loop.readers[unit](3.0)
+    assert up.got[-1] == ("on_l2tp", b"\x00\x02\x00\x05\x00\x09\xff\x03\x00\x57" + ra, KEY)
+    plane.close()
+    assert unit.closed

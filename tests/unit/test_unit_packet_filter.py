@@ -113,3 +113,17 @@ def test_ordinary_traffic_is_refused_in_the_kernel(pkt):
 def test_outgoing_packets_are_refused():
     assert not passes(INFORM, U.PACKET_OUTGOING)
     assert not passes(IPv6(src=LL, dst=ROUTERS, hlim=255) / ICMPv6ND_RS(), U.PACKET_OUTGOING)
+
+
+@pytest.mark.parametrize("pkt,want", [
+    (IPv6(src="fe80::1", dst="ff02::1", hlim=255) / ICMPv6ND_RA(), True),
+    (IPv6(src="fe80::1", dst=LL, hlim=255) / ICMPv6ND_RA(), True),
+    (IPv6(src=LL, dst=ROUTERS, hlim=255) / ICMPv6ND_RS(), False),
+    (INFORM, False),
+    (IPv6(src="2001:db8:1::1", dst="2001:db8:77:1::10") / ICMPv6EchoRequest(), False),
+    (IPv6(src="fe80::1", dst="ff02::1:ff00:1", hlim=255) / ICMPv6ND_NS(tgt="fe80::1"), False),
+    (IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=40000), False),
+], ids=["ra-multicast", "ra-unicast", "rs", "dhcp", "ping6", "ns", "tcp"])
+def test_a_clients_unit_passes_only_router_advertisements(pkt, want):
+    assert (run(U.CLIENT_FILTER, bytes(pkt)) > 0) is want
+    assert run(U.CLIENT_FILTER, bytes(pkt), U.PACKET_OUTGOING) == 0

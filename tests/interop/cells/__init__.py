@@ -90,6 +90,7 @@ CELLS = [
     Cell("sluice-guest-lac-kernel", "kernel-peer", sluice_kernel.cell_lac_kernel, "kernel"),
     Cell("sluice-guest-lns-kernel", "kernel-peer", sluice_kernel.cell_lns_kernel, "kernel"),
     Cell("sluice-guest-lns-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lns_ipv6_kernel, "kernel"),
+    Cell("sluice-guest-lac-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lac_ipv6_kernel, "kernel"),
     Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
     Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),

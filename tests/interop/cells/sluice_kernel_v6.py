@@ -207,3 +207,73 @@ def cell_lns_ipv6_kernel(bed):
         stack.stop(lac)
         _stop(srv, pid)
         save_guest_logs(bed, tag, srv, SLUICE_LOG)
+
+
+def cell_lac_ipv6_kernel(bed):
+    """sluice-guest-lac-ipv6-kernel: the client side. Sluice client in g2 (Debian 13) with `datapath 'kernel'`,
+    ipv6 '1' and routes6 '2001:db8:1::/64' -> Sluice server in g1 on the user-space path with IPv6 (its RAs are
+    checked against a real pppd by sluice-guest-lns-ipv6). The kernel carries the client's data; Sluice reads only
+    the server's Router Advertisements from the unit's filtered socket (its RS leaves there too) and applies
+    them: slc0 gets the SLAAC address of the session's /64 and the route, ping -6 reaches 2001:db8:1::1 on g1's
+    loopback through the unit, the kernel took no RA itself (accept_ra 0 on the unit, no default route), tshark
+    sees only IKE and ESP, and nothing of ours is left in g2 after SIGTERM."""
+    srv, lac = bed.g1, bed.g2
+    tag = "sluice-guest-lac-ipv6-kernel"
+    install_sluice(srv)
+    install_sluice(lac)
+    srv.write("/etc/sluice-lab.conf", peers.sluice_server(srv.ip, "mschapv2", ipsec=True, extra=SERVER_EXTRA[:4]),
+              0o600)
+    conf = _conf(peers.sluice_client(srv.ip, ipsec=True)).replace(
+        "    option ifname", "    option ipv6 '1'\n    list routes6 '2001:db8:1::/64'\n    option ifname", 1)
+    lac.write("/etc/sluice-lab.conf", conf, 0o600)
+    spid = cpid = None
+    cap = None
+    try:
+        srv.sh("ip -6 addr replace %s/128 dev lo" % FAR6)
+        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
+                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
+        spid = ready.get("pid")
+        if not ready.get("ok"):
+            raise CellFailure("Sluice server in %s did not start: %s\n%s" % (
+                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
+        _wait_listening(srv)
+        cap = capture.Capture(bed.lab, tag, capture.IPSEC_FILTER, 2048)
+        cap.start()
+        up = lac.labctl("spawn-wait", "slc0", UP_TIMEOUT, SLUICE_LOG,
+                        *_sluice_cmd("client", "/etc/sluice-lab.conf", "lac"), timeout=UP_TIMEOUT + 20)
+        cpid = up.get("pid")
+        if not up.get("ok"):
+            raise CellFailure("the kernel-path client in %s did not come up: %s\n%s\n%s" % (
+                lac.name, up.get("error"), guest_logs(lac, SLUICE_LOG), guest_logs(srv, SLUICE_LOG)))
+        _check_kernel_up(lac, "lac", r"\bslc0\b")
+        r = lac.ssh("i=0; until ip -6 addr show dev slc0 scope global | grep -q '2001:db8:77:'; do "
+                    "[ $i -lt 100 ] || exit 1; sleep 0.2; i=$((i+1)); done", check=False, timeout=40)
+        addrs = lac.sh("ip -6 addr show dev slc0")
+        check(r.returncode == 0 and "fe80::" in addrs, "slc0 in %s has no IPv6 from the server's RA:\n%s\n%s" % (
+            lac.name, addrs, guest_logs(lac, SLUICE_LOG)))
+        routes = lac.sh("ip -6 route show dev slc0")
+        check("2001:db8:1::/64" in routes and "default" not in routes,
+              "routes on slc0 (want routes6 only, no default from the kernel): %s" % routes)
+        check(lac.sh("cat /proc/sys/net/ipv6/conf/slc0/accept_ra").strip() == "0", "the kernel takes RAs on slc0")
+        lac.sh("ping -6 -c 3 -i 0.3 -W 3 %s" % FAR6, timeout=20)
+        st = _status(lac, "lac")
+        v6 = [s.get("ipv6") or {} for t in st.get("tunnels", []) for s in t.get("sessions", [])]
+        v6 = v6[0] if v6 else {}
+        wire = _wire(cap)
+        cap = None
+        _stop(lac, cpid)
+        cpid = None
+        _check_clean(lac)
+        got = [a for a in addrs.split() if a.startswith("2001:db8:77:")]
+        return result(up["elapsed"], None, "Sluice client (kernel path, IPv6) in %s -> Sluice server (user path) in "
+                      "%s: %s on slc0 from the RA read on the unit, route 2001:db8:1::/64, ping -6 %s through the "
+                      "unit; kernel accept_ra 0; %s; status datapath %s%s; nothing left behind" % (
+                          lac.name, srv.name, got[0] if got else "?", FAR6, wire, st.get("datapath"),
+                          " (status ipv6 %s)" % v6.get("address") if v6 else ""))
+    finally:
+        if cap is not None:
+            cap.stop()
+        _stop(lac, cpid)
+        _stop(srv, spid)
+        save_guest_logs(bed, tag, lac, SLUICE_LOG)
+        save_guest_logs(bed, tag, srv, SLUICE_LOG)
