@@ -64,6 +64,32 @@ def tc_argvs(op, args):
              "u32", "0", "0", "police", "rate", bits, "burst", police, "drop", "flowid", ":1"]]
 
 
+def guard_table(ifname):
+    """The nftables table of a kernel-path server's source check (one per server, named after its ifname)."""
+    return "sluice_" + "".join(c if c.isalnum() else "_" for c in ifname)
+
+
+def nft_argvs(op, args):
+    """The `nft` argument lists for one Host action, or None when it is not an nft operation.
+
+    source_guard (table, unit pattern): the kernel path's source check, what the user-space plane does per
+    packet: a packet from a session's ppp unit must come from an address routed back to that unit (the
+    session's /32, its /64, link-local), else it is dropped (strict reverse-path lookup, `fib saddr . iif oif
+    missing`, IPv4 and IPv6 in one inet table). The table is replaced whole (a crashed run's is gone with it).
+    source_guard_off (table,): the table removed at stop."""
+    if op == "source_guard":
+        table, pattern = args
+        return [["delete", "table", "inet", table],
+                ["add", "table", "inet", table],
+                ["add", "chain", "inet", table, "pre", "{", "type", "filter", "hook", "prerouting", "priority",
+                 "-150", ";", "}"],
+                ["add", "rule", "inet", table, "pre", "iifname", '"%s"' % pattern, "fib", "saddr", ".", "iif",
+                 "oif", "missing", "counter", "drop"]]
+    if op == "source_guard_off":
+        return [["delete", "table", "inet", args[0]]]
+    return None
+
+
 class _Job:
     __slots__ = ("what", "argv", "env", "quiet", "then", "proc", "out", "deadline", "timeout")
 
@@ -112,6 +138,12 @@ class HostRunner:
             dst, server = args
             self._add(_Job("ip route get " + server, ["ip", "-o", "route", "get", server], quiet=True,
                            then=lambda out, d=dst: self._pin(d, out)))
+            return
+        nfts = nft_argvs(op, args)
+        if nfts is not None:
+            for i, argv in enumerate(nfts):
+                # deleting a table that is not there is the normal case at start
+                self._add(_Job("nft " + " ".join(argv), ["nft"] + argv, quiet=argv[0] == "delete"))
             return
         tcs = tc_argvs(op, args)
         if tcs is not None:

@@ -221,12 +221,30 @@ class KernelPlane:
     # -- start / stop --------------------------------------------------------------------------------------
 
     def start(self):
-        """Remove leftovers of an earlier run (our reqid range), subscribe to EXPIRE/MAPPING."""
+        """Remove leftovers of an earlier run (our reqid range), subscribe to EXPIRE/MAPPING; a server also
+        installs its source check (nftables, `host.nft_argvs`: what the user-space plane checks per packet)."""
         self.removed_at_start = self.kp.start()
         ev = self.kp.events
         if ev is not None:
             self.loop.add_reader(ev.fileno() if ev.fileno() >= 0 else ev, self._on_events)
+        if self.role == "server" and self.host is not None:
+            self.host.host("source_guard", (self._guard_table(), self._unit_pattern()))
         return self.removed_at_start
+
+    def finish(self):
+        """The daemon is stopping (its host steps still run): the source check goes with it."""
+        if self.role == "server" and self.host is not None:
+            self.host.host("source_guard_off", (self._guard_table(),))
+
+    def _guard_table(self):
+        from sluice.engine.host import guard_table
+
+        return guard_table(self.ifname or "sls")
+
+    def _unit_pattern(self):
+        """An nft iifname wildcard for every unit of this server (`<ifname>-<session id>`, cut to 15 chars)."""
+        name = self.ifname or "sls"
+        return name + "-*" if len(name) <= 9 else name[:9] + "*"
 
     def esp_supported(self, names):
         """What of `names` (ESP transforms) the kernel can install: only those are negotiated (ikeconf)."""

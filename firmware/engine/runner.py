@@ -108,6 +108,9 @@ class Runner:
     def finish(self, now, deadline):
         """The daemon is about to exit: last goodbyes, then whatever host steps and hooks are still queued."""
         self.command("finish", now)
+        finish = getattr(self.plane, "finish", None)
+        if finish is not None:
+            finish()
         self.host.run_now(deadline)
 
     def close(self):

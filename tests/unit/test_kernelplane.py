@@ -225,7 +225,8 @@ def test_server_session_life():
     assert tsock.sent[-1][0].endswith(b"\xc0\x21\x05\x01\x00\x04")
 
     plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "sls0"))
-    assert host.steps == [("addr_add", "sls0-9", "10.77.0.1", None), ("link_up", "sls0-9", 1400)]
+    assert host.steps == [("source_guard", "sluice_sls0", "sls0-*"),        # at start: the source check
+                          ("addr_add", "sls0-9", "10.77.0.1", None), ("link_up", "sls0-9", 1400)]
     assert plane.host_step("route_add", ("10.77.0.10/32", "sls0", "10.77.0.1")) == (
         "route_add", ("10.77.0.10/32", "sls0-9", "10.77.0.1"))
     assert plane.host_step("addr_add", ("sls0", "10.77.0.1", None)) == ("addr_add", ("sls0", "10.77.0.1", None))
@@ -438,3 +439,19 @@ def test_only_esp_the_kernel_can_install_is_negotiated():
     srv.esp = ["aes256gcm16"]
     with pytest.raises(RuntimeError, match="none of the ESP proposals .*datapath 'user'"):
         responder_config(srv, R._kernel_esp(plane, log))
+
+
+def test_source_check_is_nftables_fib_for_every_unit_and_goes_at_stop():
+    from sluice.engine.host import nft_argvs
+
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    assert host.steps[0] == ("source_guard", "sluice_sls0", "sls0-*")
+    argvs = nft_argvs("source_guard", ("sluice_sls0", "sls0-*"))
+    assert argvs[0] == ["delete", "table", "inet", "sluice_sls0"]          # a crashed run's table goes first
+    assert " ".join(argvs[-1]).endswith('pre iifname "sls0-*" fib saddr . iif oif missing counter drop')
+    plane.finish()
+    assert host.steps[-1] == ("source_guard_off", "sluice_sls0")
+    assert nft_argvs("source_guard_off", ("sluice_sls0",)) == [["delete", "table", "inet", "sluice_sls0"]]
+    long = KernelPlane(loop, up, "server", os.urandom, True, sockets=socks, kernel=kp, host=Host(),
+                       ifname="sluice-office0")
+    assert long._unit_pattern() == "sluice-of*" and long._guard_table() == "sluice_sluice_office0"
