@@ -228,10 +228,17 @@ def _iperf_mbps(text, who):
     return bps / 1e6
 
 
+def _iperf_server(guest):
+    """A one-shot iperf3 server in the guest, waited for until it listens (at most 10 s: a TCG guest on a busy
+    host took more than the client's three tries to start one, and the client got 'Connection refused')."""
+    guest.spawn("exec iperf3 -s -1 -p 5201", "/var/log/iperf3-server.log")
+    guest.ssh("i=0; until ss -Hltn 'sport = :5201' | grep -q 5201; do [ $i -ge 100 ] && break; sleep 0.1; "
+              "i=$((i+1)); done", check=False, timeout=30)
+
+
 def iperf_guest_to_guest(server, client, target_ip, reverse=False):
     """TCP throughput in Mbit/s, iperf3 server on `server` (guest), client on `client` (guest) to target_ip."""
-    server.spawn("exec iperf3 -s -1 -p 5201", "/var/log/iperf3-server.log")
-    time.sleep(0.5)
+    _iperf_server(server)
     args = "iperf3 -c %s -p 5201 -t %d -J --connect-timeout 5000%s" % (
         target_ip, IPERF_SECONDS, " -R" if reverse else "")
     p = client.ssh("i=0; until %s > /tmp/iperf.json 2>&1; do i=$((i+1)); [ $i -ge 3 ] && break; sleep 0.5; done; "
@@ -241,8 +248,7 @@ def iperf_guest_to_guest(server, client, target_ip, reverse=False):
 
 def iperf_host_client(lab, server_guest, target_ip, reverse=False):
     """Throughput with the iperf3 server in the guest and the client on the host (in the lab namespace)."""
-    server_guest.spawn("exec iperf3 -s -1 -p 5201", "/var/log/iperf3-server.log")
-    time.sleep(0.5)
+    _iperf_server(server_guest)
     p = lab.ns_run("iperf3", "-c", target_ip, "-p", "5201", "-t", str(IPERF_SECONDS), "-J",
                    "--connect-timeout", "5000", *(["-R"] if reverse else []),
                    timeout=IPERF_SECONDS + 30, check=False)

@@ -46,7 +46,8 @@ def _our_states(text):
 
 def _kernel_view(g):
     return {"state": g.sh("ip -s xfrm state"), "policy": g.sh("ip xfrm policy"),
-            "tunnel": g.sh("ip l2tp show tunnel 2>/dev/null; true"), "link": g.sh("ip -d -o link show")}
+            "tunnel": g.sh("ip l2tp show tunnel 2>/dev/null; true"), "link": g.sh("ip -d -o link show"),
+            "nft": g.sh("command -v nft >/dev/null && nft list tables 2>/dev/null; true")}
 
 
 def _status(g, name):
@@ -68,6 +69,9 @@ def _check_kernel_up(g, name, unit_re):
     check(units, "%s: no ppp unit matching %r:\n%s" % (g.name, unit_re, v["link"]))
     st = _status(g, name)
     check(st.get("datapath") == "kernel", "%s: sluice status says datapath %r" % (g.name, st.get("datapath")))
+    if st.get("role") == "server" and g.sh("command -v nft || true").strip():
+        check("table inet sluice_" in v["nft"], "%s: no source-check table of Sluice's in nftables:\n%s" % (
+            g.name, v["nft"]))
     sessions = [s for t in st.get("tunnels", []) for s in t.get("sessions", [])]
     check(sessions and all(s.get("datapath") == "kernel" for s in sessions),
           "%s: sessions in status: %r" % (g.name, sessions))
@@ -86,6 +90,8 @@ def _check_clean(g):
         left.append("L2TP tunnel")
     if "link/ppp" in v["link"]:
         left.append("ppp unit")
+    if "sluice_" in v["nft"]:
+        left.append("nftables table (source check)")
     check(not left, "%s: Sluice left %s behind:\n%s" % (g.name, ", ".join(left), json.dumps(v, indent=1)[-3000:]))
 
 
