@@ -433,6 +433,10 @@ class KernelPlane:
             return self.udp
         p = self.peers.get((key[0], key[1])) if self.ipsec else None
         if self.ipsec and p is None:
+            a = self.addrs.get(key[0])
+            if a is not None and len(a.clients) == 1:
+                p = a.clients[0]    # a lone client at the address, as before clients were told apart
+        if self.ipsec and p is None:
             return None     # no SA, no policy: nothing may leave in the clear
         mark = p.mark[0] if p is not None and p.mark is not None else None
         try:

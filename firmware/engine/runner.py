@@ -201,7 +201,7 @@ class Runner:
         st["ifname"] = plane.tun.name if plane.tun is not None else getattr(plane, "ifname", None)
         datapath = getattr(plane, "datapath", "user")
         st["datapath"] = datapath
-        why = getattr(plane, "datapath_why", None)
+        why = getattr(self, "datapath_why", None)
         if why:
             st["datapath_why"] = why   # e.g. why `auto` chose the user-space path
         wall = _wall()
@@ -431,7 +431,7 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     else:
         plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
     plane.backend = backend
-    plane.datapath_why = why
+    runner.datapath_why = why
     if datapath == "kernel" and section.ipsec:
         log.info("ESP is the kernel's (XFRM); the crypto backend serves IKE only")
     aaa = None

@@ -625,7 +625,8 @@ def test_status_says_why_the_data_path_was_chosen():
         def status(self, now):
             return {"role": "server", "tunnels": []}
 
-    plane.datapath_why = "kernel 6.1.0 cannot carry two L2TP clients behind one NAT (needs Linux 6.11+)"
-    st = R.Runner(loop, None, Ep(), plane, host, clock=lambda: 1.0).status()
-    assert st["datapath_why"] == plane.datapath_why and st["transport"]["shared_address_refused"] == 0
+    r = R.Runner(loop, None, Ep(), plane, host, clock=lambda: 1.0)
+    r.datapath_why = "kernel 6.1.0 cannot carry two L2TP clients behind one NAT (needs Linux 6.11+)"
+    st = r.status()
+    assert st["datapath_why"] == r.datapath_why and st["transport"]["shared_address_refused"] == 0
     plane.close()

@@ -141,8 +141,9 @@ def cell_two_clients_kernel(bed):
         st = _status(g, "knsrv", "lns")
         sessions = [s for t in st.get("tunnels", []) for s in t.get("sessions", [])]
         check(len(sessions) == 2 and all(s.get("datapath") == "kernel" for s in sessions)
-              and len(set(s.get("unit") for s in sessions)) == 2,
-              "server status sessions: %r" % (sessions,))
+              and len(set(s.get("unit") for s in sessions)) == 2
+              and all(s.get("rx_packets", 0) >= 5 and s.get("tx_packets", 0) >= 5 for s in sessions),
+              "server status sessions (want 2, datapath kernel, own units, traffic on each): %r" % (sessions,))
         tr = st.get("transport", {})
         check(tr.get("shared_address_clients", 0) >= 1 and tr.get("shared_address_refused", 0) == 0,
               "transport counters: %r" % (tr,))
