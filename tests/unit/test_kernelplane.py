@@ -630,3 +630,14 @@ def test_status_says_why_the_data_path_was_chosen():
     st = r.status()
     assert st["datapath_why"] == r.datapath_why and st["transport"]["shared_address_refused"] == 0
     plane.close()
+
+
+def test_leftovers_of_shared_address_clients_are_flushed_at_the_next_start():
+    """kill -9 with two clients behind one NAT up: the next start removes their marked SAs and policies too."""
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    assert len(kp.xfrm.list_sas()) == 4 and len(kp.xfrm.list_policies()) == 3
+    kp2 = kernel_path.KernelPath(xfrm.Xfrm(twin), l2tp_api=object(), events=Events(twin))
+    assert kp2.start() == (4, 3)
+    assert kp2.xfrm.list_sas() == [] and kp2.xfrm.list_policies() == []
