@@ -30,12 +30,11 @@ ENV = "env PYTHONPATH=%s SLUICE_RUNDIR=/run/sluice-nat PYTHONUNBUFFERED=1" % SLU
 
 
 def _conf_server():
-    text = peers.sluice_server(SRV_IP, "mschapv2", ipsec=True)
-    return text.replace("    option ifname", "    option datapath 'kernel'\n    option ifname", 1)
+    return peers.sluice_server(SRV_IP, "mschapv2", ipsec=True, datapath="kernel")
 
 
 def _conf_client(i):
-    return peers.sluice_client(SRV_IP, ipsec=True).replace("option ifname 'slc0'", "option ifname 'slc%d'" % i)
+    return peers.sluice_client(SRV_IP, ipsec=True, datapath="user").replace("option ifname 'slc0'", "option ifname 'slc%d'" % i)
 
 
 def _ns_setup(g):
