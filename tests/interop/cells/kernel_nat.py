@@ -34,7 +34,8 @@ def _conf_server():
 
 
 def _conf_client(i):
-    return peers.sluice_client(SRV_IP, ipsec=True, datapath="user").replace("option ifname 'slc0'", "option ifname 'slc%d'" % i)
+    text = peers.sluice_client(SRV_IP, ipsec=True, datapath="user")
+    return text.replace("option ifname 'slc0'", "option ifname 'slc%d'" % i)
 
 
 def _ns_setup(g):
