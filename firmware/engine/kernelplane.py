@@ -6,11 +6,18 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
 - IKE stays in user space: UDP 500 and 4500, with UDP_ENCAP_ESPINUDP on 4500 so that the kernel takes the
   ESP-in-UDP packets there and hands up only IKE (non-ESP marker). There is no raw ESP socket: esp4 takes
   plain ESP itself.
-- `InstallSa` becomes an inbound + outbound XFRM SA; the first SA of a peer address also installs the two
-  UDP/1701 transport policies (one reqid per peer address, from Sluice's range, so leftovers are found after
-  a crash). A rekey is a new SA with the same reqid: the kernel sends on the newest, accepts on both;
-  `RemoveSa` deletes the old pair; the peer's last `RemoveSa` takes its policies. `OutboundSa` only records
-  the choice (the kernel's is the newest SA, which is the endpoint's too).
+- `InstallSa` becomes an inbound + outbound XFRM SA; the first SA of a client (IKE peer: address and NAT-T
+  port) also installs its outbound UDP/1701 policy, the first of an address the inbound one (reqids from
+  Sluice's range, so leftovers are found after a crash: one per address, for the inbound SAs and policy and the
+  first client's outbound ones; one more per further client behind the same NAT). The server marks each
+  client's outbound SA and policy, and its tunnel socket (SO_MARK), with the client's outbound reqid. A rekey is
+  a new SA with the same reqids: the kernel sends on the newest, accepts on both; `RemoveSa` deletes the old
+  pair; a client's last `RemoveSa` takes its outbound policy, the address's last client the inbound one.
+  `OutboundSa` only records the choice (the kernel's is the newest SA, which is the endpoint's too).
+- Several clients at one address (behind one NAT): their decrypted L2TP comes from one address and inner port,
+  on the listener or any of their tunnel sockets; `_attribute` tells them apart by our tunnel ID. Their data
+  is the kernel's from Linux 6.11 on; on older kernels a second client at an address is refused
+  (`shared_address_refused`; `option datapath 'auto'` keeps such a server on the user-space path).
 - L2TP: one UDP socket per L2TP peer, bound to :1701 and connected to the peer (the server also keeps an
   unconnected :1701 listener for the first SCCRQ); L2TP control messages go out and come in on it, inside
   the XFRM policy. `SessionOpen` (the L2TP session is established, PPP starts) creates the kernel tunnel on
@@ -126,9 +133,9 @@ class KernelSockets:
 
 
 class _Sa:
-    __slots__ = ("peer_ip", "local", "spi_in", "spi_out", "ike_peer", "rx_bytes", "child", "reqid", "limits")
+    __slots__ = ("peer_ip", "local", "spi_in", "spi_out", "ike_peer", "rx_bytes", "child", "reqid", "limits", "owner")
 
-    def __init__(self, peer_ip, local, spi_in, spi_out, ike_peer, child, reqid, limits):
+    def __init__(self, peer_ip, local, spi_in, spi_out, ike_peer, child, reqid, limits, owner=None):
         self.peer_ip = peer_ip
         self.local = local
         self.spi_in = spi_in
@@ -138,17 +145,33 @@ class _Sa:
         self.child = child      # the ChildSaUp (keys: as the user-space plane's transforms hold them), for a NAT move
         self.reqid = reqid
         self.limits = limits
+        self.owner = owner      # the _Peer
 
 
 class _Peer:
-    """One peer address: its reqid, policies and how many SA pairs it has."""
+    """One IKE peer (address, NAT-T port): its outbound reqid and mark, outbound policy, how many SA pairs."""
 
-    __slots__ = ("reqid", "policy_key", "sas", "local")
+    __slots__ = ("reqid", "mark", "policy_key", "sas", "local", "ike", "addr")
 
-    def __init__(self, reqid, local):
+    def __init__(self, reqid, mark, local, ike, addr):
         self.reqid = reqid
+        self.mark = mark        # (value, mask) on the outbound SA, policy and the tunnel sockets; None: unmarked
         self.policy_key = None
         self.sas = 0
+        self.local = local
+        self.ike = ike          # (ip, port) as IKE sees it (follows NAT port moves)
+        self.addr = addr        # the _Addr it shares with other clients behind the same NAT
+
+
+class _Addr:
+    """One peer address: the inbound policy and reqid shared by every client behind it."""
+
+    __slots__ = ("reqid", "policy_key", "clients", "local")
+
+    def __init__(self, reqid, local):
+        self.reqid = reqid      # the inbound SAs' and policy's reqid (the first client's outbound one, too)
+        self.policy_key = None
+        self.clients = []       # _Peer, oldest first
         self.local = local
 
 
@@ -174,7 +197,7 @@ class KernelPlane:
     datapath = "kernel"
 
     def __init__(self, loop, up, role, rng, ipsec, listen="0.0.0.0", sockets=None, kernel=None, host=None,
-                 ifname=None, local_ip=None, mtu=1400, tun=None, log=None, port=L2TP_PORT):
+                 ifname=None, local_ip=None, mtu=1400, tun=None, log=None, port=L2TP_PORT, multi_nat=None):
         self.loop = loop
         self.up = up
         self.role = role
@@ -203,8 +226,14 @@ class KernelPlane:
         self.tsocks = {}        # L2TP peer key -> connected UDP socket
         self.sas = {}           # spi_in -> _Sa
         self.out_spi = {}       # spi_out -> spi_in
-        self.peers = {}         # peer ip -> _Peer
-        self.ike_peer = {}      # peer ip -> IKE peer (ip, port)
+        self.peers = {}         # IKE peer (ip, port) -> _Peer
+        self.addrs = {}         # peer ip -> _Addr
+        self.ike_peer = {}      # peer ip -> IKE peer (ip, port) of its first client
+        self.key_of_tid = {}    # our tunnel id -> L2TP peer key (several clients at one address)
+        self.sccrq_key = {}     # (ip, inner port, peer's tunnel id) -> L2TP peer key of an SCCRQ we attributed
+        # Several clients at one address: a kernel without the 6.11 l2tp_core change (None: probe) cannot carry
+        # the second one; it is refused (counted as shared_address_refused) rather than left carrying nothing.
+        self.multi_nat = multi_nat
         self.sessions = {}      # (tid, sid) -> _Session
         self.by_peer_ids = {}   # (peer key, ptid, psid) -> _Session
         self.unit_of = {}       # "a.b.c.d/32" -> unit ifname (server routes)
@@ -215,7 +244,8 @@ class KernelPlane:
         self.counters = {"esp_in": 0, "esp_out": 0, "unknown_spi": 0, "esp_errors": 0, "not_l2tp": 0,
                          "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
                          "spoofed": 0, "send_errors": 0, "expired": 0, "not_ipsec": 0, "kernel_errors": 0,
-                         "moves_not_followed": 0, "ppp_in": 0, "ppp_out": 0}
+                         "moves_not_followed": 0, "ppp_in": 0, "ppp_out": 0, "shared_address_clients": 0,
+                         "shared_address_refused": 0, "misattributed": 0}
         self.counters["unit_in"] = 0    # packets the units' filtered sockets passed up (DHCPINFORM, RS)
 
     # -- start / stop --------------------------------------------------------------------------------------
@@ -299,7 +329,13 @@ class KernelPlane:
         for p in self.peers.values():
             if p.policy_key is not None:
                 self._kernel(self.kp.remove_policies, p.policy_key)
+        for a in self.addrs.values():
+            if a.policy_key is not None:
+                self._kernel(self.kp.remove_policies, a.policy_key)
         self.peers.clear()
+        self.addrs.clear()
+        self.key_of_tid.clear()
+        self.sccrq_key.clear()
 
     def close(self):
         self.close_sockets()
@@ -346,6 +382,8 @@ class KernelPlane:
         if sock is None:
             self.counters["no_sa"] += 1
             return
+        if len(key) == 3 and data[0] & 0x80:
+            self._learn_tid(key, data)
         try:
             sock.send(data)
         except OSError:
@@ -393,11 +431,18 @@ class KernelPlane:
             return s
         if self.role == "client" and self.udp is not None:
             return self.udp
-        if self.ipsec and key[0] not in self.peers:
+        p = self.peers.get((key[0], key[1])) if self.ipsec else None
+        if self.ipsec and p is None:
+            a = self.addrs.get(key[0])
+            if a is not None and len(a.clients) == 1:
+                p = a.clients[0]    # a lone client at the address, as before clients were told apart
+        if self.ipsec and p is None:
             return None     # no SA, no policy: nothing may leave in the clear
+        mark = p.mark[0] if p is not None and p.mark is not None else None
         try:
             s = self.sockets.l2tp_udp("0.0.0.0" if self.listen in ("", "0.0.0.0") else self.listen,
-                                      self.port if self.role == "server" else L2TP_PORT, self._udp_peer(key))
+                                      self.port if self.role == "server" else L2TP_PORT, self._udp_peer(key),
+                                      mark)
         except OSError as e:
             self.counters["send_errors"] += 1
             self._log("cannot open the L2TP socket to %s: %s" % (key[0], e))
@@ -415,35 +460,85 @@ class KernelPlane:
         return got
 
     def install_sa(self, a):
+        """An SA pair in the kernel. Per client (IKE peer: address and NAT-T port) an outbound reqid, mark and
+        policy; per address one inbound policy and reqid for every client behind it. The first client's
+        outbound reqid is its address's (a lone client is set up as before the clients were told apart); the
+        server marks its clients' outbound SAs and policies and their tunnel sockets (SO_MARK) so that each
+        client's L2TP leaves through its own SA."""
         from sluice.hal.net import xfrm
 
         e = a.child
         peer_ip = e.peer[0]
-        p = self.peers.get(peer_ip)
+        ike = (e.peer[0], e.peer[1])
+        p = self.peers.get(ike)
+        addr = self.addrs.get(peer_ip)
+        new_addr = addr is None
         if p is None:
-            p = _Peer(xfrm.REQID_BASE | (self.next_reqid & 0xFFFFFF), self._local(peer_ip))
-            self.next_reqid += 1
+            if addr is not None and addr.clients and not self._multi_nat_ok():
+                self.counters["shared_address_refused"] += 1
+                return ("refused the ESP SA of %s:%d: %s (a client at that address is up already; use option "
+                        "datapath 'user' or 'auto')" % (peer_ip, e.peer[1], self._multi_nat_why))
+            if addr is None:
+                addr = _Addr(xfrm.REQID_BASE | (self.next_reqid & 0xFFFFFF), self._local(peer_ip))
+                self.next_reqid += 1
+            if not addr.clients:
+                reqid = addr.reqid
+            else:
+                reqid = xfrm.REQID_BASE | (self.next_reqid & 0xFFFFFF)
+                self.next_reqid += 1
+            mark = (reqid, 0xFFFFFFFF) if self.role == "server" else None
+            p = _Peer(reqid, mark, addr.local, ike, addr)
         limits = None
         if a.soft_bytes or a.hard_bytes:
             limits = xfrm.Limits(soft_bytes=a.soft_bytes or None, hard_bytes=a.hard_bytes or None)
         try:
-            self.kp.install_child(p.local, e, p.reqid, None, limits)
+            self.kp.install_child(p.local, e, p.reqid, p.mark, limits, reqid_in=addr.reqid)
         except (OSError, ValueError) as err:
             return "cannot install ESP SA %s with %s in the kernel: %s" % (e.transform, peer_ip, err)
-        if p.policy_key is None:
+        peer_port = 0 if self.role == "server" else L2TP_PORT
+        if addr.policy_key is None:
             try:
-                p.policy_key = self.kp.install_policies(p.local, peer_ip, p.reqid, None,
-                                                        0 if self.role == "server" else L2TP_PORT)
+                addr.policy_key = self.kp.install_policies(addr.local, peer_ip, addr.reqid, None, peer_port,
+                                                           addr.reqid, L2TP_PORT, "in")
             except OSError as err:
                 self.kp.remove_child(p.local, peer_ip, e.spi_in, e.spi_out)
                 return "cannot install the L2TP policies for %s in the kernel: %s" % (peer_ip, err)
-        self.peers[peer_ip] = p
+        if p.policy_key is None:
+            try:
+                p.policy_key = self.kp.install_policies(p.local, peer_ip, p.reqid, p.mark, peer_port, addr.reqid,
+                                                        L2TP_PORT, "out")
+            except OSError as err:
+                self.kp.remove_child(p.local, peer_ip, e.spi_in, e.spi_out)
+                if new_addr:
+                    self._kernel(self.kp.remove_policies, addr.policy_key)
+                    addr.policy_key = None
+                return "cannot install the L2TP policies for %s in the kernel: %s" % (peer_ip, err)
+        if new_addr:
+            self.addrs[peer_ip] = addr
+        if p not in addr.clients:
+            addr.clients.append(p)
+            if len(addr.clients) > 1:
+                self.counters["shared_address_clients"] += 1
+                self._log("%d clients behind %s (IKE port %d joins): each has its own outbound SA, policy and mark "
+                          "0x%x" % (len(addr.clients), peer_ip, ike[1], p.reqid))
+        self.peers[ike] = p
         p.sas += 1
-        self.ike_peer[peer_ip] = e.peer
+        self.ike_peer[peer_ip] = addr.clients[0].ike
         self.sas[e.spi_in] = _Sa(peer_ip, p.local, e.spi_in, e.spi_out, e.peer, e if e.encap else None, p.reqid,
-                                 limits)
+                                 limits, p)
         self.out_spi[e.spi_out] = e.spi_in
         return None
+
+    _multi_nat_why = ""
+
+    def _multi_nat_ok(self):
+        if self.multi_nat is None:
+            from sluice.hal.net.kernel_path import probe_multi_nat
+
+            self.multi_nat, self._multi_nat_why = probe_multi_nat()
+        elif not self.multi_nat and not self._multi_nat_why:
+            self._multi_nat_why = "this kernel cannot carry two L2TP clients behind one NAT"
+        return self.multi_nat
 
     def outbound_sa(self, peer, spi_out, encap):
         pass  # the kernel sends on the newest SA of the peer's reqid, as the endpoint chooses
@@ -454,26 +549,54 @@ class KernelPlane:
         if rec is None:
             return
         self._kernel(self.kp.remove_child, rec.local, rec.peer_ip, spi_in, spi_out)
-        p = self.peers.get(rec.peer_ip)
-        if p is None:
+        p = rec.owner
+        if p is None or self.peers.get(p.ike) is not p:
             return
         p.sas -= 1
-        if p.sas <= 0:
-            # The peer's last SA: its sessions, tunnel sockets and policies go (nothing could pass any more).
-            for s in [s for s in self.sessions.values() if s.peer[0] == rec.peer_ip]:
-                self._close_session(s)
-            for key in [k for k in self.tsocks if k[0] == rec.peer_ip]:
-                self._close_tunnel_sock(key)
-            if p.policy_key is not None:
-                self._kernel(self.kp.remove_policies, p.policy_key)
-            del self.peers[rec.peer_ip]
-            self.ike_peer.pop(rec.peer_ip, None)
+        if p.sas > 0:
+            return
+        # The client's last SA: its sessions, tunnel sockets and outbound policy go (nothing could pass any
+        # more); the address's inbound policy goes with its last client.
+        ike = p.ike
+        for s in [s for s in self.sessions.values() if (s.peer[0], s.peer[1]) == ike]:
+            self._close_session(s)
+        for key in [k for k in self.tsocks if (k[0], k[1]) == ike]:
+            self._close_tunnel_sock(key)
+        for tid in [t for t, k in self.key_of_tid.items() if (k[0], k[1]) == ike]:
+            del self.key_of_tid[tid]
+        for k in [k for k, v in self.sccrq_key.items() if (v[0], v[1]) == ike]:
+            del self.sccrq_key[k]
+        if p.policy_key is not None:
+            self._kernel(self.kp.remove_policies, p.policy_key)
+        del self.peers[ike]
+        addr = p.addr
+        if p in addr.clients:
+            addr.clients.remove(p)
+        if addr.clients:
+            if self.ike_peer.get(rec.peer_ip) == ike:
+                self.ike_peer[rec.peer_ip] = addr.clients[0].ike
+            return
+        if addr.policy_key is not None:
+            self._kernel(self.kp.remove_policies, addr.policy_key)
+        if self.addrs.get(rec.peer_ip) is addr:
+            del self.addrs[rec.peer_ip]
+        self.ike_peer.pop(rec.peer_ip, None)
 
     def move_peer(self, old, new):
         """The peer's NAT mapping moved (same address, new port: RFC 3948): its ESP-in-UDP SAs follow (UPDSA
         with the new encap port; the kernel keeps keys and algorithms, takes the encap)."""
         if old[0] == new[0]:
-            self.ike_peer[new[0]] = new
+            if self.ike_peer.get(old[0]) == old:
+                self.ike_peer[new[0]] = new
+            p = self.peers.get(old)
+            if p is not None and new not in self.peers:
+                del self.peers[old]
+                p.ike = new
+                self.peers[new] = p
+            for table in (self.key_of_tid, self.sccrq_key):
+                for k, v in list(table.items()):
+                    if (v[0], v[1]) == old:
+                        table[k] = (new[0], new[1], v[2])
         for r in self.sas.values():
             if r.ike_peer != old:
                 continue
@@ -492,10 +615,13 @@ class KernelPlane:
         from sluice.hal.net import xfrm
 
         e = r.child
+        p = r.owner
         inbound = xfrm.SaSpec(r.peer_ip, r.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
-                              reqid=r.reqid, encap=(port, NATT_PORT), limits=r.limits)
+                              reqid=p.addr.reqid if p is not None else r.reqid, encap=(port, NATT_PORT),
+                              limits=r.limits)
         outbound = xfrm.SaSpec(r.local, r.peer_ip, e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out,
-                               reqid=r.reqid, encap=(NATT_PORT, port), limits=r.limits)
+                               reqid=r.reqid, encap=(NATT_PORT, port), limits=r.limits,
+                               mark=p.mark if p is not None else None)
         return self._kernel(self.kp.xfrm.update_sa, inbound) and self._kernel(self.kp.xfrm.update_sa, outbound)
 
     def _rekey_session(self, s, peer):
@@ -526,6 +652,8 @@ class KernelPlane:
             self._log("cannot open the kernel L2TP session %d/%d: %s" % (tid, sid, e))
             return
         s = _Session(a.key, a.peer, a.peer_tunnel_id, a.peer_session_id, ks, ks.unit.ifname)
+        if len(a.peer) == 3:
+            self._remember_tid(tid, a.peer)
         if self.role == "client":
             # Sluice applies the server's RAs (routes only as configured); the kernel must not also take them
             # (a default route through the tunnel that nobody asked for).
@@ -717,13 +845,79 @@ class KernelPlane:
                 self.up.on_ike(data[4:], (local, NATT_PORT), peer, now)
             # anything else: a keepalive, or ESP the kernel did not take (no SA): nothing for us
 
-    def _key_from(self, addr):
+    def _key_from(self, addr, data=None):
         if not self.ipsec:
             return (addr[0], addr[1])
         ike = self.ike_peer.get(addr[0])
         if ike is None:
             return None
+        a = self.addrs.get(addr[0])
+        if a is not None and len(a.clients) > 1 and data is not None:
+            return self._attribute(a, addr, data) or (ike[0], ike[1], addr[1])
         return (ike[0], ike[1], addr[1])
+
+    # -- several clients at one address --------------------------------------------------------------------
+    #
+    # Their L2TP arrives decrypted from one address and inner port on the listener or on any of their tunnel
+    # sockets (the kernel picks one socket for one address/port pair): which client sent it is told by our
+    # tunnel ID in the header (learned from the SCCRP we send, which assigns it, and from SessionOpen). An
+    # SCCRQ (tunnel ID 0) goes to the client at the address that has no tunnel yet whose inbound SA counted
+    # new bytes since the last poll (the SCCRQ's own), the oldest such client when that does not decide;
+    # its retransmissions follow the first choice.
+
+    def _remember_tid(self, tid, key):
+        kt = self.key_of_tid
+        if tid not in kt and len(kt) >= LOCAL_FOR_MAX:
+            del kt[next(iter(kt))]
+        kt[tid] = key
+
+    def _learn_tid(self, key, data):
+        """A control message we send: an SCCRP carries our tunnel ID in its Assigned Tunnel ID AVP."""
+        if key[0] not in self.addrs:
+            return
+        tid = _avp_u16(data, 9, 2)      # Assigned Tunnel ID, in an SCCRP (message type 2)
+        if tid:
+            self._remember_tid(tid, key)
+
+    def _attribute(self, a, addr, data):
+        from sluice.l2tp import header as H
+        from sluice.l2tp.errors import L2tpError
+
+        try:
+            h = H.parse(data)
+        except L2tpError:
+            return None
+        if h.tunnel_id:
+            key = self.key_of_tid.get(h.tunnel_id)
+            if key is None or key[0] != addr[0]:
+                return None
+            return key
+        if not h.is_control:
+            return None
+        ptid = _avp_u16(data, 9, 1)     # the SCCRQ's Assigned Tunnel ID (the client's)
+        k = (addr[0], addr[1], ptid)
+        key = self.sccrq_key.get(k)
+        if key is not None:
+            return key
+        busy = set((v[0], v[1]) for v in self.key_of_tid.values()) | set((v[0], v[1])
+                                                                          for v in self.sccrq_key.values())
+        free = [p for p in a.clients if p.ike not in busy] or list(a.clients)
+        grew = []
+        for p in free:
+            for rec in self.sas.values():
+                if rec.owner is p:
+                    c = self.kp.counters(rec.local, rec.peer_ip, rec.spi_in, rec.spi_out).get("in")
+                    if c is not None and c.bytes > rec.rx_bytes:
+                        grew.append(p)
+                        break
+        pick = grew[0] if len(grew) == 1 else free[0]
+        if len(free) > 1 and len(grew) != 1:
+            self.counters["misattributed"] += 1   # a guess: two clients at one address set up at once
+        key = (pick.ike[0], pick.ike[1], addr[1])
+        if len(self.sccrq_key) >= LOCAL_FOR_MAX:
+            del self.sccrq_key[next(iter(self.sccrq_key))]
+        self.sccrq_key[k] = key
+        return key
 
     def _on_listener(self, now):
         for _ in range(16):
@@ -731,7 +925,7 @@ class KernelPlane:
                 data, addr = self.listener.recvfrom(65535)
             except OSError:
                 return
-            key = self._key_from(addr)
+            key = self._key_from(addr, data)
             if key is None:
                 # L2TP from an address without IPsec SAs: refused as the user-space path refuses it.
                 self.counters["not_ipsec"] += 1
@@ -744,7 +938,12 @@ class KernelPlane:
                 data = sock.recv(65535)
             except OSError:
                 return
-            # Control messages, and data for sessions not (yet) in the kernel: the endpoint's.
+            # Control messages, and data for sessions not (yet) in the kernel: the endpoint's. With several
+            # clients at the sending address, the message may be another client's (see _attribute).
+            if len(key) == 3:
+                a = self.addrs.get(key[0])
+                if a is not None and len(a.clients) > 1:
+                    key = self._attribute(a, (key[0], key[2]), data) or key
             self.up.on_l2tp(data, key, now)
 
     def _on_ppp(self, s, fd, now):
@@ -801,7 +1000,7 @@ class KernelPlane:
         """Inbound bytes that grew since the last read are traffic from that peer (DPD, idle)."""
         seen = set()
         for rec in list(self.sas.values()):
-            c = self.kp.counters(rec.local, rec.peer_ip, rec.spi_in, rec.spi_out).get("in")
+            c = self.kp.counters(rec.local, rec.peer_ip, rec.spi_in, rec.spi_out, self._mark(rec)).get("in")
             if c is None:
                 continue
             if c.bytes > rec.rx_bytes:
@@ -831,8 +1030,38 @@ class KernelPlane:
     def sa_counters(self):
         out = {}
         for rec in self.sas.values():
-            c = self.kp.counters(rec.local, rec.peer_ip, rec.spi_in, rec.spi_out)
+            c = self.kp.counters(rec.local, rec.peer_ip, rec.spi_in, rec.spi_out, self._mark(rec))
             i, o = c.get("in"), c.get("out")
             out[rec.spi_in] = {"packets_in": i.packets if i else 0, "bytes_in": i.bytes if i else 0}
             out[rec.spi_out] = {"packets_out": o.packets if o else 0, "bytes_out": o.bytes if o else 0}
         return out
+
+    def _mark(self, rec):
+        return rec.owner.mark if rec.owner is not None else None
+
+
+def _avp_u16(data, avp_type, msg_type):
+    """The 16-bit value of the first unhidden IETF AVP `avp_type` of an L2TP control message of type msg_type
+    (RFC 2661 4.1), or None. Bounded by the message's length."""
+    n = len(data)
+    if n < 12 or not data[0] & 0x80:
+        return None
+    p = 12                       # flags, length, tunnel ID, session ID, Ns, Nr (control: L and S set)
+    first = True
+    for _ in range(64):
+        if p + 6 > n:
+            return None
+        flags_len = (data[p] << 8) | data[p + 1]
+        length = flags_len & 0x3FF
+        if length < 6 or p + length > n:
+            return None
+        vendor = (data[p + 2] << 8) | data[p + 3]
+        t = (data[p + 4] << 8) | data[p + 5]
+        if first:
+            if vendor or t != 0 or length < 8 or ((data[p + 6] << 8) | data[p + 7]) != msg_type:
+                return None
+            first = False
+        elif vendor == 0 and t == avp_type and not flags_len & 0x4000 and length >= 8:
+            return (data[p + 6] << 8) | data[p + 7]
+        p += length
+    return None

@@ -201,6 +201,9 @@ class Runner:
         st["ifname"] = plane.tun.name if plane.tun is not None else getattr(plane, "ifname", None)
         datapath = getattr(plane, "datapath", "user")
         st["datapath"] = datapath
+        why = getattr(self, "datapath_why", None)
+        if why:
+            st["datapath_why"] = why   # e.g. why `auto` chose the user-space path
         wall = _wall()
         for t in st.get("tunnels", ()):
             for s in t.get("sessions", ()):
@@ -353,7 +356,7 @@ def _kernel_unsupported(section, role, config=None):
     return None  # the server's IPv6 and DHCPINFORM answers: the kernel plane's unit sockets (kernelplane.py)
 
 
-def choose_datapath(section, role, log, probe=None, config=None):
+def choose_datapath(section, role, log, probe=None, config=None, multi_nat=None):
     """('kernel' | 'user', why) for `option datapath`: 'user' as asked; 'kernel' when the probe passes (else
     the daemon refuses to start, saying what is missing); 'auto' the kernel where it can, else user space."""
     want = getattr(section, "datapath", None) or "auto"
@@ -364,6 +367,13 @@ def choose_datapath(section, role, log, probe=None, config=None):
         if probe is None:
             from sluice.hal.net.ppp_kernel import probe
         ok, why = probe()
+        if ok and role == "server" and want == "auto":
+            # Two clients behind one NAT need Linux 6.11+ on the kernel path; the user-space path carries them.
+            from sluice.hal.net.kernel_path import probe_multi_nat
+
+            ok, why2 = (multi_nat or probe_multi_nat)()
+            if not ok:
+                why = why2
         if ok:
             log.info("data path: kernel (%s)", why)
             return "kernel", why
@@ -379,8 +389,9 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     from sluice.endpoint.server import ServerEndpoint
     from sluice.engine.userplane import UserPlane
 
+    why = None
     if datapath is None:
-        datapath = choose_datapath(section, "server", log, config=config)[0]
+        datapath, why = choose_datapath(section, "server", log, config=config)
     sockets = sockets or RealSockets(log)
     if tun is None:
         from sluice.hal.net.tun import TunDevice
@@ -420,6 +431,7 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     else:
         plane.open_plain(plain_sock if plain_sock is not None else sockets.udp(section.listen, section.port, False))
     plane.backend = backend
+    runner.datapath_why = why
     if datapath == "kernel" and section.ipsec:
         log.info("ESP is the kernel's (XFRM); the crypto backend serves IKE only")
     aaa = None

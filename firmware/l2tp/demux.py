@@ -74,6 +74,7 @@ class TunnelTable:
         self.half_open = 0
         self.pending = 0  # sessions not yet authenticated
         self.authenticated = 0
+        self.sids = {}  # our session id -> sessions holding it (ids are unique across the table's tunnels)
         self.by_source = {}  # source -> [tunnels, half-open tunnels, sessions, pending sessions]
         self.stats = {"malformed": 0, "not_control": 0, "unknown_tunnel": 0, "wrong_peer": 0, "created": 0,
                       "full": 0, "removed": 0, "source_limit": 0, "half_open_evicted": 0,
@@ -315,10 +316,17 @@ class TunnelTable:
                             "evicted: too many sessions waiting for authentication", S.ERR_NO_RESOURCES)
         return None
 
+    def sid_taken(self, sid):
+        """Is session id `sid` used in any tunnel of the table? Our session ids are unique across the server, so
+        that a kernel that looks a session up by its id alone (L2TPv2 before Linux 6.11, on whichever tunnel
+        socket received it) cannot hand one client's data to another's session."""
+        return sid in self.sids
+
     def _session_added(self, tunnel, sess, now):
         e = self.entries.get(tunnel.local_tunnel_id)
         if e is None:
             return
+        self.sids[sess.local_id] = self.sids.get(sess.local_id, 0) + 1
         counts = self.by_source[e.source]
         counts[2] += 1
         if not sess.authenticated:
@@ -332,6 +340,11 @@ class TunnelTable:
         e = self.entries.get(tunnel.local_tunnel_id)
         if e is None:
             return
+        n = self.sids.get(sess.local_id, 0) - 1
+        if n > 0:
+            self.sids[sess.local_id] = n
+        else:
+            self.sids.pop(sess.local_id, None)
         counts = self.by_source[e.source]
         counts[2] -= 1
         if sess.authenticated:

@@ -383,7 +383,7 @@ class Tunnel:
         for _ in range(100):
             b = self.rng(2)
             sid = (b[0] << 8) | b[1]
-            if sid and sid not in self.sessions:
+            if sid and sid not in self.sessions and (self.owner is None or not self.owner.sid_taken(sid)):
                 return sid
         raise ValueError("no free session id")
 

@@ -116,14 +116,19 @@ class KernelPath:
         return out
 
     def install_policies(self, local_ip, peer_ip, reqid_out, mark=None, peer_port=1701, reqid_in=None,
-                         local_port=1701):
-        """The two UDP/1701 transport policies for a peer; refcounted per (local, peer, peer port, mark)."""
-        key = (local_ip, peer_ip, peer_port, mark)
+                         local_port=1701, which=None):
+        """The two UDP/1701 transport policies for a peer; refcounted per (local, peer, peer port, mark).
+
+        which 'out' or 'in' installs only that one: several clients behind one NAT each have an outbound policy
+        (with their own mark) and share the inbound one of their address."""
+        key = (local_ip, peer_ip, peer_port, mark) if which is None else (local_ip, peer_ip, peer_port, mark, which)
         entry = self.policies.get(key)
         if entry:
             entry[0] += 1
             return key
         pols = xfrm.l2tp_policies(local_ip, peer_ip, reqid_out, reqid_in, mark, local_port, peer_port)
+        if which is not None:
+            pols = [p for p in pols if p.dir == (xfrm.DIR_OUT if which == "out" else xfrm.DIR_IN)]
         done = []
         try:
             for p in pols:
@@ -201,3 +206,50 @@ class KernelPath:
         if self.events is not None:
             self.events.close()
             self.events = None
+
+
+# Linux 6.11 (the June 2024 l2tp_core series) finds an L2TPv2 session by tunnel and session ID whatever socket
+# received it; before, a session is looked up in the tunnel of the socket the packet landed on, and with two
+# tunnels to one address and port (two clients behind one NAT) the kernel picks one socket for both.
+MULTI_NAT_RELEASE = (6, 11)
+
+
+def kernel_release(uname=None):
+    """(major, minor) of the running kernel ("6.12.48+deb13-amd64" -> (6, 12)); (0, 0) when unreadable."""
+    if uname is None:
+        import os
+
+        uname = os.uname
+    try:
+        rel = uname()[2]
+    except (OSError, IndexError):
+        return (0, 0)
+    parts = []
+    for field in rel.split(".")[:2]:
+        digits = ""
+        for ch in field:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    if len(parts) < 2:
+        return (0, 0)
+    return (parts[0], parts[1])
+
+
+def probe_multi_nat(uname=None):
+    """(ok, reason): can this kernel carry two L2TP clients behind one NAT (one address, two tunnels)?"""
+    if uname is None:
+        import os
+
+        uname = os.uname
+    rel = kernel_release(uname)
+    try:
+        name = uname()[2]
+    except (OSError, IndexError):
+        name = "?"
+    if rel >= MULTI_NAT_RELEASE:
+        return True, "kernel %s finds L2TPv2 sessions by tunnel and session ID (6.11+)" % name
+    return False, "kernel %s cannot carry two L2TP clients behind one NAT (needs Linux 6.11+)" % name

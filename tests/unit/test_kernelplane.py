@@ -103,6 +103,7 @@ class Sockets:
 
     def l2tp_udp(self, address, port, peer=None, mark=None):
         s = FakeUdp((address, port), peer)
+        s.mark = mark
         self.made.append(s)
         return s
 
@@ -336,7 +337,8 @@ class Log:
 ])
 def test_choose_datapath(want, ok, section, expect):
     sec = type("S", (), dict(section, datapath=want))()
-    got, why = R.choose_datapath(sec, "server", Log(), probe=lambda: (ok, "probe says %s" % ok))
+    got, why = R.choose_datapath(sec, "server", Log(), probe=lambda: (ok, "probe says %s" % ok),
+                                 multi_nat=lambda: (True, "6.12"))
     assert got == expect
 
 
@@ -455,3 +457,187 @@ def test_source_check_is_nftables_fib_for_every_unit_and_goes_at_stop():
     long = KernelPlane(loop, up, "server", os.urandom, True, sockets=socks, kernel=kp, host=Host(),
                        ifname="sluice-office0")
     assert long._unit_pattern() == "sluice-of*" and long._guard_table() == "sluice_sluice_office0"
+
+
+# --- several clients behind one NAT ------------------------------------------------------------------------------
+
+def child_at(port, spi_in, spi_out):
+    c = child(spi_in, spi_out)
+    c.peer = (PEER, port)
+    return c
+
+
+def ctl(tid, msg_type, assigned_tid=None):
+    """An L2TP control message: header, Message Type AVP, and an Assigned Tunnel ID AVP."""
+    avps = bytes((0x80, 8, 0, 0, 0, 0, 0, msg_type))
+    if assigned_tid is not None:
+        avps += bytes((0x80, 8, 0, 0, 0, 9, assigned_tid >> 8, assigned_tid & 255))
+    n = 12 + len(avps)
+    return bytes((0xC8, 0x02, n >> 8, n & 255, tid >> 8, tid & 255, 0, 0, 0, 0, 0, 0)) + avps
+
+
+def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    listener = socks.made[2]
+    assert plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None)) is None
+    assert plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None)) is None
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    # one inbound reqid for the address (the first client's), an outbound reqid and mark per client
+    assert sas[0xA1].reqid == sas[0xA2].reqid == sas[0xB1].reqid != sas[0xB2].reqid
+    assert sas[0xB1].mark == (sas[0xB1].reqid, 0xFFFFFFFF) and sas[0xB2].mark == (sas[0xB2].reqid, 0xFFFFFFFF)
+    assert sas[0xA1].mark is None and sas[0xA2].mark is None and sas[0xB2].reqid >> 24 == 0x5C
+    pols = kp.xfrm.list_policies()
+    ins = [p for p in pols if p.dir == xfrm.DIR_IN]
+    outs = sorted((p.mark, p.tmpl_reqid if hasattr(p, "tmpl_reqid") else None) for p in pols if p.dir == xfrm.DIR_OUT)
+    assert len(ins) == 1 and len(outs) == 2 and {m for m, _ in outs} == {sas[0xB1].mark, sas[0xB2].mark}
+    assert plane.counters["shared_address_clients"] == 1
+
+    # Client 1's SCCRQ: its inbound SA counted the bytes; it goes up with client 1's key.
+    k1, k2 = (PEER, 4501, 1701), (PEER, 4502, 1701)
+    plane.poll_counters(1.0)
+    twin.count(ME, 0xA1, 100, 1)
+    listener.inbox.append((ctl(0, 1, 0x1111), (PEER, 1701)))
+    loop.readers[listener](2.0)
+    assert up.got[-1][2] == k1
+    # the retransmission follows the first choice
+    listener.inbox.append((ctl(0, 1, 0x1111), (PEER, 1701)))
+    loop.readers[listener](2.1)
+    assert up.got[-1][2] == k1
+    # Our SCCRP assigns our tunnel ID 0x0501: later messages naming it are client 1's.
+    plane.send_l2tp(k1, ctl(0x1111, 2, 0x0501))
+    t1 = socks.made[-1]
+    assert t1.mark == sas[0xB1].reqid and t1.peer == (PEER, 1701)
+    # Client 2's SCCRQ: the one client without a tunnel.
+    twin.count(ME, 0xA2, 100, 1)
+    listener.inbox.append((ctl(0, 1, 0x2222), (PEER, 1701)))
+    loop.readers[listener](3.0)
+    assert up.got[-1][2] == k2
+    plane.send_l2tp(k2, ctl(0x2222, 2, 0x0502))
+    t2 = socks.made[-1]
+    assert t2.mark == sas[0xB2].reqid and t2 is not t1
+    # Whatever tunnel socket the kernel hands them to, messages go up with the key of their tunnel ID.
+    t1.inbox.append((ctl(0x0502, 3), (PEER, 1701)))
+    loop.readers[t1](4.0)
+    assert up.got[-1][2] == k2
+    t2.inbox.append((ctl(0x0501, 3), (PEER, 1701)))
+    loop.readers[t2](4.1)
+    assert up.got[-1][2] == k1
+    plane.session_open(A.SessionOpen((0x0502, 9), k2, 0x2222, 88, False))
+    assert opened[-1][0] is t2
+    # sa_counters reads each client's marked outbound SA
+    twin.count(PEER, 0xB2, 50, 2)
+    assert plane.sa_counters()[0xB2] == {"packets_out": 2, "bytes_out": 50}
+
+    # A NAT port move of client 2 is followed (UPDSA keeps its mark and the shared inbound reqid).
+    n = len(twin.requests)
+    plane.move_peer((PEER, 4502), (PEER, 31000))
+    upd = [xfrm.parse_sa(nl.split_messages(m)[0][4]) for m in twin.requests[n:]]
+    assert [(s.spi, s.mark) for s in upd] == [(0xA2, None), (0xB2, sas[0xB2].mark)]
+    assert upd[0].reqid == sas[0xA1].reqid
+    assert (PEER, 31000) in plane.peers and plane.sessions[(0x0502, 9)].peer == (PEER, 31000, 1701)
+    t1.inbox.append((ctl(0x0502, 3), (PEER, 1701)))
+    loop.readers[t1](5.0)
+    assert up.got[-1][2] == (PEER, 31000, 1701)
+
+    # Client 1 leaves: its outbound policy, SAs and socket go; the shared inbound policy stays for client 2.
+    plane.remove_sa(0xA1, 0xB1)
+    pols = kp.xfrm.list_policies()
+    assert len([p for p in pols if p.dir == xfrm.DIR_IN]) == 1 and len(pols) == 2 and t1.closed
+    assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA2, 0xB2] and not t2.closed
+    plane.remove_sa(0xA2, 0xB2)
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == [] and plane.addrs == {} and plane.peers == {}
+    plane.close()
+
+
+def test_close_removes_every_client_of_a_shared_address():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA3, 0xB3), None, None))     # client 2 rekeys
+    assert len(kp.xfrm.list_policies()) == 3 and len(kp.xfrm.list_sas()) == 6
+    plane.close()
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+
+
+def test_old_kernel_refuses_the_second_client_at_an_address():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.multi_nat = False
+    assert plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None)) is None
+    err = plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    assert "cannot carry two L2TP clients behind one NAT" in err
+    assert plane.counters["shared_address_refused"] == 1
+    assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA1, 0xB1]
+    # the first client rekeys as before
+    assert plane.install_sa(A.InstallSa(child_at(4501, 0xA3, 0xB3), None, None)) is None
+    plane.close()
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+
+
+@pytest.mark.parametrize("release,expect", [
+    ("6.12.48+deb13-amd64", (True, (6, 12))),
+    ("6.11.0", (True, (6, 11))),
+    ("6.6.86", (False, (6, 6))),
+    ("6.1.0-40-amd64", (False, (6, 1))),
+    ("5.15.167", (False, (5, 15))),
+    ("garbage", (False, (0, 0))),
+])
+def test_multi_nat_probe_reads_the_kernel_release(release, expect):
+    uname = lambda: ("Linux", "host", release, "#1", "x86_64")   # noqa: E731
+    ok, why = kernel_path.probe_multi_nat(uname)
+    assert (ok, kernel_path.kernel_release(uname)) == expect and release in why
+
+
+def test_auto_server_on_an_old_kernel_takes_the_user_space_path():
+    sec = type("S", (), {"datapath": "auto"})()
+    log = Log()
+    got, why = R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"),
+                                 multi_nat=lambda: (False, "kernel 6.1.0 cannot carry two L2TP clients behind one NAT"))
+    assert got == "user" and "behind one NAT" in why and "behind one NAT" in log.lines[-1]
+    got, _ = R.choose_datapath(sec, "client", log, probe=lambda: (True, "ok"),
+                               multi_nat=lambda: (False, "old"))
+    assert got == "kernel"
+    sec.datapath = "kernel"
+    assert R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"),
+                             multi_nat=lambda: (False, "old"))[0] == "kernel"
+
+
+def test_session_ids_are_unique_across_the_server():
+    from sluice.l2tp.demux import TunnelTable
+
+    t = TunnelTable(os.urandom)
+    t.sids[0x0101] = 1
+    seq = iter([b"\x01\x01", b"\x01\x01", b"\x02\x02"])
+
+    class T:
+        sessions = {}
+        owner = t
+        rng = staticmethod(lambda n: next(seq))
+
+    from sluice.l2tp.tunnel import Tunnel
+
+    assert Tunnel._new_session_id(T()) == 0x0202
+
+
+def test_status_says_why_the_data_path_was_chosen():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+
+    class Ep:
+        def status(self, now):
+            return {"role": "server", "tunnels": []}
+
+    r = R.Runner(loop, None, Ep(), plane, host, clock=lambda: 1.0)
+    r.datapath_why = "kernel 6.1.0 cannot carry two L2TP clients behind one NAT (needs Linux 6.11+)"
+    st = r.status()
+    assert st["datapath_why"] == r.datapath_why and st["transport"]["shared_address_refused"] == 0
+    plane.close()
+
+
+def test_leftovers_of_shared_address_clients_are_flushed_at_the_next_start():
+    """kill -9 with two clients behind one NAT up: the next start removes their marked SAs and policies too."""
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    assert len(kp.xfrm.list_sas()) == 4 and len(kp.xfrm.list_policies()) == 3
+    kp2 = kernel_path.KernelPath(xfrm.Xfrm(twin), l2tp_api=object(), events=Events(twin))
+    assert kp2.start() == (4, 3)
+    assert kp2.xfrm.list_sas() == [] and kp2.xfrm.list_policies() == []

@@ -5,8 +5,8 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, reference, sluice, sluice_certs, sluice_guest,
-               sluice_ipsec, sluice_kernel, sluice_kernel_v6)
+from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, kernel_nat, reference, sluice, sluice_certs,
+               sluice_guest, sluice_ipsec, sluice_kernel, sluice_kernel_v6)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -99,6 +99,8 @@ CELLS = [
     Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),
     Cell("kernel-hal-two-behind-nat", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel"),
     Cell("kernel-hal-two-one-address", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel", nat=False),
+    # The Sluice server on the kernel path with two Sluice clients behind one nftables NAT (namespaces).
+    Cell("two-clients-behind-nat-kernel", "trixie-single", kernel_nat.cell_two_clients_kernel, "kernel"),
     # The same on Debian 12's 6.1, before the 2024 l2tp_core change: passes when only one client gets through.
     Cell("kernel-hal-two-one-address-6.1", "bookworm-single", kernel_hal.cell_two_behind_nat, "kernel",
          nat=False, before_2024=True),
