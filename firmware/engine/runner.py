@@ -305,8 +305,11 @@ class RealSockets:
             s.close()
 
 
-def choose_crypto(choice, log):
-    """The crypto backend module for `option crypto` ('auto' measures; a name must pass its known answers)."""
+def choose_crypto(choice, log, esp=True, certs=False):
+    """The crypto backend module for `option crypto` ('auto' measures, once per boot; a name must pass its
+    known answers). Without ESP to carry (kernel mode: ESP is XFRM's), 'auto' takes the pure backend for IKE:
+    C hashes, pow() for DH, pure AES for a few messages, and no OpenSSL mapped (about 30 MB less resident
+    than measuring); certificates need RSA and X.509, i.e. openssl."""
     from sluice.hal import crypto
 
     if choice and choice != "auto":
@@ -317,15 +320,30 @@ def choose_crypto(choice, log):
         if reason is not None or not kat.ok(kat.run(mod)):
             raise RuntimeError("crypto backend %r cannot be used here: %s" % (
                 choice, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
-        log.info("crypto backend: %s for IKE and ESP (set by option crypto)", choice)
+        log.info("crypto backend: %s for IKE%s (set by option crypto)", choice, " and ESP" if esp else "")
         return mod
+    if not esp:
+        name = "openssl" if certs else "pure"
+        mod = crypto.load(name)
+        reason = mod.available()
+        if reason is not None:
+            raise RuntimeError("crypto backend %r cannot be used here: %s" % (name, reason))
+        log.info("crypto backend: %s for IKE (ESP is the kernel's%s)", name,
+                 "; certificates need RSA" if certs else "")
+        return mod
+    from sluice.engine.control import rundir
     from sluice.hal.crypto import select
 
-    chosen = select.choose()
+    chosen, cached = select.choose_cached(rundir())
     if chosen is None:
         raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
-    log.info("crypto backend: %s for IKE and ESP (`sluice crypto` shows the measurements)", chosen)
+    log.info("crypto backend: %s for IKE and ESP (%s; `sluice crypto` shows the measurements)", chosen,
+             "measured earlier this boot" if cached else "measured now")
     return crypto.load(chosen)
+
+
+def _uses_certs(section):
+    return bool(getattr(section, "cert", None) or getattr(section, "key", None) or getattr(section, "ca", None))
 
 
 def _tunnel_config(section):
@@ -408,7 +426,7 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
     if section.ipsec:
         plane.open_ipsec()
         if backend is None:
-            backend = choose_crypto(_crypto_option(config), log)
+            backend = choose_crypto(_crypto_option(config), log, datapath != "kernel", _uses_certs(section))
         from sluice.engine.ikeconf import responder_config
         from sluice.ike.table import IkeTable
 
@@ -535,7 +553,7 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
     make_ike = None  # no IPsec: no IKE
     if section.ipsec:
         if backend is None:
-            backend = choose_crypto(_crypto_option(config), log)
+            backend = choose_crypto(_crypto_option(config), log, datapath != "kernel", _uses_certs(section))
         from sluice.engine.ikeconf import initiator_config
         from sluice.ike.table import IkeTable
 
