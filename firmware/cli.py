@@ -1,7 +1,6 @@
 """`sluice`: the command line. Daemons stay in the foreground; the rest talk to them over the control socket."""
 
 import argparse
-import json
 import os
 import sys
 
@@ -108,6 +107,8 @@ def cmd_status(args):
         except (OSError, ValueError) as e:
             result.append({"name": n, "error": "not running (%s)" % (getattr(e, "strerror", None) or e)})
     if args.json:
+        import json
+
         out = result[0] if args.name and result else result
         json.dump(out, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -223,6 +224,8 @@ def cmd_client_setup(args):
         print("error: %s" % e, file=sys.stderr)
         return EXIT_CONFIG
     if args.json:
+        import json
+
         json.dump(d, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     elif args.os == "apple":

@@ -395,7 +395,6 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
                  plain_sock=None, datapath=None, kernel=None, kernel_sockets=None):
     """A Runner for a server section: sockets bound first, then the crypto backend chosen, then IKE."""
     from sluice.endpoint.server import ServerEndpoint
-    from sluice.engine.userplane import UserPlane
 
     if datapath is None:
         datapath = choose_datapath(section, "server", log, config=config)[0]
@@ -420,6 +419,8 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
         if n and sum(n):
             log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
+        from sluice.engine.userplane import UserPlane  # with ESP, l2tp.data, ppp.framing: not in kernel mode
+
         plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
                           sockets=sockets)
     ike = None
@@ -525,7 +526,6 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
                  sockets=None, host=None, rng=os.urandom, backend=None, plain_sock=None, datapath=None, kernel=None,
                  kernel_sockets=None):
     from sluice.endpoint.client import ClientEndpoint
-    from sluice.engine.userplane import UserPlane
 
     if datapath is None:
         datapath = choose_datapath(section, "client", log, config=config)[0]
@@ -549,6 +549,8 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         if n and sum(n):
             log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
+        from sluice.engine.userplane import UserPlane
+
         plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
     make_ike = None  # no IPsec: no IKE
     if section.ipsec:
