@@ -210,3 +210,62 @@ def test_user_mode_auto_uses_the_cache_in_the_run_directory(tmp_path, measured, 
     assert R.choose_crypto("auto", log).NAME == "pure"
     assert "measured earlier this boot" in log.lines[-1]
     assert len(measured) == 1
+
+
+# -- what a daemon's steady state imports ------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["server", "--config", "/etc/config/sluice", "--section", "main", "--name", "main"],
+    ["server", "-c", "/etc/config/sluice", "-v", "--syslog"],
+    ["server", "--config=/etc/config/sluice", "--name=lns"],
+    ["client", "-c", "/etc/sluice.conf", "-n", "lac", "-v"],
+    ["client", "--config", "/etc/config/sluice", "--section", "office", "--name", "office", "--syslog", "--netifd",
+     "--hook", "/lib/netifd/sluice-script"],
+])
+def test_daemon_command_lines_parse_as_argparse_does(argv):
+    from sluice import cli
+
+    fast = cli.daemon_args(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli.build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["status"], ["server"], ["server", "--conf", "x"], ["server", "--config"], ["server", "-c", "x", "-c", "y"],
+    ["server", "-c", "x", "--hook", "h"], ["server", "-vc", "x"], ["client", "-c", "x", "--netifd=1"],
+    ["client", "-c", "-x"], ["server", "-c", "x", "extra"], ["server", "--help"], ["client", "-c", "x", "-h"],
+])
+def test_anything_else_is_left_to_argparse(argv):
+    from sluice import cli
+
+    assert cli.daemon_args(argv) is None
+
+
+def test_a_kernel_mode_daemon_imports_no_argparse_re_json_subprocess_nor_hashlib(tmp_path):
+    # What `sluice server|client` loads before and while it runs (the control socket's json comes with the first
+    # request). Each of these was resident in every daemon: argparse + re + gettext and the parser ~2 MB,
+    # subprocess ~0.8 MB, json ~0.3 MB, hashlib/hmac ~4 MB (libcrypto). The package is laid out as installed
+    # (firmware -> sluice, hal -> sluice/hal) and run without site, whose editable-install finder imports re.
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(HERE))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(os.path.join(root, "firmware"), str(tmp_path / "sluice"), ignore=skip)
+    shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
+    code = (
+        "import sys\n"
+        "from sluice import cli\n"
+        "args = cli.daemon_args(['client', '-c', '/etc/config/sluice', '-n', 'office', '--netifd'])\n"
+        "assert args.func is cli.cmd_client\n"
+        "import sluice.config, sluice.engine.daemon, sluice.engine.runner, sluice.engine.kernelplane\n"
+        "import sluice.engine.host, sluice.engine.control, sluice.engine.log, sluice.endpoint.client\n"
+        "import sluice.endpoint.server, sluice.ike.table, sluice.engine.ikeconf, sluice.hal.net.kernel_path\n"
+        "from sluice.hal.crypto.pure import backend\n"
+        "from sluice.engine.log import Log\n"
+        "Log('t').info('a line with %s and %d', 'x', 1)\n"
+        "bad = ('argparse', 're', 'json', 'subprocess', 'hashlib', 'hmac', '_hashlib', 'cryptography')\n"
+        "print('LOADED', sorted(m for m in bad if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(tmp_path))).stdout
+    assert "LOADED []" in out, out
