@@ -269,3 +269,12 @@ def test_a_kernel_mode_daemon_imports_no_argparse_re_json_subprocess_nor_hashlib
     out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(tmp_path))).stdout
     assert "LOADED []" in out, out
+
+
+def test_a_client_does_not_load_the_server_endpoint():
+    code = ("import sys\nimport sluice.endpoint.client\n"
+            "print('LOADED', sorted(m for m in sys.modules if m in ('sluice.endpoint.server', 'sluice.endpoint.pool',"
+            " 'sluice.l2tp.demux')))\n")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=60).stdout
+    assert "LOADED []" in out, out
