@@ -279,7 +279,10 @@ class RealSockets:
 
     def resolve(self, host, port):
         try:
-            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            # An ASCII name as bytes: CPython passes a str through the idna codec, whose import brings re,
+            # stringprep and unicodedata (~0.4 MB resident) into a daemon that needs none of them.
+            name = host.encode("ascii") if isinstance(host, str) and host.isascii() else host
+            infos = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_DGRAM)
         except socket.gaierror as e:
             raise RuntimeError("cannot resolve server %r: %s" % (host, e))
         return infos[0][4]

@@ -263,7 +263,10 @@ def test_a_kernel_mode_daemon_imports_no_argparse_re_json_subprocess_nor_hashlib
         "from sluice.hal.crypto.pure import backend\n"
         "from sluice.engine.log import Log\n"
         "Log('t').info('a line with %s and %d', 'x', 1)\n"
-        "bad = ('argparse', 're', 'json', 'subprocess', 'hashlib', 'hmac', '_hashlib', 'cryptography')\n"
+        "from sluice.engine.runner import RealSockets\n"
+        "assert RealSockets(None).resolve('127.0.0.1', 1701) == ('127.0.0.1', 1701)  # a str: the idna codec\n"
+        "bad = ('argparse', 're', 'json', 'subprocess', 'hashlib', 'hmac', '_hashlib', 'cryptography',\n"
+        "       'encodings.idna', 'unicodedata')\n"
         "print('LOADED', sorted(m for m in bad if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
