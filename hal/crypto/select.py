@@ -292,5 +292,9 @@ def choose_cached(directory, budget=0.02, boot_path=BOOT_ID):
                 return name, True
     name = choose(budget)
     if name is not None and boot is not None and path is not None:
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)  # as the control socket will (before it does)
+        except OSError:
+            return name, False
         write_cache(path, boot, name)
     return name, False

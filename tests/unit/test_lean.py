@@ -132,6 +132,12 @@ def test_first_start_of_a_boot_measures_and_the_next_reuses(tmp_path, measured):
     assert [p.name for p in run.iterdir()] == [select.CACHE_NAME]  # no temporary file left
 
 
+def test_the_run_directory_is_made_at_the_first_start(tmp_path, measured):
+    run = tmp_path / "run" / "sluice"
+    assert select.choose_cached(str(run), boot_path=_boot(tmp_path)) == ("pure", False)
+    assert (run / select.CACHE_NAME).read_text() == BOOT + " pure\n"
+
+
 def test_a_stale_boot_id_measures_again(tmp_path, measured):
     run = tmp_path / "run"
     run.mkdir()
