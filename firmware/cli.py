@@ -1,7 +1,5 @@
 """`sluice`: the command line. Daemons stay in the foreground; the rest talk to them over the control socket."""
 
-import argparse
-import json
 import os
 import sys
 
@@ -108,6 +106,8 @@ def cmd_status(args):
         except (OSError, ValueError) as e:
             result.append({"name": n, "error": "not running (%s)" % (getattr(e, "strerror", None) or e)})
     if args.json:
+        import json
+
         out = result[0] if args.name and result else result
         json.dump(out, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
@@ -223,6 +223,8 @@ def cmd_client_setup(args):
         print("error: %s" % e, file=sys.stderr)
         return EXIT_CONFIG
     if args.json:
+        import json
+
         json.dump(d, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     elif args.os == "apple":
@@ -246,7 +248,76 @@ def cmd_crypto(args):
     return crypto_select.main(argv)
 
 
+_DAEMON_OPTS = {"--config": "config", "-c": "config", "--section": "section", "-s": "section", "--name": "name",
+                "-n": "name"}
+_DAEMON_FLAGS = {"--verbose": "verbose", "-v": "verbose", "--syslog": "syslog"}
+_CLIENT_OPTS = {"--hook": "hook"}
+_CLIENT_FLAGS = {"--netifd": "netifd"}
+
+
+class DaemonArgs:
+    """What argparse makes of a `server`/`client` command line (see daemon_args)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __repr__(self):
+        return "DaemonArgs(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
+
+
+def daemon_args(argv):
+    """`server|client` with only their own options, each once, parsed without argparse; else None and argparse
+    parses it as always (help, abbreviations, errors). argparse, re and gettext, with a parser that stayed
+    alive for the daemon's life, were about 2 MB of a daemon's resident memory."""
+    if not argv or argv[0] not in ("server", "client"):
+        return None
+    client = argv[0] == "client"
+    opts, flags = dict(_DAEMON_OPTS), dict(_DAEMON_FLAGS)
+    got = {"cmd": argv[0], "func": cmd_client if client else cmd_server, "config": None, "section": None,
+           "name": None, "verbose": False, "syslog": False}
+    if client:
+        opts.update(_CLIENT_OPTS)
+        flags.update(_CLIENT_FLAGS)
+        got.update(hook=None, netifd=False)
+    seen = set()
+    i = 1
+    while i < len(argv):
+        a, value = argv[i], None
+        if a.startswith("--") and "=" in a:
+            a, value = a.split("=", 1)
+        if a in opts:
+            key = opts[a]
+            if value is None:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                    return None
+                i += 1
+                value = argv[i]
+            got[key] = value
+        elif a in flags and value is None:
+            key = flags[a]
+            got[key] = True
+        else:
+            return None
+        if key in seen:
+            return None
+        seen.add(key)
+        i += 1
+    return DaemonArgs(**got) if got["config"] is not None else None
+
+
+def _parse(argv):
+    """argparse's answer, or None after printing the help; the parser is garbage once this returns."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return None
+    return args
+
+
 def build_parser():
+    import argparse
+
     p = argparse.ArgumentParser(prog="sluice", description="L2TP/IPsec VPN client and server")
     p.add_argument("--version", action="version", version="sluice 0.1.0")
     sub = p.add_subparsers(dest="cmd")
@@ -301,10 +372,8 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    args = daemon_args(sys.argv[1:] if argv is None else list(argv)) or _parse(argv)
+    if args is None:
         return EXIT_CONFIG
     from sluice.config import ConfigError
 

@@ -23,7 +23,7 @@ local_ip, now)` / `transport_failed(reason, now)` answering OpenTransport.
 
 from sluice.endpoint import actions as A
 from sluice.endpoint.ipsec import IpsecFront
-from sluice.endpoint.server import peer_text, why
+from sluice.endpoint.text import peer_text, why
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError

@@ -29,6 +29,7 @@ tunnels and the data plane is told with `MovePeer`.
 from sluice.endpoint import actions as A
 from sluice.endpoint.ipsec import IpsecFront
 from sluice.endpoint.pool import IpPool, PoolExhausted
+from sluice.endpoint.text import peer_text, why  # noqa: F401 (also this module's names, as before)
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.admission import TableLimits
@@ -42,25 +43,6 @@ from sluice.ppp.link import PppLink
 CDN_ADMIN = 3        # RFC 2661 4.4.2: call disconnected for administrative reasons
 CDN_NO_RESOURCES = 4  # temporary lack of facilities
 STOPCCN_SHUTDOWN = 6  # "requester is being shut down"
-
-
-def peer_text(peer):
-    """'192.0.2.7:1701', or for L2TP inside IPsec '192.0.2.7:4500 (L2TP port 1701)'."""
-    if isinstance(peer, tuple):
-        if len(peer) == 2:
-            return "%s:%d" % peer
-        if len(peer) == 3:
-            return "%s:%d (L2TP port %d)" % peer
-    return str(peer)
-
-
-def why(ev):
-    """'result 2, message' from an L2TP/PPP down event, or its message alone."""
-    msg = getattr(ev, "message", None) or getattr(ev, "reason", None) or ""
-    code = getattr(ev, "result_code", None)
-    if code is None:
-        return msg or "no reason given"
-    return "result %s%s" % (code, (", " + msg) if msg else "")
 
 
 def _no_counters(key):

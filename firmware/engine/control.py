@@ -11,7 +11,6 @@ often it sends. At most `max_clients` connections are open at once; a new one be
 oldest. Without a loop (tests, tools) a connection is served at once with the same whole-request deadline.
 """
 
-import json
 import os
 import select
 import socket
@@ -23,6 +22,13 @@ DEFAULT_RUNDIR = "/var/run/sluice"
 MAX_REQUEST = 4096
 REQUEST_DEADLINE = 2.0  # seconds for a whole request and its reply
 MAX_CLIENTS = 8
+
+
+def _json():
+    """json on the first request, not at start: a daemon nobody asks carries none of it (~0.3 MB resident)."""
+    import json
+
+    return json
 
 
 def rundir():
@@ -176,9 +182,9 @@ class ControlServer:
         if len(data) >= MAX_REQUEST and b"\n" not in data:
             self.stats["too_long"] += 1
             reply = {"ok": False, "error": "bad request: longer than %d bytes" % MAX_REQUEST}
-            return json.dumps(reply).encode() + b"\n"
+            return _json().dumps(reply).encode() + b"\n"
         try:
-            req = json.loads(data.split(b"\n", 1)[0].decode() or "{}")
+            req = _json().loads(data.split(b"\n", 1)[0].decode() or "{}")
             if not isinstance(req, dict):
                 raise ValueError("request must be a JSON object")
             reply = self.handler(req)
@@ -188,7 +194,7 @@ class ControlServer:
             self.log.limited("control error", ERROR, "internal error answering %s: %s: %s", data[:64],
                              type(e).__name__, e)
             reply = {"ok": False, "error": "internal error: %s" % type(e).__name__}
-        return json.dumps(reply).encode() + b"\n"
+        return _json().dumps(reply).encode() + b"\n"
 
     def close(self):
         for c in list(self.conns.values()):
@@ -219,7 +225,7 @@ def request(name, req, timeout=3.0, directory=None):
     s.settimeout(timeout)
     try:
         s.connect(socket_path(name, directory))
-        s.sendall(json.dumps(req).encode() + b"\n")
+        s.sendall(_json().dumps(req).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
@@ -228,7 +234,7 @@ def request(name, req, timeout=3.0, directory=None):
             data += chunk
     finally:
         s.close()
-    return json.loads(data.decode())
+    return _json().loads(data.decode())
 
 
 def running_daemons():

@@ -18,7 +18,6 @@ daemon calls it on a timer; `next_flush()` says when it is next due); a new even
 window also writes the summary first.
 """
 
-import re
 import sys
 import time
 
@@ -33,7 +32,35 @@ AUTO_BURST = 20  # lines per format string and window before folding, for calls 
 MAX_KEYS = 256  # keys are ours (not peer-chosen), but bound them anyway
 
 
-_SPEC = re.compile(r"%[-#0 +]*(?:\d+|\*)?(?:\.\d+)?[a-zA-Z%]")
+def _strip_specs(msg):
+    r"""msg without its %-conversions (flags, width or *, .precision, then a letter or %), as
+    re.sub(r"%[-#0 +]*(?:\d+|\*)?(?:\.\d+)?[a-zA-Z%]", "", msg) would: without `re`, which the daemon needs
+    nowhere else (about 0.5 MB resident)."""
+    out = []
+    i, n = 0, len(msg)
+    while i < n:
+        j = i + 1
+        if msg[i] == "%":
+            while j < n and msg[j] in "-#0 +":
+                j += 1
+            if j < n and msg[j] == "*":
+                j += 1
+            else:
+                while j < n and "0" <= msg[j] <= "9":
+                    j += 1
+            if j + 1 < n and msg[j] == "." and "0" <= msg[j + 1] <= "9":
+                j += 1
+                while j < n and "0" <= msg[j] <= "9":
+                    j += 1
+            if j < n and ("a" <= msg[j] <= "z" or "A" <= msg[j] <= "Z" or msg[j] == "%"):
+                i = j + 1
+                continue
+            j = i + 1
+        out.append(msg[i:j])
+        i = j
+    return "".join(out)
+
+
 _FOLDABLE = {}
 
 
@@ -42,7 +69,7 @@ def _foldable(msg):
     folds like with like. "%s" alone (config warnings, reasons passed whole) is never folded."""
     r = _FOLDABLE.get(msg)
     if r is None:
-        r = len(_SPEC.sub("", msg).strip(" :,.;-()")) >= 8
+        r = len(_strip_specs(msg).strip(" :,.;-()")) >= 8
         if len(_FOLDABLE) < 1024:
             _FOLDABLE[msg] = r
     return r

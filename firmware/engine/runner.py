@@ -282,7 +282,10 @@ class RealSockets:
 
     def resolve(self, host, port):
         try:
-            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            # An ASCII name as bytes: CPython passes a str through the idna codec, whose import brings re,
+            # stringprep and unicodedata (~0.4 MB resident) into a daemon that needs none of them.
+            name = host.encode("ascii") if isinstance(host, str) and host.isascii() else host
+            infos = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_DGRAM)
         except socket.gaierror as e:
             raise RuntimeError("cannot resolve server %r: %s" % (host, e))
         return infos[0][4]
@@ -308,8 +311,11 @@ class RealSockets:
             s.close()
 
 
-def choose_crypto(choice, log):
-    """The crypto backend module for `option crypto` ('auto' measures; a name must pass its known answers)."""
+def choose_crypto(choice, log, esp=True, certs=False):
+    """The crypto backend module for `option crypto` ('auto' measures, once per boot; a name must pass its
+    known answers). Without ESP to carry (kernel mode: ESP is XFRM's), 'auto' takes the pure backend for IKE:
+    C hashes, pow() for DH, pure AES for a few messages, and no OpenSSL mapped (about 30 MB less resident
+    than measuring); certificates need RSA and X.509, i.e. openssl."""
     from sluice.hal import crypto
 
     if choice and choice != "auto":
@@ -320,15 +326,30 @@ def choose_crypto(choice, log):
         if reason is not None or not kat.ok(kat.run(mod)):
             raise RuntimeError("crypto backend %r cannot be used here: %s" % (
                 choice, reason or "it failed its known-answer tests (`sluice crypto` shows which)"))
-        log.info("crypto backend: %s for IKE and ESP (set by option crypto)", choice)
+        log.info("crypto backend: %s for IKE%s (set by option crypto)", choice, " and ESP" if esp else "")
         return mod
+    if not esp:
+        name = "openssl" if certs else "pure"
+        mod = crypto.load(name)
+        reason = mod.available()
+        if reason is not None:
+            raise RuntimeError("crypto backend %r cannot be used here: %s" % (name, reason))
+        log.info("crypto backend: %s for IKE (ESP is the kernel's%s)", name,
+                 "; certificates need RSA" if certs else "")
+        return mod
+    from sluice.engine.control import rundir
     from sluice.hal.crypto import select
 
-    chosen = select.choose()
+    chosen, cached = select.choose_cached(rundir())
     if chosen is None:
         raise RuntimeError("no crypto backend passed its known-answer tests: run `sluice crypto`")
-    log.info("crypto backend: %s for IKE and ESP (`sluice crypto` shows the measurements)", chosen)
+    log.info("crypto backend: %s for IKE and ESP (%s; `sluice crypto` shows the measurements)", chosen,
+             "measured earlier this boot" if cached else "measured now")
     return crypto.load(chosen)
+
+
+def _uses_certs(section):
+    return bool(getattr(section, "cert", None) or getattr(section, "key", None) or getattr(section, "ca", None))
 
 
 def _tunnel_config(section):
@@ -387,7 +408,6 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
                  plain_sock=None, datapath=None, kernel=None, kernel_sockets=None):
     """A Runner for a server section: sockets bound first, then the crypto backend chosen, then IKE."""
     from sluice.endpoint.server import ServerEndpoint
-    from sluice.engine.userplane import UserPlane
 
     why = None
     if datapath is None:
@@ -413,13 +433,15 @@ def build_server(config, section, loop, log, tun=None, sockets=None, host=None, 
         if n and sum(n):
             log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
+        from sluice.engine.userplane import UserPlane  # with ESP, l2tp.data, ppp.framing: not in kernel mode
+
         plane = UserPlane(loop, runner, "server", None, rng, tun, section.ipsec, listen=section.listen,
                           sockets=sockets)
     ike = None
     if section.ipsec:
         plane.open_ipsec()
         if backend is None:
-            backend = choose_crypto(_crypto_option(config), log)
+            backend = choose_crypto(_crypto_option(config), log, datapath != "kernel", _uses_certs(section))
         from sluice.engine.ikeconf import responder_config
         from sluice.ike.table import IkeTable
 
@@ -519,7 +541,6 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
                  sockets=None, host=None, rng=os.urandom, backend=None, plain_sock=None, datapath=None, kernel=None,
                  kernel_sockets=None):
     from sluice.endpoint.client import ClientEndpoint
-    from sluice.engine.userplane import UserPlane
 
     if datapath is None:
         datapath = choose_datapath(section, "client", log, config=config)[0]
@@ -543,11 +564,13 @@ def build_client(config, section, loop, log, hook=None, configure_host=True, int
         if n and sum(n):
             log.info("removed %d XFRM states and %d policies an earlier run left behind" % tuple(n))
     else:
+        from sluice.engine.userplane import UserPlane
+
         plane = UserPlane(loop, runner, "client", None, rng, tun, section.ipsec, sockets=sockets)
     make_ike = None  # no IPsec: no IKE
     if section.ipsec:
         if backend is None:
-            backend = choose_crypto(_crypto_option(config), log)
+            backend = choose_crypto(_crypto_option(config), log, datapath != "kernel", _uses_certs(section))
         from sluice.engine.ikeconf import initiator_config
         from sluice.ike.table import IkeTable
 

@@ -5,14 +5,32 @@ otherwise: MicroPython's WebAssembly build has only sha256, OpenSSL 3 hides MD4 
 """
 
 try:
-    import hashlib as _hashlib
-except ImportError:  # pragma: no cover - every MicroPython port we target has hashlib
-    _hashlib = None
+    # CPython's compare_digest itself, without the hmac module: that one imports hashlib, and CPython's
+    # hashlib maps OpenSSL's libcrypto (about 4 MB resident) even when no hash of it is used.
+    from _operator import _compare_digest
+except ImportError:
+    try:
+        from hmac import compare_digest as _compare_digest
+    except ImportError:  # MicroPython: no hmac module
+        _compare_digest = None
 
-try:
-    from hmac import compare_digest as _compare_digest
-except ImportError:  # MicroPython: no hmac module
-    _compare_digest = None
+# CPython's built-in hash modules (HACL*, no OpenSSL), tried before hashlib for the memory above: name ->
+# (module, constructor), the 3.12+ module first, then 3.11's.
+_BUILTIN = {"md5": (("_md5", "md5"),), "sha1": (("_sha1", "sha1"),),
+            "sha256": (("_sha2", "sha256"), ("_sha256", "sha256")),
+            "sha384": (("_sha2", "sha384"), ("_sha512", "sha384")),
+            "sha512": (("_sha2", "sha512"), ("_sha512", "sha512"))}
+_hashlib = []  # [module or None] once imported: only when no built-in module has the hash
+
+
+def _from_hashlib(name):
+    if not _hashlib:
+        try:
+            import hashlib
+        except ImportError:  # pragma: no cover - every MicroPython port we target has hashlib
+            hashlib = None
+        _hashlib.append(hashlib)
+    return getattr(_hashlib[0], name, None) if _hashlib[0] is not None else None
 
 
 def ct_equal(a, b):
@@ -38,9 +56,16 @@ if _compare_digest is not None:
 
 
 def _native(name):
-    if _hashlib is None:
-        return None
-    ctor = getattr(_hashlib, name, None)
+    """The platform's C constructor for name (a built-in module, else hashlib), or None."""
+    ctor = None
+    for mod, attr in _BUILTIN.get(name, ()):
+        try:
+            ctor = getattr(__import__(mod), attr)
+            break
+        except (ImportError, AttributeError):
+            continue
+    if ctor is None:
+        ctor = _from_hashlib(name)
     if ctor is None:
         return None
     try:
@@ -54,10 +79,13 @@ def _pick(name, pure_module):
     ctor = _native(name)
     if ctor is not None:
         return lambda data: ctor(data).digest()
+    return _pure_only(pure_module)  # imported on first use: a port that never needs it never loads it
+
+
+def _pure_only(pure_module):
     box = []
 
     def pure(data):
-        # Imported on first use so that a port which never needs this hash never loads it.
         if not box:
             mod = __import__("sluice.hal.crypto.pure." + pure_module, None, None, [pure_module])
             box.append(mod.digest)
@@ -66,10 +94,18 @@ def _pick(name, pure_module):
     return pure
 
 
-md4 = _pick("md4", "md4")
+# MD4 (MS-CHAP, once per login) is always the pure one: OpenSSL 3 hides it behind the legacy provider, and
+# asking hashlib would map libcrypto for nothing.
+md4 = _pure_only("md4")
 md5 = _pick("md5", "md5")
 sha1 = _pick("sha1", "sha1")
 sha256 = _pick("sha256", "sha256")
+
+
+def native(name):
+    """A one-shot C hash function (data -> digest) for md5, sha1, sha256, sha384, sha512, or None."""
+    ctor = _native(name)
+    return (lambda data: ctor(data).digest()) if ctor is not None else None
 
 _BLOCK = {"md5": 64, "sha1": 64, "sha256": 64, "md4": 64}
 _HASH = {"md5": md5, "sha1": sha1, "sha256": sha256, "md4": md4}

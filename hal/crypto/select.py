@@ -196,3 +196,105 @@ def main(argv=None):
     else:
         print(report_text(rows))
     return 0 if any(r.kat_ok for r in rows) else 1
+
+
+# -- `crypto auto` measured once per boot ------------------------------------------------------------------
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+CACHE_NAME = "crypto-auto"
+_BOOT_CHARS = "0123456789abcdef-"
+
+
+def boot_id(path=BOOT_ID):
+    """This boot's id (the kernel's random UUID), or None where there is none to read."""
+    try:
+        with open(path) as f:
+            b = f.read(64).strip()
+    except (OSError, ValueError):
+        return None
+    return b if 8 <= len(b) <= 40 and all(c in _BOOT_CHARS for c in b) else None
+
+
+def read_cache(path, boot):
+    """The backend name cached for this boot, or None: a missing, stale, foreign or malformed file is ignored.
+
+    The file is trusted only as far as its text says a known backend name; it must be a regular file of ours,
+    not writable by others (else anyone who can write the run directory would pick our ESP cipher code).
+    """
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_mode & 0o170000) != 0o100000 or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        text = os.read(fd, 128)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        words = text.decode("ascii").split()
+    except UnicodeError:
+        return None
+    if len(words) != 2 or words[0] != boot or words[1] not in crypto.NAMES:
+        return None
+    return words[1]
+
+
+def write_cache(path, boot, name):
+    """Write `boot name` atomically (a private temporary file, then rename); False where it cannot."""
+    import os
+
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            os.write(fd, ("%s %s\n" % (boot, name)).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+
+
+def choose_cached(directory, budget=0.02, boot_path=BOOT_ID):
+    """(name, cached): choose() at the first start of a boot, its answer reused at the next starts.
+
+    The timings cost a start about a third of a second and, by loading every backend, the memory of all of
+    them; the winner only changes with the hardware, the kernel or the libraries, i.e. (nearly always) with a
+    boot. A cached backend still has to load and pass its known-answer tests, else it is measured again.
+    """
+    import os
+
+    boot = boot_id(boot_path)
+    path = os.path.join(directory, CACHE_NAME) if directory else None
+    if boot is not None and path is not None:
+        name = read_cache(path, boot)
+        if name is not None:
+            try:
+                mod = crypto.load(name)
+            except ImportError:
+                mod = None
+            if mod is not None and mod.available() is None and kat.ok(kat.run(mod)):
+                crypto.set_default(name)
+                return name, True
+    name = choose(budget)
+    if name is not None and boot is not None and path is not None:
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)  # as the control socket will (before it does)
+        except OSError:
+            return name, False
+        write_cache(path, boot, name)
+    return name, False

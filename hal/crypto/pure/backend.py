@@ -3,8 +3,9 @@ on some ports, cryptolib exist).
 
 Same surface as sluice.hal.crypto.openssl minus signatures: ESP transforms (AES-CBC/3DES-CBC with
 HMAC, AES-GCM), hash, PRF (HMAC), IKE CBC ciphers, MODP and ECP Diffie-Hellman. Hashes come from
-hashlib when it has them, else from sluice.hal.crypto.digest (which falls back to the pure modules);
-SHA-384/512 exist only where hashlib has them. Slow (milliseconds per 1400-byte packet on CPython):
+sluice.hal.crypto.digest (CPython's built-in hash modules, else hashlib, else the pure modules): with it
+this backend never maps OpenSSL, which is why kernel mode takes it for IKE. SHA-384/512 exist only where
+the platform has them in C. Slow (milliseconds per 1400-byte packet on CPython):
 `auto` only picks it where nothing else passes its known-answer tests.
 """
 
@@ -15,11 +16,6 @@ from sluice.hal.crypto.ivs import IvSource
 from sluice.hal.crypto.modp import ModpDh
 from sluice.hal.crypto.pure.aes import Aes
 from sluice.hal.crypto.pure.gcm import Gcm, equal
-
-try:
-    import hashlib as _hashlib
-except ImportError:  # pragma: no cover
-    _hashlib = None
 
 NAME = "pure"
 
@@ -33,14 +29,7 @@ def _hash_fn(name):
     fn = getattr(_digest, name, None)
     if fn is not None and name != "md4":
         return fn
-    ctor = getattr(_hashlib, name, None) if _hashlib is not None else None
-    if ctor is None:
-        return None
-    try:
-        ctor(b"").digest()
-    except Exception:
-        return None
-    return lambda data: ctor(data).digest()
+    return _digest.native(name)  # C built-in modules before hashlib (which maps libcrypto on CPython)
 
 
 _HASHES = {}
