@@ -42,6 +42,7 @@ IKE_PORT = 500
 NATT_PORT = 4500
 L2TP_PORT = 1701
 POLL = 5.0                 # seconds between reads of the kernel's SA counters (DPD, idle)
+EARLY_INBOUND_S = 60       # hard lifetime of an inbound SA taken at Quick Mode message 2 until its InstallSa
 LOCAL_FOR_MAX = 1024
 SOL_UDP = 17
 UDP_ENCAP = 100
@@ -174,6 +175,7 @@ class KernelPlane:
         self.tsocks = {}        # L2TP peer key -> connected UDP socket
         self.sas = {}           # spi_in -> _Sa
         self.out_spi = {}       # spi_out -> spi_in
+        self.early_in = {}      # spi_in -> (local, peer ip): inbound SAs taken ahead of their InstallSa
         self.peers = {}         # peer ip -> _Peer
         self.ike_peer = {}      # peer ip -> IKE peer (ip, port)
         self.sessions = {}      # (tid, sid) -> _Session
@@ -244,6 +246,9 @@ class KernelPlane:
         self.s500 = self.s4500 = self.listener = self.udp = None
         for rec in list(self.sas.values()):
             self.remove_sa(rec.spi_in, rec.spi_out)
+        for spi, (local, peer_ip) in list(self.early_in.items()):
+            self._kernel(self.kp.xfrm.delete_sa, local, spi, None, peer_ip)
+        self.early_in.clear()
         for p in self.peers.values():
             if p.policy_key is not None:
                 self._kernel(self.kp.remove_policies, p.policy_key)
@@ -370,8 +375,12 @@ class KernelPlane:
         limits = None
         if a.soft_bytes or a.hard_bytes:
             limits = xfrm.Limits(soft_bytes=a.soft_bytes or None, hard_bytes=a.hard_bytes or None)
+        early = self.early_in.pop(e.spi_in, None)
         try:
-            self.kp.install_child(p.local, e, p.reqid, None, limits)
+            if early is not None:   # the inbound SA is in since message 2: UPDSA gives it the pair's lifetime
+                self.kp.install_child(p.local, e, p.reqid, None, limits, inbound_present=True)
+            else:
+                self.kp.install_child(p.local, e, p.reqid, None, limits)
         except (OSError, ValueError) as err:
             return "cannot install ESP SA %s with %s in the kernel: %s" % (e.transform, peer_ip, err)
         if p.policy_key is None:
@@ -388,6 +397,23 @@ class KernelPlane:
                                  limits)
         self.out_spi[e.spi_out] = e.spi_in
         return None
+
+    def install_sa_inbound(self, a):
+        """The inbound SA of a pair being renewed, at our Quick Mode message 2 (ChildSaInbound): the peer
+        installs the pair on that message and sends on it at once, before our InstallSa (message 3) could put
+        it in; without it those packets are dropped (XfrmInNoStates). Under the peer's reqid, with a short hard
+        lifetime in case message 3 never comes; InstallSa updates it."""
+        from sluice.hal.net import xfrm
+
+        e = a.child
+        p = self.peers.get(e.peer[0])
+        if p is None or e.spi_in in self.sas or e.spi_in in self.early_in or len(self.early_in) >= 64:
+            return
+        spec = xfrm.SaSpec(e.peer[0], p.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
+                           reqid=p.reqid, encap=(e.peer[1], NATT_PORT) if e.encap else None,
+                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S))
+        if self._kernel(self.kp.xfrm.add_sa, spec):
+            self.early_in[e.spi_in] = (p.local, e.peer[0])
 
     def outbound_sa(self, peer, spi_out, encap):
         pass  # the kernel sends on the newest SA of the peer's reqid, as the endpoint chooses
@@ -625,6 +651,8 @@ class KernelPlane:
         for e in events:
             if isinstance(e, xfrm.SaExpired):
                 spi = e.sa.spi
+                if e.hard and self.early_in.pop(spi, None) is not None:
+                    continue  # an early inbound SA whose Quick Mode never completed
                 spi_in = spi if spi in self.sas else self.out_spi.get(spi)
                 if spi_in is None:
                     continue
