@@ -75,7 +75,8 @@ def _session_ids(g):
 
 
 def _monitor_events(text):
-    """[(kind, spi, reqid)] from `ip xfrm monitor sa` output: kind 'add' or 'del' (expire notices ignored)."""
+    """[(kind, spi, reqid)] from `ip xfrm monitor SA` output: kind 'add', 'upd' (an early inbound SA given its
+    pair's lifetime) or 'del' (expire notices ignored)."""
     out = []
     block = []
     for line in text.splitlines() + ["END"]:
@@ -86,7 +87,7 @@ def _monitor_events(text):
                 spi = re.search(r"spi (0x[0-9a-f]+)", body)
                 reqid = re.search(r"reqid (\d+)", body)
                 if spi and " dir " not in body:  # a policy's template names spi 0
-                    kind = "del" if head.startswith("Deleted") else (
+                    kind = "del" if head.startswith("Deleted") else "upd" if head.startswith("Updated") else (
                         None if head.startswith(("Expired", "Async")) else "add")
                     if kind:
                         out.append((kind, int(spi.group(1), 16), int(reqid.group(1)) if reqid else None))
@@ -102,6 +103,8 @@ def _check_make_before_break(events, first_spis):
     live = set(first_spis)
     adds = dels = 0
     for kind, spi, reqid in events:
+        if kind == "upd":
+            continue
         if kind == "add":
             if reqid is not None and reqid >> 24 == 0x5C:
                 live.add(spi)
@@ -118,7 +121,7 @@ def _our_spis(state_text):
     """{spi: bytes} of the XFRM states of Sluice's reqid range in `ip -s xfrm state`."""
     out = {}
     for sa in state_text.split("src ")[1:]:
-        spi = re.search(r"spi (0x[0-9a-f]+) reqid (\d+)", sa)
+        spi = re.search(r"spi (0x[0-9a-f]+)(?:\(\d+\))? reqid (\d+)", sa)  # -s adds "(decimal)"
         if not spi or int(spi.group(2)) >> 24 != 0x5C:
             continue
         by = re.search(r"(\d+)\(bytes\)", sa)
