@@ -5,8 +5,8 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, kernel_rekey, reference, sluice, sluice_certs, sluice_guest,
-               sluice_ipsec, sluice_kernel)
+from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, kernel_rekey, reference, sluice, sluice_certs,
+               sluice_guest, sluice_ipsec, sluice_kernel)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first

@@ -283,7 +283,8 @@ def _rekey_checks(sluice_guest, charon_guest, stack, before, run):
                 ike, child, ",".join(str(t - start) for t in rekeys) if start else "?",
                 before["ids"][0].split(":")[-1].strip(), len(rates), RATE, min(rates),
                 "; at zero %r, with %d silences of the whole wire >= %.2f s (host stalls: %s s)" % (
-                    zero, len(silences), SILENCE, ",".join("%.1f" % g for g in silences)) if zero else "", got, sent, adds, dels,
+                    zero, len(silences), SILENCE, ",".join("%.1f" % g for g in silences)) if zero else "",
+                got, sent, adds, dels,
                 ",".join("%08x" % x for x in sorted(before["spis"])), ",".join("%08x" % x for x in sorted(spis_after)),
                 sum(spis_after.values()), wire))
 
