@@ -120,7 +120,7 @@ def _check_make_before_break(events, first_spis):
 def _our_spis(state_text):
     """{spi: bytes} of the XFRM states of Sluice's reqid range in `ip -s xfrm state`."""
     out = {}
-    for sa in state_text.split("src ")[1:]:
+    for sa in re.split(r"(?m)^src ", state_text)[1:]:   # not "sel src" inside a state
         spi = re.search(r"spi (0x[0-9a-f]+)(?:\(\d+\))? reqid (\d+)", sa)  # -s adds "(decimal)"
         if not spi or int(spi.group(2)) >> 24 != 0x5C:
             continue
@@ -265,7 +265,8 @@ def _rekey_checks(sluice_guest, charon_guest, stack, before, run):
     check(dels >= 2 and adds >= 2, "xfrm monitor saw %d adds and %d deletions of ours: %r" % (adds, dels, events))
     check(not (set(spis_after) & set(before["spis"])), "the first SAs of ours are still there: %r -> %r" % (
         sorted(before["spis"]), sorted(spis_after)))
-    check(spis_after and all(b > 0 for b in spis_after.values()) and sum(spis_after.values()) > 100000,
+    # The newest pair carries the traffic; a pair replaced moments ago may still be there (its grace period).
+    check(len([b for b in spis_after.values() if b > 0]) >= 2 and sum(spis_after.values()) > 100000,
           "the new SAs of ours carried no bytes: %r" % spis_after)
     d = capture.dissect(pcap)
     if d is None:
