@@ -9,7 +9,9 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
 - `InstallSa` becomes an inbound + outbound XFRM SA; the first SA of a peer address also installs the two
   UDP/1701 transport policies (one reqid per peer address, from Sluice's range, so leftovers are found after
   a crash). A rekey is a new SA with the same reqid: the kernel sends on the newest, accepts on both;
-  `RemoveSa` deletes the old pair; the peer's last `RemoveSa` takes its policies. `OutboundSa` only records
+  `RemoveSa` deletes the old pair; the peer's last `RemoveSa` takes its policies. When the peer renews the
+  pair, `InstallSaInbound` (our Quick Mode message 2) puts the new inbound SA in first: the peer sends on the
+  new pair as soon as it has message 2; `InstallSa` (message 3) then updates it and adds the outbound. `OutboundSa` only records
   the choice (the kernel's is the newest SA, which is the endpoint's too).
 - L2TP: one UDP socket per L2TP peer, bound to :1701 and connected to the peer (the server also keeps an
   unconnected :1701 listener for the first SCCRQ); L2TP control messages go out and come in on it, inside
