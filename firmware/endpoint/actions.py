@@ -58,6 +58,17 @@ class InstallSa(Action):
         self.hard_bytes = hard_bytes  # stop using it past this many
 
 
+class InstallSaInbound(Action):
+    """The inbound half of an SA pair being renewed (sluice.ike.events.ChildSaInbound): a data plane that can
+    take it ahead of the InstallSa that follows does (the kernel's); the others ignore it."""
+
+    __slots__ = ("child",)
+    kind = "install_sa_inbound"
+
+    def __init__(self, child):
+        self.child = child
+
+
 class RemoveSa(Action):
     """An ESP SA pair is gone: the data plane forgets both directions."""
 

@@ -19,7 +19,8 @@ The owner is told through four methods: ipsec_sa_up(peer, now), ipsec_peer_down(
 ipsec_peer_moved(old, new, now), ipsec_failed(peer, reason, now).
 """
 
-from sluice.endpoint.actions import InstallSa, InternalError, Log, MovePeer, OutboundSa, RemoveSa, SendIke
+from sluice.endpoint.actions import (InstallSa, InstallSaInbound, InternalError, Log, MovePeer, OutboundSa, RemoveSa,
+                                     SendIke)
 from sluice.ike import events as ev
 
 IKE_PORT = 500
@@ -153,6 +154,8 @@ class IpsecLayer:
                 break
             if isinstance(e, ev.ChildSaUp):
                 self._child_up(e, now)
+            elif isinstance(e, ev.ChildSaInbound):
+                self.q.add(InstallSaInbound(e))
             elif isinstance(e, ev.ChildSaDown):
                 self._child_down(e, now)
             elif isinstance(e, ev.IkeSaUp):

@@ -13,7 +13,10 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   client's outbound SA and policy, and its tunnel socket (SO_MARK), with the client's outbound reqid. A rekey is
   a new SA with the same reqids: the kernel sends on the newest, accepts on both; `RemoveSa` deletes the old
   pair; a client's last `RemoveSa` takes its outbound policy, the address's last client the inbound one.
-  `OutboundSa` only records the choice (the kernel's is the newest SA, which is the endpoint's too).
+  When the peer renews the pair, `InstallSaInbound` (our Quick Mode message 2) puts the new inbound SA in
+  first: the peer sends on the new pair as soon as it has message 2; `InstallSa` (message 3) then updates it
+  and adds the outbound. `OutboundSa` only records the choice (the kernel's is the newest SA, which is the
+  endpoint's too).
 - Several clients at one address (behind one NAT): their decrypted L2TP comes from one address and inner port,
   on the listener or any of their tunnel sockets; `_attribute` tells them apart by our tunnel ID. Their data
   is the kernel's from Linux 6.11 on; on older kernels a second client at an address is refused
@@ -60,6 +63,7 @@ IKE_PORT = 500
 NATT_PORT = 4500
 L2TP_PORT = 1701
 POLL = 5.0                 # seconds between reads of the kernel's SA counters (DPD, idle)
+EARLY_INBOUND_S = 60       # hard lifetime of an inbound SA taken at Quick Mode message 2 until its InstallSa
 LOCAL_FOR_MAX = 1024
 SOL_UDP = 17
 UDP_ENCAP = 100
@@ -234,6 +238,7 @@ class KernelPlane:
         # Several clients at one address: a kernel without the 6.11 l2tp_core change (None: probe) cannot carry
         # the second one; it is refused (counted as shared_address_refused) rather than left carrying nothing.
         self.multi_nat = multi_nat
+        self.early_in = {}      # spi_in -> (local, peer ip): inbound SAs taken ahead of their InstallSa
         self.sessions = {}      # (tid, sid) -> _Session
         self.by_peer_ids = {}   # (peer key, ptid, psid) -> _Session
         self.unit_of = {}       # "a.b.c.d/32" -> unit ifname (server routes)
@@ -326,6 +331,9 @@ class KernelPlane:
         self.s500 = self.s4500 = self.listener = self.udp = None
         for rec in list(self.sas.values()):
             self.remove_sa(rec.spi_in, rec.spi_out)
+        for spi, (local, peer_ip) in list(self.early_in.items()):
+            self._kernel(self.kp.xfrm.delete_sa, local, spi, None, peer_ip)
+        self.early_in.clear()
         for p in self.peers.values():
             if p.policy_key is not None:
                 self._kernel(self.kp.remove_policies, p.policy_key)
@@ -491,8 +499,10 @@ class KernelPlane:
         limits = None
         if a.soft_bytes or a.hard_bytes:
             limits = xfrm.Limits(soft_bytes=a.soft_bytes or None, hard_bytes=a.hard_bytes or None)
+        early = self.early_in.pop(e.spi_in, None)
         try:
-            self.kp.install_child(p.local, e, p.reqid, p.mark, limits, reqid_in=addr.reqid)
+            self.kp.install_child(p.local, e, p.reqid, p.mark, limits, reqid_in=addr.reqid,
+                                  inbound_present=early is not None)
         except (OSError, ValueError) as err:
             return "cannot install ESP SA %s with %s in the kernel: %s" % (e.transform, peer_ip, err)
         peer_port = 0 if self.role == "server" else L2TP_PORT
@@ -539,6 +549,23 @@ class KernelPlane:
         elif not self.multi_nat and not self._multi_nat_why:
             self._multi_nat_why = "this kernel cannot carry two L2TP clients behind one NAT"
         return self.multi_nat
+
+    def install_sa_inbound(self, a):
+        """The inbound SA of a pair being renewed, at our Quick Mode message 2 (ChildSaInbound): the peer
+        installs the pair on that message and sends on it at once, before our InstallSa (message 3) could put
+        it in; without it those packets are dropped (XfrmInNoStates). Under the peer's reqid, with a short hard
+        lifetime in case message 3 never comes; InstallSa updates it."""
+        from sluice.hal.net import xfrm
+
+        e = a.child
+        p = self.peers.get((e.peer[0], e.peer[1]))
+        if p is None or e.spi_in in self.sas or e.spi_in in self.early_in or len(self.early_in) >= 64:
+            return
+        spec = xfrm.SaSpec(e.peer[0], p.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
+                           reqid=p.addr.reqid, encap=(e.peer[1], NATT_PORT) if e.encap else None,
+                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S))
+        if self._kernel(self.kp.xfrm.add_sa, spec):
+            self.early_in[e.spi_in] = (p.local, e.peer[0])
 
     def outbound_sa(self, peer, spi_out, encap):
         pass  # the kernel sends on the newest SA of the peer's reqid, as the endpoint chooses
@@ -972,6 +999,8 @@ class KernelPlane:
         for e in events:
             if isinstance(e, xfrm.SaExpired):
                 spi = e.sa.spi
+                if e.hard and self.early_in.pop(spi, None) is not None:
+                    continue  # an early inbound SA whose Quick Mode never completed
                 spi_in = spi if spi in self.sas else self.out_spi.get(spi)
                 if spi_in is None:
                     continue

@@ -34,6 +34,7 @@ class Runner:
             "send_ike": lambda a, now: self.plane.send_ike(a.port, a.peer, a.data),
             "send_l2tp": lambda a, now: self.plane.send_l2tp(a.key, a.data),
             "install_sa": self._install_sa,
+            "install_sa_inbound": self._install_sa_inbound,
             "remove_sa": lambda a, now: self.plane.remove_sa(a.spi_in, a.spi_out),
             "outbound_sa": lambda a, now: self.plane.outbound_sa(a.peer, a.spi_out, a.encap),
             "move_peer": lambda a, now: self.plane.move_peer(a.old, a.new),
@@ -165,6 +166,11 @@ class Runner:
         err = self.plane.install_sa(a)
         if err:
             self.log.error("%s", err)
+
+    def _install_sa_inbound(self, a, now):
+        early = getattr(self.plane, "install_sa_inbound", None)  # the user-space plane takes the pair at once
+        if early is not None:
+            early(a)
 
     def _open_transport(self, a, now):
         net = self.net

@@ -50,6 +50,28 @@ class ChildSaUp:
             self.peer, self.spi_in, self.spi_out, self.transform, self.encap, self.lifetime_s, self.rekey_of)
 
 
+class ChildSaInbound:
+    """A Quick Mode we answer that renews a live SA pair reached message 2: the inbound half is known now. The
+    peer installs the pair on our message 2 and sends on its new outbound SA at once (strongSwan does, before
+    its message 3 even left); a data plane that takes this inbound SA now drops none of those packets. The
+    ChildSaUp of message 3 carries the pair (the same spi_in); if message 3 never comes, nothing follows (the
+    plane's early SA runs out by itself, EARLY_INBOUND_S)."""
+
+    __slots__ = ("peer", "spi_in", "transform", "enc_in", "auth_in", "salt_in", "encap")
+
+    def __init__(self, peer, spi_in, transform, enc_in, auth_in, salt_in, encap):
+        self.peer = peer
+        self.spi_in = spi_in
+        self.transform = transform
+        self.enc_in = enc_in
+        self.auth_in = auth_in
+        self.salt_in = salt_in
+        self.encap = encap
+
+    def __repr__(self):
+        return "ChildSaInbound(%r, in=0x%08x, %s, encap=%r)" % (self.peer, self.spi_in, self.transform, self.encap)
+
+
 class ChildSaDown:
     """An ESP SA pair is gone: deleted by the peer, expired, replaced after a rekey, or its peer went away."""
 

@@ -115,23 +115,27 @@ class _QuickMode:
         sa = self.sa
         return sa.nat is not None and sa.nat.any and sa.caps is not None and sa.caps.natt is not None
 
-    def _finish(self, now, initiated):
-        """Derive KEYMAT for both directions and hand the SA pair to the table."""
+    def _keys(self, spi):
+        """(transform name, (enc, auth, salt)) of KEYMAT for one direction (RFC 2409 5.5)."""
         sa, t = self.sa, self.t
         name = transforms.from_proposal(self.choice.algs.name(), sha256_96=t.cfg.sha256_96)
         ek, ak, sl = transforms.esp_key_lengths(name)
-        ni, nr = self.ni, self.nr   # always the initiator's nonce first (RFC 2409 5.5)
-        be, h = t.be, sa.hash
-        kin = K.keymat(be, h, sa.skeyid_d, C.PROTO_IPSEC_ESP, self.spi_in.to_bytes(4, "big"), ni, nr,
-                       ek + ak + sl, self.gxy)
-        kout = K.keymat(be, h, sa.skeyid_d, C.PROTO_IPSEC_ESP, self.spi_out.to_bytes(4, "big"), ni, nr,
-                        ek + ak + sl, self.gxy)
+        # always the initiator's nonce first
+        km = K.keymat(t.be, sa.hash, sa.skeyid_d, C.PROTO_IPSEC_ESP, spi.to_bytes(4, "big"), self.ni, self.nr,
+                      ek + ak + sl, self.gxy)
+        return name, K.split_esp_keys(km, ek, ak, sl)
+
+    def _encap(self):
+        # RFC 3948: once a NAT was found, ESP must travel inside UDP/4500 whatever mode the peer wrote.
+        return natt.is_udp_encap(self.mode) or (self._nat() and self.sa.local_port == natt.NAT_T_PORT)
+
+    def _finish(self, now, initiated):
+        """Derive KEYMAT for both directions and hand the SA pair to the table."""
+        name, kin = self._keys(self.spi_in)
+        kout = self._keys(self.spi_out)[1]
         self.gxy = b""
         self.state = QM_DONE
-        # RFC 3948: once a NAT was found, ESP must travel inside UDP/4500 whatever mode the peer wrote.
-        encap = natt.is_udp_encap(self.mode) or (self._nat() and sa.local_port == natt.NAT_T_PORT)
-        t.child_up(sa, self, name, K.split_esp_keys(kin, ek, ak, sl), K.split_esp_keys(kout, ek, ak, sl), encap,
-                   initiated, now)
+        self.t.child_up(self.sa, self, name, kin, kout, self._encap(), initiated, now)
 
 
 class QuickModeInitiator(_QuickMode):
@@ -297,6 +301,8 @@ class QuickModeResponder(_QuickMode):
         reply = sa.crypt.seal(sa.icookie, sa.rcookie, C.EXCH_QUICK, self.mid, [hp] + out)
         sa.remember(self.mid, data, reply)
         self.state = QM_SENT
+        name, kin = self._keys(self.spi_in)
+        t.child_inbound(sa, self, name, kin, self._encap(), now)  # before message 2 leaves
         sa.send_expecting_reply(self.mid, reply, now, "Quick Mode message 2")
 
     def _message3(self, msg, data, now):

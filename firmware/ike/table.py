@@ -87,8 +87,8 @@ from sluice.ike import constants as C
 from sluice.ike import informational as info
 from sluice.ike.admission import ADMIT, UNVERIFIED, VERIFIED, HalfOpenTable
 from sluice.ike.dpd import DEAD, PROBE, Dpd
-from sluice.ike.events import (ChildSaDown, ChildSaUp, IkeSaDown, IkeSaUp, InternalError, NegotiationFailed,
-                               PeerDead, PeerMoved)
+from sluice.ike.events import (ChildSaDown, ChildSaInbound, ChildSaUp, IkeSaDown, IkeSaUp, InternalError,
+                               NegotiationFailed, PeerDead, PeerMoved)
 from sluice.ike.fragments import FragmentReassembler
 from sluice.ike.ikesa import DELETED, MM_AUTH, MM_KE, MM_SA, ChildSa, IkeSa
 from sluice.ike.main_mode import AuthFailed, MainModeInitiator, MainModeResponder
@@ -927,6 +927,13 @@ class IkeTable:
             ids, mode = rekey.ids, rekey.mode
         qm.start(now, ids, mode)
         return qm
+
+    def child_inbound(self, sa, qm, name, keys_in, encap, now):
+        """Our message 2 of a Quick Mode renewing a live SA pair: its inbound half, for the data plane to take
+        before the peer sends on it (sluice.ike.events.ChildSaInbound). A first SA has no traffic to lose."""
+        if self._live_child(sa.peer, now) is None:
+            return
+        self.emit(ChildSaInbound(sa.peer, qm.spi_in, name, keys_in[0], keys_in[1], keys_in[2], encap))
 
     def child_up(self, sa, qm, name, keys_in, keys_out, encap, initiated, now):
         rekey_of = qm.rekey_of

@@ -70,11 +70,13 @@ class KernelPath:
 
         return kernel_transforms(names, self.xfrm)
 
-    def install_child(self, local_ip, child, reqid, mark=None, limits=None, natt_port=4500, reqid_in=None):
+    def install_child(self, local_ip, child, reqid, mark=None, limits=None, natt_port=4500, reqid_in=None,
+                      inbound_present=False):
         """Install the SA pair of a sluice.ike.events.ChildSaUp (keys are used here and not kept).
 
         reqid_in (default reqid) is the inbound SA's: one per peer address when several clients share it
-        (xfrm.l2tp_policies); `mark` goes on the outbound SA only."""
+        (xfrm.l2tp_policies); `mark` goes on the outbound SA only. inbound_present: the inbound SA was added
+        ahead (at Quick Mode message 2) and is updated (UPDSA: this pair's lifetime) rather than added."""
         peer_ip, peer_port = child.peer[0], child.peer[1]
         encap_out = (natt_port, peer_port) if child.encap else None
         encap_in = (peer_port, natt_port) if child.encap else None
@@ -83,7 +85,7 @@ class KernelPath:
                               limits=limits)
         outbound = xfrm.SaSpec(local_ip, peer_ip, child.spi_out, child.transform, child.enc_out, child.auth_out,
                                child.salt_out, reqid=reqid, encap=encap_out, mark=mark, limits=limits)
-        self.xfrm.add_sa(inbound)
+        (self.xfrm.update_sa if inbound_present else self.xfrm.add_sa)(inbound)
         self.sas[(local_ip, child.spi_in)] = (peer_ip, None)
         try:
             self.xfrm.add_sa(outbound)

@@ -28,7 +28,10 @@ def test_client_rekeys_quick_mode_before_expiry():
     p.advance(91.0)        # soft lifetime: 85-90 % of 100 s for the side that initiated
     assert [(d, ex) for d, port, ex, mid, ln in p.trace[n:]] == [("c>s", QM), ("s>c", QM), ("c>s", QM)]
     c1, s1 = p.events("client"), p.events("server")
-    assert ike_pair.names(c1) == ["ChildSaUp"] and ike_pair.names(s1) == ["ChildSaUp"]
+    # The responder's inbound half first (with its message 2), then the pair (message 3).
+    assert ike_pair.names(c1) == ["ChildSaUp"] and ike_pair.names(s1) == ["ChildSaInbound", "ChildSaUp"]
+    assert s1[0].spi_in == s1[1].spi_in and s1[0].enc_in == s1[1].enc_in
+    s1 = s1[1:]
     assert c1[0].rekey_of == c0.spi_in and s1[0].rekey_of == s0.spi_in
     assert c1[0].spi_in not in (c0.spi_in, c0.spi_out) and c1[0].enc_in != c0.enc_in
     # The old pair stays usable for the grace period (30 s, cut short by its own hard lifetime), then goes.
@@ -51,7 +54,9 @@ def test_server_rekeys_when_the_client_does_not():
     p.advance(96.0)       # the responder side steps in at 94-95 %
     assert [(d, ex) for d, port, ex, mid, ln in p.trace[n:]][:3] == [("s>c", QM), ("c>s", QM), ("s>c", QM)]
     c1, s1 = p.events("client"), p.events("server")
-    assert ike_pair.names(c1) == ["ChildSaUp"] and c1[0].rekey_of == c0.spi_in
+    assert ike_pair.names(c1) == ["ChildSaInbound", "ChildSaUp"] and c1[0].spi_in == c1[1].spi_in
+    c1 = c1[1:]
+    assert c1[0].rekey_of == c0.spi_in
     assert ike_pair.names(s1) == ["ChildSaUp"] and s1[0].rekey_of == s0.spi_in
     assert c1[0].spi_out == s1[0].spi_in and c1[0].enc_out == s1[0].enc_in
 
@@ -101,3 +106,33 @@ def test_client_rekeys_esp_after_its_isakmp_sa_expired():
     ups = [e for e in ce if type(e).__name__ == "ChildSaUp"]
     assert ups and ups[0].rekey_of == c0.spi_in, ike_pair.names(ce)
     assert "IkeSaUp" in ike_pair.names(ce)
+
+
+def test_responder_announces_the_inbound_sa_of_a_rekey_before_message_3():
+    # The initiator installs the new pair on our message 2 and sends on it at once (strongSwan does, before its
+    # message 3 leaves): the inbound half comes out with message 2 so that the data plane can take it first.
+    p = _pair()
+    p.connect()
+    c0, s0 = p.events("client")[1], p.events("server")[1]
+    assert "ChildSaInbound" not in ike_pair.names(p.events("server"))   # a first SA carries no traffic yet
+    sent = []
+
+    def drop(d, data):      # the client's second Quick Mode message of the rekey (message 3) is lost
+        if d == "c>s" and data[18] == QM:
+            sent.append(1)
+            return len(sent) >= 2
+        return False
+
+    p.drop = drop
+    p.advance(91.0)
+    s1 = p.events("server")
+    assert ike_pair.names(s1) == ["ChildSaInbound"]       # message 2 sent, message 3 not in
+    early = s1[0]
+    assert early.spi_in not in (s0.spi_in, s0.spi_out) and early.peer == s0.peer
+    c1 = [e for e in p.events("client") if type(e).__name__ == "ChildSaUp"]
+    assert c1 and c1[0].spi_out == early.spi_in and c1[0].enc_out == early.enc_in
+    assert (c1[0].auth_out, c1[0].salt_out, c1[0].transform) == (early.auth_in, early.salt_in, early.transform)
+    p.drop = None
+    p.advance(95.0)       # message 3 again (the server retransmits message 2, the client answers)
+    up = [e for e in p.events("server") if type(e).__name__ == "ChildSaUp" and e.spi_in == early.spi_in]
+    assert up and up[0].enc_in == early.enc_in and up[0].auth_in == early.auth_in

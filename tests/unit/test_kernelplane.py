@@ -641,3 +641,39 @@ def test_leftovers_of_shared_address_clients_are_flushed_at_the_next_start():
     kp2 = kernel_path.KernelPath(xfrm.Xfrm(twin), l2tp_api=object(), events=Events(twin))
     assert kp2.start() == (4, 3)
     assert kp2.xfrm.list_sas() == [] and kp2.xfrm.list_policies() == []
+
+
+def _inbound(spi_in, transform="aes256-sha1"):
+    from sluice.ike.events import ChildSaInbound
+
+    ek, ak, sl = transforms.esp_key_lengths(transform)
+    return A.InstallSaInbound(ChildSaInbound(IKE_PEER, spi_in, transform, bytes(ek), bytes(ak), bytes(sl), True))
+
+
+def test_rekey_inbound_sa_is_in_before_message_3():
+    # The peer installs a renewed pair on our Quick Mode message 2 and sends on it at once: the inbound SA goes
+    # into the kernel then (short hard lifetime), and the pair's InstallSa updates it and adds the outbound.
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa_inbound(_inbound(0xA0))      # a peer without SAs yet: nothing (no reqid, no traffic)
+    assert kp.xfrm.list_sas() == []
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
+    plane.install_sa_inbound(_inbound(0xA2))
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    assert sorted(sas) == [0xA1, 0xA2, 0xB1]
+    assert sas[0xA2].reqid == sas[0xA1].reqid and sas[0xA2].limits.hard_seconds == 60
+    assert sas[0xA2].encap == (2, 4500, 4500)
+    n = len(twin.requests)
+    plane.install_sa(A.InstallSa(child(0xA2, 0xB2), None, None))
+    kinds = [nl.split_messages(m)[0][0] for m in twin.requests[n:]]
+    assert kinds == [xfrm.UPDSA, xfrm.NEWSA]
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    assert sorted(sas) == [0xA1, 0xA2, 0xB1, 0xB2] and not sas[0xA2].limits.hard_seconds
+    assert plane.early_in == {}
+    # One whose message 3 never came: the kernel's hard expiry ends it; close() takes any still there.
+    plane.install_sa_inbound(_inbound(0xA3))
+    twin.expire(ME, 0xA3, hard=True)
+    plane._on_events(2.0)
+    assert plane.early_in == {} and ("on_expiring", 0xA3, True) not in up.got
+    plane.install_sa_inbound(_inbound(0xA4))
+    plane.close()
+    assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []

@@ -5,8 +5,8 @@ guests (boot is the slow part under TCG); each cell stops what it started.
 """
 
 from .base import CellFailure, Testbed  # noqa: F401
-from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, kernel_nat, reference, sluice, sluice_certs,
-               sluice_guest, sluice_ipsec, sluice_kernel, sluice_kernel_v6)
+from . import (afalg, behind_nat, client_profiles, ipv6, kernel_hal, kernel_nat, kernel_rekey, reference, sluice,
+               sluice_certs, sluice_guest, sluice_ipsec, sluice_kernel, sluice_kernel_v6)
 
 TESTBEDS = {
     # name: guest image flavours, g1 first
@@ -91,6 +91,11 @@ CELLS = [
     Cell("sluice-guest-lns-kernel", "kernel-peer", sluice_kernel.cell_lns_kernel, "kernel"),
     Cell("sluice-guest-lns-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lns_ipv6_kernel, "kernel"),
     Cell("sluice-guest-lac-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lac_ipv6_kernel, "kernel"),
+    # Rekeys under transfer (strongSwan with short lifetimes) and plain L2TP (ipsec '0') on the kernel path.
+    Cell("sluice-guest-lac-kernel-rekey", "kernel-peer", kernel_rekey.cell_lac_kernel_rekey, "kernel"),
+    Cell("sluice-guest-lns-kernel-rekey", "kernel-peer", kernel_rekey.cell_lns_kernel_rekey, "kernel"),
+    Cell("sluice-guest-lac-kernel-plain", "kernel-peer", kernel_rekey.cell_lac_kernel_plain, "kernel"),
+    Cell("sluice-guest-lns-kernel-plain", "kernel-peer", kernel_rekey.cell_lns_kernel_plain, "kernel"),
     Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
     Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
     Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),
