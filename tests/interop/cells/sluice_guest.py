@@ -81,6 +81,8 @@ def _esp_checked(sluice_guest, peer):
     check(ours and kernel == ours.group(1) == REFERENCE_ESP,
           "ESP transform: %s's kernel %s, Sluice %s, ref-l2tp-ipsec-strongswan %s" % (
               peer.name, kernel, ours and ours.group(1), REFERENCE_ESP))
+    if "ESP is the kernel's (XFRM)" in log:
+        return "ESP %s in both kernels (Sluice's IKE on backend %s)" % (kernel, backend.group(1) if backend else "?")
     return "ESP %s (Sluice backend %s)" % (kernel, backend.group(1) if backend else "?")
 
 
