@@ -60,7 +60,8 @@ class InstallSa(Action):
 
 class InstallSaInbound(Action):
     """The inbound half of an SA pair being renewed (sluice.ike.events.ChildSaInbound): a data plane that can
-    take it ahead of the InstallSa that follows does (the kernel's); the others ignore it."""
+    take it ahead of the InstallSa that follows does (both do: the kernel's as an XFRM state with a short hard
+    lifetime, the user-space one as an inbound SA that the pair's InstallSa keeps)."""
 
     __slots__ = ("child",)
     kind = "install_sa_inbound"

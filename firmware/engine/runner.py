@@ -168,7 +168,7 @@ class Runner:
             self.log.error("%s", err)
 
     def _install_sa_inbound(self, a, now):
-        early = getattr(self.plane, "install_sa_inbound", None)  # the user-space plane takes the pair at once
+        early = getattr(self.plane, "install_sa_inbound", None)  # both planes take it; a test's may not
         if early is not None:
             early(a)
 

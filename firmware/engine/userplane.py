@@ -26,6 +26,7 @@ session id), one more finds the inbound SA (bytes key: the SPI). The per-packet 
 import socket
 import struct
 
+from sluice.engine.loop import monotonic
 from sluice.esp.errors import EspError, EspExpired
 from sluice.esp.lifetime import Lifetime
 from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
@@ -42,6 +43,8 @@ TAILROOM = 32  # room after it for the ESP trailer (padding to a 16-byte block +
 MAX_PACKET = 65535
 LOCAL_FOR_MAX = 1024  # remembered "which of our addresses did this peer reach" entries (wildcard listen)
 _NEVER = 1 << 62
+EARLY_S = 60.0      # an inbound SA taken at Quick Mode message 2 whose InstallSa never came goes after this
+EARLY_MAX = 64      # such SAs at once (a peer cannot make us hold more)
 _PPP_IP = b"\xff\x03\x00\x21"  # PPP address, control and protocol for IPv4 (RFC 1662 3.1)
 _PPP_IP6 = b"\xff\x03\x00\x57"  # ... for IPv6 (RFC 5072 3)
 _UDP = struct.Struct("!HHHH")
@@ -137,7 +140,7 @@ class UserPlane:
     datapath = "user"
 
     __slots__ = ("loop", "up", "role", "server", "backend", "rng", "tun", "ipsec", "listen", "sockets", "s500",
-                 "s4500", "raw", "udp", "inbound", "outs", "routes", "bundles", "by_addr", "by_ids", "by_net6",
+                 "s4500", "raw", "udp", "inbound", "outs", "early", "routes", "bundles", "by_addr", "by_ids", "by_net6",
                  "single", "local_for", "dhcp", "buf", "view", "tbuf", "tview", "tread", "esp_in", "esp_out", "rare")
 
     def __init__(self, loop, up, role, backend, rng, tun, ipsec, listen="0.0.0.0", sockets=None):
@@ -154,6 +157,7 @@ class UserPlane:
         self.s500 = self.s4500 = self.raw = self.udp = None
         self.inbound = {}     # SPI (4 bytes) -> _InSa
         self.outs = {}        # spi_out -> (Outbound, soft byte mark, spi_in)
+        self.early = {}       # spi_in -> time taken: inbound SAs of renewed pairs ahead of their InstallSa
         self.routes = {}      # IKE peer (ip, port) -> _Route
         self.bundles = {}     # (tid, sid) -> Bundle
         self.by_addr = {}     # 4-byte address -> Bundle (server)
@@ -247,15 +251,43 @@ class UserPlane:
         e = a.child
         soft = a.soft_bytes if a.soft_bytes else _NEVER
         life = Lifetime(hard_bytes=a.hard_bytes) if a.hard_bytes else None
+        key = e.spi_in.to_bytes(4, "big")
+        took = self.early.pop(e.spi_in, None)
         try:
-            inb = Inbound(e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in, self.rng, self.backend, life)
+            early = self.inbound.get(key) if took is not None else None
+            if early is not None:
+                inb = early.sa          # taken at message 2: its replay window and counters carry on
+                inb.lifetime = life
+            else:
+                inb = Inbound(e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in, self.rng, self.backend, life)
             out = Outbound(e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out, self.rng, self.backend, life)
         except (ValueError, EspError) as err:
             return "cannot install ESP SA %s with %s: %s" % (e.transform, e.peer[0], err)
         route = self._route(e.peer)
-        self.inbound[e.spi_in.to_bytes(4, "big")] = _InSa(inb, route, e.encap, soft)
+        self.inbound[key] = _InSa(inb, route, e.encap, soft)
         self.outs[e.spi_out] = (out, soft, e.spi_in)
         return None
+
+    def install_sa_inbound(self, a):
+        """The inbound SA of a pair the peer renews, at our Quick Mode message 2: the peer sends on the new
+        pair as soon as it has that message (strongSwan does, before its message 3 leaves), and without the SA
+        those packets were dropped as an unknown SPI. At most EARLY_MAX at once; one whose InstallSa never came
+        goes after EARLY_S (checked when the next one comes, and by remove_sa)."""
+        e = a.child
+        now = self.loop.time() if hasattr(self.loop, "time") else monotonic()
+        for spi, t in list(self.early.items()):
+            if now - t > EARLY_S or len(self.early) >= EARLY_MAX:
+                self.early.pop(spi, None)
+                self.inbound.pop(spi.to_bytes(4, "big"), None)
+        key = e.spi_in.to_bytes(4, "big")
+        if key in self.inbound or e.peer not in self.routes:
+            return      # known already, or a peer without a live pair (a first SA carries no traffic yet)
+        try:
+            inb = Inbound(e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in, self.rng, self.backend, None)
+        except (ValueError, EspError):
+            return      # the pair's InstallSa says why
+        self.inbound[key] = _InSa(inb, self.routes[e.peer], e.encap, _NEVER)
+        self.early[e.spi_in] = now
 
     def outbound_sa(self, peer, spi_out, encap):
         route = self._route(peer)
@@ -270,6 +302,7 @@ class UserPlane:
         route.told = False
 
     def remove_sa(self, spi_in, spi_out):
+        self.early.pop(spi_in, None)
         self.inbound.pop(spi_in.to_bytes(4, "big"), None)
         self.outs.pop(spi_out, None)
         for r in self.routes.values():

@@ -260,3 +260,36 @@ def test_ipv6_and_a_rate_limit_on_the_ipsec_path():
     p._on_tun(2.0)
     got = [open_sent(peer_in, pkt) for pkt, _ in p.raw.sent]
     assert got == [header + b"\xff\x03\x00\x57" + down6, header + b"\xff\x03\x00\x21" + ip_packet(SERVER_IP, CLIENT_IP, 60)]
+
+
+def test_renewed_pair_inbound_taken_at_message_2_drops_nothing():
+    # The peer installs a renewed pair on our Quick Mode message 2 and sends on it at once, before our message 3
+    # is processed: those packets must be opened (they were dropped as an unknown SPI), and the pair's
+    # InstallSa then keeps the same SA (its replay window: a packet seen early cannot be replayed after).
+    from sluice.ike.events import ChildSaInbound
+
+    name = "aes128gcm16"
+    p, tun, up, peer_out, _ = plane(name)
+    ek, ak, sl = keys(name)
+    new_in = 0x0C0FFEE1
+    p.install_sa_inbound(A.InstallSaInbound(ChildSaInbound((PEER, 500), new_in, name, ek, ak, sl, False)))
+    new_out = Outbound(new_in, name, ek, ak, sl, __import__("os").urandom, openssl)
+    ip = ip_packet(CLIENT_IP, SERVER_IP, 60)
+    l2tp = struct.pack("!HHH", 0x0002, TID, SID) + b"\xff\x03\x00\x21" + ip
+    inner = struct.pack("!HHHH", 1701, 1701, 8 + len(l2tp), 0) + l2tp
+    early_pkt = new_out.seal(inner, 17)
+    p.raw.inbox.append((b"\x45" + bytes(19) + early_pkt, (PEER, 0)))
+    p._on_raw(1.0)
+    assert tun.taken == [ip] and p.counters["unknown_spi"] == 0
+    child = ChildSaUp((PEER, 500), new_in, 0x0C0FFEE2, name, ek, ak, sl, ek, ak, sl, False, 3600, None)
+    assert p.install_sa(A.InstallSa(child, None, None)) is None
+    assert p.early == {}
+    p.raw.inbox.append((b"\x45" + bytes(19) + early_pkt, (PEER, 0)))      # the early packet replayed
+    p._on_raw(2.0)
+    assert tun.taken == [ip]
+    # A peer with no live pair gets nothing early (a first SA carries no traffic yet); the table is bounded.
+    p.install_sa_inbound(A.InstallSaInbound(ChildSaInbound(("198.51.100.99", 500), 7, name, ek, ak, sl, False)))
+    assert 7 not in p.early
+    for i in range(200):
+        p.install_sa_inbound(A.InstallSaInbound(ChildSaInbound((PEER, 500), 0x1000 + i, name, ek, ak, sl, False)))
+    assert len(p.early) <= 64
