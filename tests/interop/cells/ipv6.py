@@ -12,7 +12,7 @@ link-local. Documentation prefixes only.
 from .. import peers
 from .base import CellFailure, check, guest_logs, install, result, save_guest_logs, start_xl2tpd, stop_xl2tpd
 from .reference import dial_xl2tpd
-from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, _wait_listening, install_sluice
+from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _stop, install_sluice, start_server
 
 SERVER_EXTRA = ("option ipv6 '1'", "option ip6prefix '2001:db8:77::/48'", "list dns6 '2001:db8:1::53'",
                 "option mtu '1280'")
@@ -33,13 +33,7 @@ def cell_sluice_guest_lns_ipv6(bed):
         # A host takes RAs while it does not forward (accept_ra 1); ppp0 is made after this, from "default".
         lac.sh("sysctl -qw net.ipv6.conf.default.accept_ra=1 net.ipv6.conf.default.autoconf=1 "
                "net.ipv6.conf.all.forwarding=0")
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
+        pid = start_server(srv, "Sluice server")
         start_xl2tpd(lac)
         up = dial_xl2tpd(lac, UP_TIMEOUT)
         if not up.get("ok"):

@@ -31,8 +31,8 @@ from .. import peers
 from . import capture
 from .base import (STRONGSWAN_LOGGING, CellFailure, IpsecStack, check, fmt_rss, guest_logs, install,
                    iperf_guest_to_guest, result, rss_mb, save_guest_logs, start_xl2tpd, stop_xl2tpd)
-from .reference import _esp_counters, dial_xl2tpd
-from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, _wait_listening, install_sluice
+from .reference import dial_xl2tpd
+from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, dial_reference_lac, install_sluice, start_server
 from .sluice_kernel import _check_clean, _check_kernel_up, _conf, _our_states, warm_xfrm
 
 # strongSwan (ipsec.conf): CHILD lifetime 40 s, ISAKMP 55 s, both rekeyed 15 s before (margintime), no fuzz:
@@ -344,25 +344,8 @@ def cell_lns_kernel_rekey(bed):
     install(lac, dict(_stack_files(lac, srv.ip), **peers.xl2tpd_lac(srv.ip, "mschapv2")))
     pid = None
     try:
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server (kernel path) in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
-        stack.start(lac)
-        ok, r = stack.up(lac)
-        if not ok:
-            raise CellFailure("strongSwan in %s could not bring up IPsec with Sluice in %s (rc %s):\n%s\n%s" % (
-                lac.name, srv.name, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, SLUICE_LOG)))
-        ike = r["elapsed"]
-        start_xl2tpd(lac)
-        up = dial_xl2tpd(lac, UP_TIMEOUT)
-        if not up.get("ok"):
-            raise CellFailure("the xl2tpd LAC got no ppp0 from Sluice (kernel path) in %s: %s\n%s\n%s" % (
-                srv.name, up.get("error"), guest_logs(srv, SLUICE_LOG),
-                guest_logs(lac, "/var/log/xl2tpd.log", "/var/log/pppd.log")))
+        pid = start_server(srv, "Sluice server (kernel path)")
+        ike, up = dial_reference_lac(lac, srv, stack, "Sluice (kernel path)")
         lac.sh("ping -c 2 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
         _check_kernel_up(srv, "lns", r"\bsls0-\d+\b")
         before = _before(srv, lac, stack)
@@ -470,13 +453,7 @@ def cell_lns_kernel_plain(bed):
     install(lac, peers.xl2tpd_lac(srv.ip, "mschapv2"))
     pid = None
     try:
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server (kernel path, no IPsec) in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
+        pid = start_server(srv, "Sluice server (kernel path, no IPsec)")
         start_xl2tpd(lac)
         up = dial_xl2tpd(lac, UP_TIMEOUT)
         if not up.get("ok"):

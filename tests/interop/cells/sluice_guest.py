@@ -64,6 +64,43 @@ def _crypto_choose_s(guest):
     return float(r["output"].split()[-1])
 
 
+def start_server(guest, what="Sluice server"):
+    """Start the Sluice server of /etc/sluice-lab.conf in `guest` and wait until it listens; its pid. A server
+    that does not come up is stopped and the cell fails with its log."""
+    ready = guest.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
+                         *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
+    pid = ready.get("pid")
+    try:
+        if not ready.get("ok"):
+            raise CellFailure("%s in %s did not start: %s\n%s" % (what, guest.name, ready.get("error"),
+                                                                  guest_logs(guest, SLUICE_LOG)))
+        _wait_listening(guest)
+    except BaseException:
+        _stop(guest, pid)
+        raise
+    return pid
+
+
+def dial_reference_lac(lac, srv, stack=None, what="Sluice"):
+    """The reference LAC in `lac` (strongSwan when `stack`, then xl2tpd + pppd) dials the Sluice server in
+    `srv`: (IKE seconds, dial_xl2tpd's answer). Fails the cell with both sides' logs."""
+    ike = 0.0
+    if stack is not None:
+        stack.start(lac)
+        ok, r = stack.up(lac)
+        if not ok:
+            raise CellFailure("strongSwan in %s could not bring up IPsec with %s in %s (rc %s):\n%s\n%s" % (
+                lac.name, what, srv.name, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, SLUICE_LOG)))
+        ike = r["elapsed"]
+    start_xl2tpd(lac)
+    up = dial_xl2tpd(lac, UP_TIMEOUT)
+    if not up.get("ok"):
+        raise CellFailure("the xl2tpd LAC got no ppp0 from %s in %s: %s\n%s\n%s" % (
+            what, srv.name, up.get("error"), guest_logs(srv, SLUICE_LOG),
+            guest_logs(lac, "/var/log/xl2tpd.log", "/var/log/pppd.log")))
+    return ike, up
+
+
 def _stop(guest, pid):
     if pid:
         # SIGTERM: Sluice sends its StopCCN on the way out; wait (bounded) for it to go.
@@ -156,28 +193,9 @@ def cell_sluice_guest_lns(bed, auth="mschapv2", ipsec=False):
     install(lac, dict(stack.files(lac, srv.ip), **files) if ipsec else files)
     pid = None
     try:
-        # The server's own TUN gets local_ip at start, then _wait_listening until its ports are bound.
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
-        ike = 0.0
-        if ipsec:
-            stack.start(lac)
-            ok, r = stack.up(lac)
-            if not ok:
-                raise CellFailure("strongSwan in %s could not bring up IPsec with Sluice in %s (rc %s):\n%s\n%s" % (
-                    lac.name, srv.name, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, SLUICE_LOG)))
-            ike = r["elapsed"]
-        start_xl2tpd(lac)
-        up = dial_xl2tpd(lac, UP_TIMEOUT)
-        if not up.get("ok"):
-            raise CellFailure("the xl2tpd LAC got no ppp0 from Sluice in %s: %s\n%s\n%s" % (
-                srv.name, up.get("error"), guest_logs(srv, SLUICE_LOG),
-                guest_logs(lac, "/var/log/xl2tpd.log", "/var/log/pppd.log")))
+        # The server's own TUN gets local_ip at start, then start_server waits until its ports are bound.
+        pid = start_server(srv)
+        ike, up = dial_reference_lac(lac, srv, stack if ipsec else None)
         check(up["local"] == peers.POOL_START and up["peer"] == peers.POOL_LOCAL, "the LAC got %r" % up)
         used, acks = _auth_used(lac.read("/var/log/pppd.log"), auth)
         check(used, "the LAC's pppd did not settle on %s (%s): %r" % (auth, AUTH_IN_LCP[auth], acks))

@@ -30,9 +30,9 @@ from .. import peers
 from . import capture
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, IpsecStack, guest_logs, save_guest_logs,
                    iperf_guest_to_guest, result, rss_mb, fmt_rss)
-from .reference import _esp_counters, dial_xl2tpd
+from .reference import _esp_counters
 from .sluice_guest import (SLUICE_DIR, SLUICE_LOG, UP_TIMEOUT, _esp_checked, _sluice_cmd, _stop, _stop_checked,
-                           _wait_listening, install_sluice)
+                           dial_reference_lac, install_sluice, start_server)
 
 OURS = re.compile(r"reqid (\d+)")
 RESTART_WAIT = 20.0
@@ -225,26 +225,9 @@ def cell_lns_kernel(bed):
     pid = None
     cap = capture.Capture(bed.lab, tag + "-setup", capture.IPSEC_FILTER, 2048)
     try:
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server (kernel path) in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
+        pid = start_server(srv, "Sluice server (kernel path)")
         cap.start()
-        stack.start(lac)
-        ok, r = stack.up(lac)
-        if not ok:
-            raise CellFailure("strongSwan in %s could not bring up IPsec with Sluice in %s (rc %s):\n%s\n%s" % (
-                lac.name, srv.name, r.get("rc"), r.get("output", "")[-1500:], guest_logs(srv, SLUICE_LOG)))
-        ike = r["elapsed"]
-        start_xl2tpd(lac)
-        up = dial_xl2tpd(lac, UP_TIMEOUT)
-        if not up.get("ok"):
-            raise CellFailure("the xl2tpd LAC got no ppp0 from Sluice (kernel path) in %s: %s\n%s\n%s" % (
-                srv.name, up.get("error"), guest_logs(srv, SLUICE_LOG),
-                guest_logs(lac, "/var/log/xl2tpd.log", "/var/log/pppd.log")))
+        ike, up = dial_reference_lac(lac, srv, stack, "Sluice (kernel path)")
         check(up["local"] == peers.POOL_START and up["peer"] == peers.POOL_LOCAL, "the LAC got %r" % up)
         lac.sh("ping -c 2 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
         wire = _wire(cap)

@@ -25,7 +25,7 @@ from . import capture
 from .base import (CellFailure, IpsecStack, check, guest_logs, install, result, save_guest_logs, start_xl2tpd,
                    stop_xl2tpd)
 from .reference import _esp_counters, dial_xl2tpd
-from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, _wait_listening, install_sluice
+from .sluice_guest import SLUICE_LOG, UP_TIMEOUT, _sluice_cmd, _stop, install_sluice, start_server
 from .sluice_kernel import _check_clean, _check_kernel_up, _conf, _status, _wire
 
 FAR6 = "2001:db8:1::1"
@@ -124,13 +124,7 @@ def cell_lns_ipv6_kernel(bed):
         # A host takes RAs while it does not forward (accept_ra 1); ppp0 is made after this, from "default".
         lac.sh("sysctl -qw net.ipv6.conf.default.accept_ra=1 net.ipv6.conf.default.autoconf=1 "
                "net.ipv6.conf.all.forwarding=0")
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        pid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server (kernel path, IPv6) in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
+        pid = start_server(srv, "Sluice server (kernel path, IPv6)")
         check("data path: kernel" in srv.read(SLUICE_LOG), "Sluice did not take the kernel data path:\n%s"
               % guest_logs(srv, SLUICE_LOG))
         cap.start()
@@ -230,13 +224,7 @@ def cell_lac_ipv6_kernel(bed):
     cap = None
     try:
         srv.sh("ip -6 addr replace %s/128 dev lo" % FAR6)
-        ready = srv.labctl("spawn-wait", "sls0", UP_TIMEOUT, SLUICE_LOG,
-                           *_sluice_cmd("server", "/etc/sluice-lab.conf", "lns"), timeout=UP_TIMEOUT + 20)
-        spid = ready.get("pid")
-        if not ready.get("ok"):
-            raise CellFailure("Sluice server in %s did not start: %s\n%s" % (
-                srv.name, ready.get("error"), guest_logs(srv, SLUICE_LOG)))
-        _wait_listening(srv)
+        spid = start_server(srv, "Sluice server")
         cap = capture.Capture(bed.lab, tag, capture.IPSEC_FILTER, 2048)
         cap.start()
         up = lac.labctl("spawn-wait", "slc0", UP_TIMEOUT, SLUICE_LOG,
