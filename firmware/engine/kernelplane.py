@@ -44,8 +44,10 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   (`on_dhcp`, or an L2TP data message with the IPv6 packet), and the answers (DHCPACK by `send_to_session`,
   RAs and link-local echo replies by `send_l2tp`) go out of the unit as IP packets on that socket.
 - Server IPv6 (Session6Up): fe80::<our IPv6CP id>/64 on the unit (as pppd does), and `host_step` points the
-  session's /64 route at the unit as it does the /32. IPv6 source addresses are not checked in this mode (the
-  kernel has no rp_filter for IPv6 and the plane adds no filter rule): a session can send from outside its /64.
+  session's /64 route at the unit as it does the /32.
+- Source checks (server): what the user-space plane checks per packet is one nftables table here (`start`,
+  `host.nft_argvs`): a strict reverse-path `fib` rule on every unit, so a session sends only from addresses
+  routed back to its unit (its /32, its /64, link-local), IPv4 and IPv6 alike; removed at `finish`.
 
 A client's unit gets the same socket with a filter for Router Advertisements only (its IPv6 is applied by the
 client endpoint, as on the user-space path; the unit's accept_ra is 0). A NAT-T
