@@ -76,6 +76,18 @@ _FF03 = b"\xff\x03"
 PROTO_CHANNEL = 0xC000     # protocols at or above this go to the channel fd (LCP, PAP, CHAP, EAP)
 
 
+def unit_name(base, sid):
+    """A server session's ppp unit: `<ifname>-<session id>`, the name cut to fit IFNAMSIZ (15 characters)."""
+    tail = "-%d" % sid
+    return base[:15 - len(tail)] + tail
+
+
+def unit_pattern(base):
+    """An nft iifname wildcard that every unit_name(base, sid) matches (session ids up to 65535 keep 9 chars of
+    the name)."""
+    return base + "-*" if len(base) <= 9 else base[:9] + "*"
+
+
 class KernelSockets:
     """Real sockets for the kernel plane (tests hand in fakes with the same methods)."""
 
@@ -279,9 +291,7 @@ class KernelPlane:
         return guard_table(self.ifname or "sls")
 
     def _unit_pattern(self):
-        """An nft iifname wildcard for every unit of this server (`<ifname>-<session id>`, cut to 15 chars)."""
-        name = self.ifname or "sls"
-        return name + "-*" if len(name) <= 9 else name[:9] + "*"
+        return unit_pattern(self.ifname or "sls")
 
     def esp_supported(self, names):
         """What of `names` (ESP transforms) the kernel can install: only those are negotiated (ikeconf)."""
@@ -671,8 +681,7 @@ class KernelPlane:
         if self.role == "client":
             ifname = self.ifname
         else:
-            tail = "-%d" % sid
-            ifname = (self.ifname or "sls")[:15 - len(tail)] + tail
+            ifname = unit_name(self.ifname or "sls", sid)
         try:
             ks = self.kp.open_session(sock, tid, a.peer_tunnel_id, sid, a.peer_session_id, self._udp_peer(a.peer),
                                       ifname, self.mtu, self.role == "server")

@@ -457,6 +457,15 @@ def test_source_check_is_nftables_fib_for_every_unit_and_goes_at_stop():
     long = KernelPlane(loop, up, "server", os.urandom, True, sockets=socks, kernel=kp, host=Host(),
                        ifname="sluice-office0")
     assert long._unit_pattern() == "sluice-of*" and long._guard_table() == "sluice_sluice_office0"
+    # the wildcard covers every unit name a server can give, whatever the name's length and the session id
+    import fnmatch
+
+    from sluice.engine.kernelplane import unit_name, unit_pattern
+
+    for base in ("s", "sls0", "sluice-ab", "sluice-abc", "sluice-office0", "x" * 15):
+        for sid in (1, 9, 10, 999, 4242, 65535):
+            name = unit_name(base, sid)
+            assert len(name) <= 15 and fnmatch.fnmatchcase(name, unit_pattern(base)), (base, sid, name)
 
 
 # --- several clients behind one NAT ------------------------------------------------------------------------------
