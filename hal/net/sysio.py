@@ -2,8 +2,9 @@
 
 `ioctl(fd, request, buf)`: the kernel's PPP calls (PPPIOCGCHAN, PPPIOCNEWUNIT...) and SIOCSIFNAME.
 `connect_raw(sock, sockaddr)`: connect() with a sockaddr given as bytes: CPython's socket.connect() knows only
-the families it was built with and refuses AF_PPPOX, so it goes through libc (ctypes) there; MicroPython's
-connect() takes raw bytes itself.
+the families it was built with and refuses AF_PPPOX. It goes through an AF_UNIX view of the same descriptor
+there (see `_connect_as_unix`), through libc (ctypes, about 1 MB resident once loaded) only where the kernel
+refuses that; MicroPython's connect() takes raw bytes itself.
 
 ioctl request numbers are encoded per architecture (Linux include/uapi/asm-generic/ioctl.h): MIPS, PowerPC,
 SPARC and Alpha use a 3-bit direction field and different direction values, and OpenWrt runs on MIPS.
@@ -79,6 +80,8 @@ def connect_raw(sock, sockaddr):
     except OSError as e:
         if "family" not in str(e) and getattr(e, "errno", None) not in (None, 97):
             raise
+    if _connect_as_unix(sock, sockaddr):
+        return
     import ctypes
 
     libc = _cpython_libc()
@@ -86,6 +89,36 @@ def connect_raw(sock, sockaddr):
     if libc.connect(sock.fileno(), buf, len(sockaddr)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def _connect_as_unix(sock, sockaddr):
+    """connect(2) with `sockaddr` but for its first two bytes, through a CPython AF_UNIX socket object on the
+    same descriptor; False where the kernel refuses it (then libc does it).
+
+    CPython's AF_UNIX connect() puts its family in sa_family and copies the path bytes after it, unparsed, with
+    their exact length (embedded NULs and all): the kernel gets this sockaddr with sa_family AF_UNIX. AF_PPPOX
+    reads its address by length and never looks at sa_family (l2tp_ppp's pppol2tp_sockaddr_get_info; a check
+    proposed upstream in 2025 was declined because callers pass other values there). A kernel that does check
+    answers EAFNOSUPPORT, as AF_INET does, and we fall back."""
+    import errno
+
+    try:
+        import _socket
+    except ImportError:
+        return False
+    path = bytes(sockaddr[2:])
+    if not path or len(path) >= 108:  # sizeof(sun_path)
+        return False
+    view = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM, 0, sock.fileno())
+    try:
+        view.connect(path)
+    except OSError as e:
+        if e.errno in (errno.EAFNOSUPPORT, errno.EINVAL):
+            return False
+        raise
+    finally:
+        view.detach()  # the descriptor stays the caller's
+    return True
 
 
 def _ffi_call(name, sig, *args):

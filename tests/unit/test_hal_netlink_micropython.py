@@ -91,3 +91,42 @@ def test_connect_raw_under_cpython():
     assert r.recv(16) == b"raw" and c.getpeername() == ("127.0.0.1", port)
     r.close()
     c.close()
+
+
+def test_connect_raw_passes_the_sockaddr_bytes_and_length_unchanged_without_ctypes():
+    # The AF_UNIX view (what AF_PPPOX takes on CPython): an abstract name is matched byte for byte and by length,
+    # embedded NULs included, so reaching the listener proves the kernel got exactly these bytes. The datagram
+    # is sent on the caller's socket object, which the view left open and connected.
+    import socket
+    import struct
+
+    name = b"\0sluice-connect-raw-\0-%d" % os.getpid()
+    r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r.bind(name)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    from sluice.hal.net import sysio
+
+    assert sysio._connect_as_unix(c, struct.pack("=H", socket.AF_UNIX) + name)
+    c.send(b"pun")
+    r.settimeout(2)
+    assert r.recv(16) == b"pun"
+    r.close()
+    c.close()
+    # An AF_INET socket refuses the AF_UNIX family (EAFNOSUPPORT): the view says so and libc does it instead.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert not sysio._connect_as_unix(u, struct.pack("<H", 2) + struct.pack(">H", 9) + bytes([127, 0, 0, 1]) + bytes(8))
+    assert u.fileno() >= 0
+    u.close()
+    # And the whole path in a fresh interpreter, with a socket object that refuses bytes as CPython's AF_PPPOX
+    # socket does ("bad family"): connected through the view, ctypes never loaded.
+    code = ("import socket, struct, sys\nfrom sluice.hal.net import sysio\n"
+            "r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); r.bind(%r)\n"
+            "c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "class Pppox:\n"
+            "    def connect(self, a): raise OSError('getsockaddrarg: bad family')\n"
+            "    def fileno(self): return c.fileno()\n"
+            "sysio.connect_raw(Pppox(), struct.pack('=H', 24) + %r)\n"
+            "c.send(b'x'); r.settimeout(2)\n"
+            "print(r.recv(4), 'ctypes' in sys.modules)\n") % (name + b"2", name + b"2")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, timeout=60).stdout
+    assert out.strip() == "b'x' False"
