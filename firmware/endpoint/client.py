@@ -6,8 +6,8 @@ Theory of operation. The client dials one server and keeps one session up while 
     IDLE        the user does not want the tunnel (or redial is off and the last dial failed)
     TRANSPORT   OpenTransport sent: the engine resolves the server and opens the sockets
     IPSEC       Main Mode and Quick Mode with the server (L2TP waits for the SA, RFC 3193)
-    SA_SETTLE   the SA is up; L2TP starts L2TP_AFTER_SA later (a kernel-based responder installs its own SAs
-                a moment after our last Quick Mode message; L2TP sent before that is answered in the clear)
+    SA_SETTLE   the SA is up; L2TP starts `settle_time` later (a kernel-based responder installs its own SAs
+                a moment after our last Quick Mode message; L2TP sent before that is lost or answered in the clear)
     L2TP        SCCRQ .. ICCN, then PPP up to IPCP
     UP          IPCP is up: addresses, routes and the hook are applied
     BACKOFF     the last attempt failed; the next dial is due at `redial_at` (redial_delay, doubling, <= 300 s)
@@ -42,7 +42,8 @@ UP = "up"
 BACKOFF = "backoff"
 
 CONNECT_TIMEOUT = 60.0
-L2TP_AFTER_SA = 0.3
+L2TP_AFTER_SA = 0.3      # the longest wait between the SA and L2TP (settle_time)
+L2TP_AFTER_SA_MIN = 0.05
 LINGER = 3.0
 MAX_BACKOFF = 300
 QUICK_REDIAL = 1.0  # the first redial after losing a session that was up
@@ -50,6 +51,17 @@ STOPCCN_SHUTDOWN = 6
 EXIT_AUTH_FAILED = 3  # under netifd: the handler reports AUTH_FAILED and blocks restarts (ppp.sh's way)
 L2TP_PORT = 1701
 IKE_PORT = 500
+
+
+def settle_time(round_trip):
+    """Seconds between our Quick Mode message 3 and the SCCRQ. The responder installs its SAs and policies when
+    message 3 arrives; an SCCRQ ahead of them is dropped (a retransmission, 1 s later) or, between its inbound
+    SA and its outbound policy, answered in the clear. Its message 2 took `round_trip`: the network both ways
+    plus work (SPI, proposal, keys) of the size message 3 asks for; three times that, within
+    [L2TP_AFTER_SA_MIN, L2TP_AFTER_SA] (L2TP_AFTER_SA when unknown)."""
+    if round_trip is None or round_trip < 0:
+        return L2TP_AFTER_SA
+    return min(L2TP_AFTER_SA, max(L2TP_AFTER_SA_MIN, 3 * round_trip))
 
 
 class Closing:
@@ -210,12 +222,12 @@ class ClientEndpoint(IpsecFront):
 
     # -- IPsec layer callbacks -----------------------------------------------------------------------------
 
-    def ipsec_sa_up(self, peer, now):
+    def ipsec_sa_up(self, peer, now, round_trip=None):
         self.key = (peer[0], peer[1], L2TP_PORT)
         if self.state == IPSEC:
             self.q.log("info", "IPsec SA up with %s", peer_text(peer))
             self.state = SA_SETTLE
-            self.deadline = now + L2TP_AFTER_SA
+            self.deadline = now + settle_time(round_trip)
 
     def ipsec_peer_moved(self, old, new, now):
         if self.key is not None and self.key[:2] == old:

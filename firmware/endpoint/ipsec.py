@@ -15,7 +15,7 @@ tells its owner (the client or server endpoint) what it means for L2TP:
   is deleted; the rekeyed one carries on). Time lifetimes are the IKE table's own.
 - a peer that is behind NAT from our point of view gets an RFC 3948 keepalive every 20 s.
 
-The owner is told through four methods: ipsec_sa_up(peer, now), ipsec_peer_down(peer, reason, now),
+The owner is told through four methods: ipsec_sa_up(peer, now, round_trip), ipsec_peer_down(peer, reason, now),
 ipsec_peer_moved(old, new, now), ipsec_failed(peer, reason, now).
 """
 
@@ -201,7 +201,7 @@ class IpsecLayer:
         self.q.log("info", "ESP SA %s with %s in 0x%08x out 0x%08x%s%s", e.transform, _p(e.peer), e.spi_in,
                    e.spi_out, " UDP-encapsulated" if e.encap else "", " (rekey)" if e.rekey_of else "")
         if first:
-            self.owner.ipsec_sa_up(e.peer, now)
+            self.owner.ipsec_sa_up(e.peer, now, e.round_trip)
 
     def _child_down(self, e, now):
         sa = self.sas.pop(e.spi_in, None)

@@ -316,7 +316,7 @@ class ServerEndpoint(IpsecFront):
 
     # -- IPsec layer callbacks -----------------------------------------------------------------------------
 
-    def ipsec_sa_up(self, peer, now):
+    def ipsec_sa_up(self, peer, now, round_trip=None):
         pass  # a client dials L2TP through it; nothing to do until it does
 
     def ipsec_failed(self, peer, reason, now):

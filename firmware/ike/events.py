@@ -25,10 +25,10 @@ class ChildSaUp:
     """Quick Mode completed: one ESP SA pair in transport mode for UDP/1701 (RFC 2409 5.5, RFC 3193)."""
 
     __slots__ = ("peer", "spi_in", "spi_out", "transform", "enc_in", "auth_in", "salt_in", "enc_out", "auth_out",
-                 "salt_out", "encap", "lifetime_s", "rekey_of", "life_kbytes")
+                 "salt_out", "encap", "lifetime_s", "rekey_of", "life_kbytes", "round_trip")
 
     def __init__(self, peer, spi_in, spi_out, transform, enc_in, auth_in, salt_in, enc_out, auth_out, salt_out,
-                 encap, lifetime_s, rekey_of, life_kbytes=None):
+                 encap, lifetime_s, rekey_of, life_kbytes=None, round_trip=None):
         self.peer = peer              # (ip, port) the ESP packets go to (port used only when encap)
         self.spi_in = spi_in          # int, the SPI the peer puts on packets to us (we chose it)
         self.spi_out = spi_out        # int, the SPI we put on packets to the peer (it chose it)
@@ -43,6 +43,7 @@ class ChildSaUp:
         self.lifetime_s = lifetime_s  # agreed lifetime in seconds (the table rekeys before it ends)
         self.rekey_of = rekey_of      # spi_in of the SA this one replaces, or None
         self.life_kbytes = life_kbytes  # a byte lifetime in kilobytes from the negotiation, or None
+        self.round_trip = round_trip  # s from our Quick Mode message 1 to the peer's message 2, or None (we answered)
 
     def __repr__(self):
         # Keys never appear in a repr.

@@ -955,7 +955,8 @@ class IkeTable:
         self._serial += 1
         self._children[qm.spi_in] = ch
         self.emit(ChildSaUp(sa.peer, qm.spi_in, qm.spi_out, name, keys_in[0], keys_in[1], keys_in[2],
-                            keys_out[0], keys_out[1], keys_out[2], encap, life, rekey_of, qm.life_kbytes))
+                            keys_out[0], keys_out[1], keys_out[2], encap, life, rekey_of, qm.life_kbytes,
+                            now - qm.started if initiated else None))
 
     def _child_soft(self, ch):
         if ch.replaced_by is not None or ch.rekeying:

@@ -53,6 +53,7 @@ def test_psk_main_mode_then_quick_mode_sequence():
     assert len(c.enc_in) == 32 and len(c.auth_in) == 20 and c.salt_in == b""
     assert c.enc_in != c.enc_out
     assert not c.encap and c.lifetime_s == 3600 and c.rekey_of is None
+    assert c.round_trip == 0.0 and s.round_trip is None  # no network delay here; the responder measures none
     # Keys never show in a repr.
     assert c.enc_in.hex() not in repr(c)
 
