@@ -87,6 +87,8 @@ def responder_config(section, esp_filter=None):
 def initiator_config(section, esp_filter=None):
     """(local_ip, server_ip) -> IkeConfig for a client section; certificate files are read now, once."""
     files = _files(section)
+    if esp_filter is not None:  # the kernel is probed now, at start, and not in the first dial's set-up time
+        _ike_config(section, "initiator", files, esp_filter)
 
     def make(local_ip, server_ip):
         cfg = _ike_config(section, "initiator", files, esp_filter, server_name=getattr(section, "server_name", None),

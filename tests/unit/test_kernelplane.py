@@ -435,9 +435,14 @@ def test_only_esp_the_kernel_can_install_is_negotiated():
     assert len(cfg.esp) == len([t for t in P.default_esp() if "gcm" not in P.esp_algorithms(t)])
     assert [l for l in log.lines if "aes128gcm16" in l and "aes256gcm16" in l and "kmod-crypto-gcm" in l]
     assert not twin.sas                                     # the probes left nothing behind
+    probes = []
+    esp_supported = plane.esp_supported
+    plane.esp_supported = lambda names: probes.append(list(names)) or esp_supported(names)
     make_cfg = initiator_config(srv, R._kernel_esp(plane, log))
+    assert len(probes) == 1                                  # at start: not in the first dial's set-up time
     assert make_cfg("192.0.2.9", "192.0.2.1").esp.names() == ["aes256-sha1", "aes128-sha1", "aes256-sha256",
                                                               "aes128-sha256"]
+    assert len(probes) == 1                                  # and once per algorithm
     srv.esp = ["aes256gcm16"]
     with pytest.raises(RuntimeError, match="none of the ESP proposals .*datapath 'user'"):
         responder_config(srv, R._kernel_esp(plane, log))
