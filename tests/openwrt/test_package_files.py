@@ -124,3 +124,27 @@ def test_nft_include_parses_inside_fw4_chain(tmp_path):
     f.write_text("table inet fw4 {\n\tchain input_wan {\n%s\n\t}\n}\n" % body)
     r = subprocess.run([nft, "-c", "-f", str(f)], capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_launcher_runs_the_daemon_commands_without_re_or_enum(tmp_path):
+    # /usr/sbin/sluice is our launcher (the wheel's generated script imports `re`, and with it `enum`, for the
+    # daemon's whole life). It runs the CLI; a daemon command (here one whose config is missing) imports neither.
+    # The package laid out as installed (firmware/ -> sluice, hal/ -> sluice/hal), no site: nothing else imports.
+    import shutil
+    import subprocess
+    import sys
+
+    root = OPENWRT.parent
+    shutil.copytree(root / "firmware", tmp_path / "sluice")
+    shutil.copytree(root / "hal", tmp_path / "sluice" / "hal")
+    launcher = FILES / "sluice.launcher"
+    mk = (OPENWRT / "sluice/Makefile").read_text()
+    assert "$(INSTALL_BIN) ./files/sluice.launcher $(1)/usr/sbin/sluice" in mk
+    assert launcher.read_text().startswith("#!/usr/bin/python3\n")
+    code = ("import sys; sys.argv = [%r, 'server', '--config', %r]\n"
+            "try:\n    exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'), {'__name__': '__main__'})\n"
+            "except SystemExit as e:\n    print('exit', e.code, 're' in sys.modules, 'enum' in sys.modules)\n"
+            ) % (str(launcher), str(tmp_path / "missing.conf"))
+    r = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=60, env={"PYTHONPATH": str(tmp_path)})
+    assert "missing.conf" in r.stderr and r.stdout.strip() == "exit 2 False False", (r.stdout, r.stderr)
