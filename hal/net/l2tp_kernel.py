@@ -8,8 +8,8 @@ StopCCN, CDN). Once a tunnel is established, the kernel data path hands the kern
    accel-ppp do). The kernel sets the socket's encap hook: data messages (T bit clear) of known sessions
    stay in the kernel, control messages still reach our socket as before. Closing the socket destroys the
    tunnel, so a killed daemon leaves no kernel tunnel behind;
-2. per session: a PPPoL2TP socket (AF_PPPOX, PX_PROTO_OL2TP) connected with the packed 38-byte
-   struct sockaddr_pppol2tp (Linux include/uapi/linux/if_pppol2tp.h). That creates the kernel session
+2. per session: a PPPoL2TP socket (AF_PPPOX, PX_PROTO_OL2TP) connected with the packed 50-byte
+   struct sockaddr_pppol2tpin6 (Linux include/uapi/linux/if_pppol2tp.h; see sockaddr_pppol2tp). That creates the kernel session
    (or attaches to one made with L2TP_CMD_SESSION_CREATE) and registers a PPP channel: see ppp_kernel.py.
 
 iproute2's `ip l2tp` makes only L2TPv3 tunnels with kernel-owned sockets; the message shapes are the same
@@ -78,7 +78,7 @@ L2SPEC_DEFAULT = 1
 AF_PPPOX = 24
 SOCK_DGRAM = 2
 PX_PROTO_OL2TP = 1
-AF_INET = 2
+AF_INET6 = 10
 SOL_PPPOL2TP = 273
 PPPOL2TP_SO_DEBUG = 1
 PPPOL2TP_SO_RECVSEQ = 2
@@ -184,11 +184,17 @@ def parse_tunnel(payload):
 
 def sockaddr_pppol2tp(tunnel_fd, tunnel_id, session_id, peer_tunnel_id, peer_session_id, peer_ip="0.0.0.0",
                       peer_port=0, pid=0):
-    """struct sockaddr_pppol2tp, packed, 38 bytes: family, protocol, then pppol2tp_addr (pid, fd, the peer's
-    sockaddr_in, local tunnel/session, peer tunnel/session). The ids are host order, the sockaddr_in network order."""
-    sin = struct.pack(NE + "H", AF_INET) + struct.pack(">H", peer_port) + nl.ip4(peer_ip) + bytes(8)
-    return (struct.pack(NE + "HIii", AF_PPPOX, PX_PROTO_OL2TP, pid, tunnel_fd) + sin +
-            struct.pack(NE + "HHHH", tunnel_id, session_id, peer_tunnel_id, peer_session_id))
+    """struct sockaddr_pppol2tpin6, packed, 50 bytes: family, protocol, then pppol2tpin6_addr (pid, fd, local
+    tunnel/session, peer tunnel/session, the peer as a sockaddr_in6, IPv4-mapped). The ids are host order,
+    the sockaddr_in6 network order.
+
+    The IPv6 form for IPv4 tunnels too: the kernel takes the L2TP version and the ids by the address's length
+    (pppol2tp_sockaddr_get_info) and never reads the address at connect (the tunnel socket has the peer). It
+    ends in a zero byte (sin6_scope_id), which lets CPython pass it without ctypes (sysio.connect_raw)."""
+    sin6 = (struct.pack(NE + "H", AF_INET6) + struct.pack(">HI", peer_port, 0) + bytes(10) + b"\xff\xff" +
+            nl.ip4(peer_ip) + bytes(4))
+    return (struct.pack(NE + "HIii", AF_PPPOX, PX_PROTO_OL2TP, pid, tunnel_fd) +
+            struct.pack(NE + "HHHH", tunnel_id, session_id, peer_tunnel_id, peer_session_id) + sin6)
 
 
 class L2tpKernel:

@@ -93,13 +93,15 @@ def connect_raw(sock, sockaddr):
 
 def _connect_as_unix(sock, sockaddr):
     """connect(2) with `sockaddr` but for its first two bytes, through a CPython AF_UNIX socket object on the
-    same descriptor; False where the kernel refuses it (then libc does it).
+    same descriptor; False where that cannot carry it or the kernel refuses it (then libc does it).
 
-    CPython's AF_UNIX connect() puts its family in sa_family and copies the path bytes after it, unparsed, with
-    their exact length (embedded NULs and all): the kernel gets this sockaddr with sa_family AF_UNIX. AF_PPPOX
-    reads its address by length and never looks at sa_family (l2tp_ppp's pppol2tp_sockaddr_get_info; a check
-    proposed upstream in 2025 was declined because callers pass other values there). A kernel that does check
-    answers EAFNOSUPPORT, as AF_INET does, and we fall back."""
+    CPython's AF_UNIX connect() puts its family in sa_family and copies the path bytes after it unparsed,
+    embedded NULs and all. A path starting with NUL (Linux's abstract names) goes with its exact length; any
+    other gets a NUL appended and counted, so it carries a sockaddr ending in a zero byte, given without it
+    (l2tp_kernel.sockaddr_pppol2tp is built to end in one). The kernel gets the sockaddr with sa_family
+    AF_UNIX: AF_PPPOX reads its address by length and never looks at sa_family (l2tp_ppp's
+    pppol2tp_sockaddr_get_info; a check proposed upstream in 2025 was declined because callers pass other
+    values there). A kernel that does check answers EAFNOSUPPORT, as AF_INET does, and we fall back."""
     import errno
 
     try:
@@ -107,6 +109,10 @@ def _connect_as_unix(sock, sockaddr):
     except ImportError:
         return False
     path = bytes(sockaddr[2:])
+    if path[:1] != b"\0":
+        if path[-1:] != b"\0":
+            return False
+        path = path[:-1]
     if not path or len(path) >= 108:  # sizeof(sun_path)
         return False
     view = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM, 0, sock.fileno())

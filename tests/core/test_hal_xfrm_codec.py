@@ -119,5 +119,5 @@ def test_truncation_is_a_parse_error():
     raises(xfrm.XfrmError, xfrm.kernel_algorithms, "chacha20poly1305")
 
 
-def test_pppol2tp_sockaddr_is_38_bytes():
-    assert len(l2tp_kernel.sockaddr_pppol2tp(3, 1, 2, 3, 4, PEER, 1701)) == 38
+def test_pppol2tp_sockaddr_is_the_50_byte_in6_form():
+    assert len(l2tp_kernel.sockaddr_pppol2tp(3, 1, 2, 3, 4, PEER, 1701)) == 50

@@ -97,8 +97,10 @@ def test_connect_raw_passes_the_sockaddr_bytes_and_length_unchanged_without_ctyp
     # The AF_UNIX view (what AF_PPPOX takes on CPython): an abstract name is matched byte for byte and by length,
     # embedded NULs included, so reaching the listener proves the kernel got exactly these bytes. The datagram
     # is sent on the caller's socket object, which the view left open and connected.
+    import shutil
     import socket
     import struct
+    import tempfile
 
     name = b"\0sluice-connect-raw-\0-%d" % os.getpid()
     r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -112,6 +114,23 @@ def test_connect_raw_passes_the_sockaddr_bytes_and_length_unchanged_without_ctyp
     assert r.recv(16) == b"pun"
     r.close()
     c.close()
+    # A name that does not start with NUL: given without its last byte, which must be NUL (CPython appends one
+    # and counts it). A filesystem socket "<dir>/s" reached as b"<dir>/s\\0"; one not ending in NUL is refused.
+    d = tempfile.mkdtemp()
+    try:
+        path = os.path.join(d, "s").encode()
+        r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        r.bind(path)
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        assert not sysio._connect_as_unix(c, struct.pack("=H", socket.AF_UNIX) + path)
+        assert sysio._connect_as_unix(c, struct.pack("=H", socket.AF_UNIX) + path + b"\0")
+        c.send(b"nul")
+        r.settimeout(2)
+        assert r.recv(16) == b"nul"
+        r.close()
+        c.close()
+    finally:
+        shutil.rmtree(d)
     # An AF_INET socket refuses the AF_UNIX family (EAFNOSUPPORT): the view says so and libc does it instead.
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     assert not sysio._connect_as_unix(u, struct.pack("<H", 2) + struct.pack(">H", 9) + bytes([127, 0, 0, 1]) + bytes(8))

@@ -251,11 +251,14 @@ def test_parse_tunnel_dump():
 
 def test_sockaddr_pppol2tp_layout():
     sa = l2tp_kernel.sockaddr_pppol2tp(9, 100, 1000, 200, 2000, "192.0.2.99", 1701)
-    assert len(sa) == 38  # packed struct sockaddr_pppol2tp (if_pppox.h)
+    assert len(sa) == 50  # packed struct sockaddr_pppol2tpin6 (if_pppol2tp.h), which the kernel takes for IPv4 too
     assert sa[0:2] == struct.pack(nl.NE + "H", 24) and sa[2:6] == struct.pack(nl.NE + "I", 1)
-    assert sa[10:14] == struct.pack(nl.NE + "i", 9)                      # pppol2tp_addr.fd
-    assert sa[14:22] == struct.pack(nl.NE + "H", 2) + b"\x06\xa5\xc0\x00\x02\x63"  # sockaddr_in, network order
-    assert sa[30:38] == struct.pack(nl.NE + "HHHH", 100, 1000, 200, 2000)
+    assert sa[10:14] == struct.pack(nl.NE + "i", 9)                      # pppol2tpin6_addr.fd
+    assert sa[14:22] == struct.pack(nl.NE + "HHHH", 100, 1000, 200, 2000)
+    # sockaddr_in6: family, port and ::ffff:192.0.2.99 in network order, flowinfo and scope id 0
+    assert sa[22:50] == (struct.pack(nl.NE + "H", 10) + b"\x06\xa5" + bytes(4) + bytes(10) + b"\xff\xff" +
+                         b"\xc0\x00\x02\x63" + bytes(4))
+    assert sa[-1] == 0  # what lets CPython pass it through an AF_UNIX socket object (sysio.connect_raw)
 
 
 # --- PPP ioctls -------------------------------------------------------------------------------------------
