@@ -13,10 +13,10 @@ oldest. Without a loop (tests, tools) a connection is served at once with the sa
 
 import os
 import select
-import socket
 import time
 
 from sluice.engine.log import ERROR
+from sluice.hal.net.sockets import accept, socket
 
 DEFAULT_RUNDIR = "/var/run/sluice"
 MAX_REQUEST = 4096
@@ -83,7 +83,7 @@ class ControlServer:
     def on_readable(self, now):
         for _ in range(self.max_clients):
             try:
-                sock, _ = self.sock.accept()
+                sock, _ = accept(self.sock)
             except OSError:  # BlockingIOError included: nothing (more) to accept
                 return
             sock.setblocking(False)

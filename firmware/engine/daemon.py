@@ -5,12 +5,12 @@ procd and netifd supervise Sluice, so it never forks into the background; SIGTER
 """
 
 import os
-import signal
 import time
 
 from sluice.engine.control import ControlServer
 from sluice.engine.log import ERROR
 from sluice.engine.loop import EventLoop, monotonic
+from sluice.hal.platform.signals import signal
 
 STOP_GRACE = 3.0
 ERROR_REPEAT_WINDOW = 60.0  # an identical internal error within this many seconds is only counted

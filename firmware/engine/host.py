@@ -10,7 +10,8 @@ the few `ip` commands a session needs.
 """
 
 import os
-import signal
+
+from sluice.hal.platform.signals import signal
 
 IP_TIMEOUT = 10.0
 HOOK_TIMEOUT = 15.0

@@ -57,9 +57,9 @@ address.
 """
 
 import os
-import socket
 
 from sluice.engine.loop import monotonic
+from sluice.hal.net.sockets import socket
 
 IKE_PORT = 500
 NATT_PORT = 4500

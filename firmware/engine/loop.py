@@ -15,8 +15,9 @@ writable while a writer waits for room); an fd that reports an error or hang-up 
 import heapq
 import os
 import select
-import signal
 import time
+
+from sluice.hal.platform.signals import signal
 
 monotonic = time.monotonic
 

@@ -10,9 +10,9 @@ once and injected into both IKE and ESP (with `option crypto 'pure'`, `cryptogra
 """
 
 import os
-import socket
 
 from sluice.engine.timers import TimerSlot
+from sluice.hal.net.sockets import socket
 
 _LEVELS = ("info", "warning", "error", "debug")
 

@@ -23,13 +23,13 @@ session id), one more finds the inbound SA (bytes key: the SPI). The per-packet 
 (`esp_in`, `esp_out`), the rare ones a dict (`counters` shows both); nothing per packet logs.
 """
 
-import socket
 import struct
 
 from sluice.engine.loop import monotonic
 from sluice.esp.errors import EspError, EspExpired
 from sluice.esp.lifetime import Lifetime
 from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
+from sluice.hal.net.sockets import socket
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError
 from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at

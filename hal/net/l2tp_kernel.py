@@ -242,7 +242,7 @@ def open_session(udp_sock, tunnel_id, session_id, peer_tunnel_id, peer_session_i
                  lns_mode=False, send_seq=False):
     """A connected PPPoL2TP socket for one session of a kernel tunnel (creates the kernel session, or attaches
     to one made by L2TP_CMD_SESSION_CREATE). Closing it deletes the session. Returns the socket."""
-    import socket
+    from sluice.hal.net.sockets import socket
 
     from sluice.hal.net import sysio
 

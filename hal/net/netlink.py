@@ -192,7 +192,7 @@ class NetlinkSocket:
     """
 
     def __init__(self, protocol, groups=0, timeout=5.0, rcvbuf=1 << 20):
-        import socket
+        from sluice.hal.net.sockets import socket
 
         self.sock = socket.socket(AF_NETLINK, SOCK_RAW, protocol)
         try:

@@ -64,7 +64,7 @@ def _open_ppp():
 
 def rename_netdev(old, new):
     """SIOCSIFNAME: rename a (down) network device."""
-    import socket
+    from sluice.hal.net.sockets import socket
 
     if not new or len(new.encode()) >= IFNAMSIZ:
         raise ValueError("interface name %r must be 1 to 15 bytes" % (new,))
@@ -112,7 +112,7 @@ def probe():
     (xfrm_user), the generic netlink family `l2tp` (l2tp_netlink), an AF_PPPOX/PX_PROTO_OL2TP socket (l2tp_ppp),
     /dev/ppp (ppp_generic), and the ESP transform itself (esp4, checked by `probe_esp`). `reason` says in plain
     words what is missing and which OpenWrt package brings it."""
-    import socket
+    from sluice.hal.net.sockets import socket
 
     from sluice.hal.net import l2tp_kernel, netlink
 

@@ -70,7 +70,7 @@ class PairTun:
     """
 
     def __init__(self, name="pair0"):
-        import socket
+        from sluice.hal.net.sockets import socket
 
         self.name = name
         self._dev, self._kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)

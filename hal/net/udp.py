@@ -1,6 +1,6 @@
 """UDP sockets for L2TP (and later IKE/NAT-T): bound, non-blocking, with their in-memory twin."""
 
-import socket
+from sluice.hal.net.sockets import socket
 
 
 def bind_udp(address, port, fallback_ephemeral=False):

@@ -17,8 +17,9 @@ FILTER (what it accepts, in this order):
     anything else                                            -> refuse
 """
 
-import socket
 import struct
+
+from sluice.hal.net.sockets import socket
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800

@@ -9,7 +9,6 @@ the policies, and close() leaves nothing in the twin.
 """
 
 import os
-import socket
 
 import pytest
 
@@ -18,6 +17,7 @@ from sluice.engine import runner as R
 from sluice.engine.kernelplane import KernelPlane
 from sluice.hal.crypto import transforms
 from sluice.hal.net import kernel_path, netlink as nl, xfrm
+from sluice.hal.net.sockets import socket  # the C module, as the daemon's: test_lean runs these twins
 from sluice.hal.net.xfrm_twin import XfrmTwin
 from sluice.ike.events import ChildSaUp
 

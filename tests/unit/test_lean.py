@@ -18,50 +18,95 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT = "0d6b2c3e-7f1a-4c55-9e0b-5a8f3d2c1b00"
 
 
+# A kernel-mode server and client (kernel plane on the XFRM twin, as test_kernelplane), `crypto auto`, built in a
+# fresh interpreter, then IKE's primitives used through the backend they chose. pytest itself imports hashlib,
+# socket and more: a stand-in for the one decorator test_kernelplane uses at import.
+KERNEL_DAEMONS = (
+    "import io, sys, types\n"
+    "pt = types.ModuleType('pytest'); sys.modules['pytest'] = pt\n"
+    "pt.mark = types.SimpleNamespace(parametrize=lambda *a, **k: (lambda f: f))\n"
+    "import test_kernelplane as T\n"
+    "from twinpair import CONF, PSK\n"
+    "from sluice.config import loads\n"
+    "from sluice.engine import runner as R\n"
+    "from sluice.engine.log import Log\n"
+    "text = CONF % {'auth': 'mschapv2', 'password': 'x', 'ipsec': '1', 'psk': PSK, 'crypto': 'auto',\n"
+    "               'redial': 0, 'server_extra': '', 'client_extra': '', 'user_extra': ''}\n"
+    "cfg = loads(text, name='lean.conf')\n"
+    "log = Log('lean', stream=io.StringIO())\n"
+    "for role in ('server', 'client'):\n"
+    "    kp, loop = T.make(role)[1], T.Loop()\n"
+    "    build = R.build_server if role == 'server' else R.build_client\n"
+    "    sec = cfg.servers[0] if role == 'server' else cfg.clients[0]\n"
+    "    extra = {'tun': object()} if role == 'server' else {}\n"
+    "    r = build(cfg, sec, loop, log, datapath='kernel', kernel=kp, kernel_sockets=T.Sockets(),\n"
+    "              host=T.Host(), **extra)\n"
+    "    be = r.plane.backend\n"
+    "    a, b = be.dh(14), be.dh(14)\n"
+    "    a.generate(bytes); b.generate(bytes)\n"
+    "    assert a.shared(b.public) == b.shared(a.public)\n"
+    "    c = be.cipher('aes-cbc', bytes(32))\n"
+    "    assert c.decrypt(bytes(16), c.encrypt(bytes(16), bytes(64))) == bytes(64)\n"
+    "    be.prf('sha1', b'k', b'd'); be.prf('sha256', b'k', b'd'); be.hash('md5', b'd')\n"
+    "    print('BACKEND', be.NAME)\n"
+)
+
+
 def test_kernel_mode_daemons_never_load_cryptography_nor_openssl():
-    # A kernel-mode server and client (kernel plane on the XFRM twin, as test_kernelplane), `crypto auto`, built
-    # in a fresh interpreter, then IKE's primitives used through the backend they chose: `cryptography` is never
-    # imported, neither its native library nor OpenSSL's libcrypto (CPython's hashlib maps it: ~4 MB resident)
-    # is mapped.
-    code = (
-        "import io, sys, types; sys.path.insert(0, %r)\n"
-        "# pytest itself imports hashlib: a stand-in for the one decorator test_kernelplane uses at import\n"
-        "pt = types.ModuleType('pytest'); sys.modules['pytest'] = pt\n"
-        "pt.mark = types.SimpleNamespace(parametrize=lambda *a, **k: (lambda f: f))\n"
-        "import test_kernelplane as T\n"
-        "from twinpair import CONF, PSK\n"
-        "from sluice.config import loads\n"
-        "from sluice.engine import runner as R\n"
-        "from sluice.engine.log import Log\n"
-        "text = CONF %% {'auth': 'mschapv2', 'password': 'x', 'ipsec': '1', 'psk': PSK, 'crypto': 'auto',\n"
-        "               'redial': 0, 'server_extra': '', 'client_extra': '', 'user_extra': ''}\n"
-        "cfg = loads(text, name='lean.conf')\n"
-        "log = Log('lean', stream=io.StringIO())\n"
-        "for role in ('server', 'client'):\n"
-        "    kp, loop = T.make(role)[1], T.Loop()\n"
-        "    build = R.build_server if role == 'server' else R.build_client\n"
-        "    sec = cfg.servers[0] if role == 'server' else cfg.clients[0]\n"
-        "    extra = {'tun': object()} if role == 'server' else {}\n"
-        "    r = build(cfg, sec, loop, log, datapath='kernel', kernel=kp, kernel_sockets=T.Sockets(),\n"
-        "              host=T.Host(), **extra)\n"
-        "    be = r.plane.backend\n"
-        "    a, b = be.dh(14), be.dh(14)\n"
-        "    a.generate(bytes); b.generate(bytes)\n"
-        "    assert a.shared(b.public) == b.shared(a.public)\n"
-        "    c = be.cipher('aes-cbc', bytes(32))\n"
-        "    assert c.decrypt(bytes(16), c.encrypt(bytes(16), bytes(64))) == bytes(64)\n"
-        "    be.prf('sha1', b'k', b'd'); be.prf('sha256', b'k', b'd'); be.hash('md5', b'd')\n"
-        "    print('BACKEND', be.NAME)\n"
+    # KERNEL_DAEMONS: `cryptography` is never imported, neither its native library nor OpenSSL's libcrypto
+    # (CPython's hashlib maps it: ~4 MB resident) is mapped.
+    code = ("import sys; sys.path.insert(0, %r)\n" % HERE) + KERNEL_DAEMONS + (
         "maps = open('/proc/self/maps').read()\n"
         "print('MODULES', [m for m in sys.modules if m.split('.')[0] in ('cryptography', '_hashlib', 'hashlib')])\n"
         "print('MAPPED', sorted(set(l.split()[-1] for l in maps.splitlines()\n"
         "                           if 'cryptography' in l or '_rust' in l or 'libcrypto' in l)))\n"
         "print('LOG', log.stream.getvalue() if hasattr(log, 'stream') else '')\n"
-    ) % HERE
+    )
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, timeout=120).stdout
     assert out.count("BACKEND pure") == 2, out
     assert "MODULES []" in out and "MAPPED []" in out, out
+
+
+def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum(tmp_path):
+    # socket.py costs a daemon ~1.2 MB resident over the `_socket` it wraps (enum ~0.8 MB of it, selectors,
+    # functools...) and signal.py imports enum too: the daemon takes the C modules from sluice.hal.net.sockets
+    # and sluice.hal.platform.signals. What `sluice server|client` imports (cli, daemon, control, loop with its
+    # signal handler) and KERNEL_DAEMONS run in a fresh interpreter without site (the editable-install finder
+    # imports re, hence enum), the package laid out as installed. A finder first on sys.meta_path names whoever
+    # imports one of them, test helpers included (test_kernelplane's twins use the same C module).
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(HERE))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(os.path.join(root, "firmware"), str(tmp_path / "sluice"), ignore=skip)
+    shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
+    code = (
+        "import sys\n"
+        "BANNED, WHO = ('socket', 'signal', 'selectors', 'enum'), []\n"
+        "class Watch:\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name in BANNED:\n"
+        "            f = sys._getframe(1)\n"
+        "            while f is not None and f.f_globals.get('__name__', '').startswith(('importlib', '_frozen')):\n"
+        "                f = f.f_back\n"
+        "            WHO.append((name, f and f.f_globals.get('__name__')))\n"
+        "sys.meta_path.insert(0, Watch)\n"
+        "from sluice import cli\n"
+        "assert cli.daemon_args(['server', '-c', '/etc/config/sluice', '-n', 'main']).func is cli.cmd_server\n"
+        "import sluice.engine.daemon, sluice.engine.control, sluice.engine.host\n"
+        "from sluice.engine.loop import EventLoop\n"
+        "from sluice.hal.platform.signals import signal\n"
+        "EventLoop().on_signal(signal.SIGHUP, lambda: None)\n"
+    ) + KERNEL_DAEMONS + (
+        "print('IMPORTED', WHO)\n"
+        "print('LOADED', sorted(m for m in BANNED if m in sys.modules))\n"
+    )
+    path = os.pathsep.join((str(tmp_path), HERE))
+    out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=path)).stdout
+    assert out.count("BACKEND pure") == 2, out
+    assert "IMPORTED []" in out and "LOADED []" in out, out
 
 
 class _Log:
