@@ -83,7 +83,7 @@ def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum
     shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
     code = (
         "import sys\n"
-        "BANNED, WHO = ('socket', 'signal', 'selectors', 'enum'), []\n"
+        "BANNED, WHO = ('socket', 'signal', 'selectors', 'enum', 're', 'json'), []\n"
         "class Watch:\n"
         "    def find_spec(name, path=None, target=None):\n"
         "        if name in BANNED:\n"
@@ -99,6 +99,11 @@ def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum
         "from sluice.hal.platform.signals import signal\n"
         "EventLoop().on_signal(signal.SIGHUP, lambda: None)\n"
     ) + KERNEL_DAEMONS + (
+        "from sluice.engine.control import ControlServer\n"
+        "class Srv:\n"
+        "    stats, log = {'requests': 0, 'too_long': 0}, None\n"
+        "    handler = staticmethod(lambda req: {'ok': req == {'cmd': 'status'}, 'sessions': [{'user': 'j\u00f6', 'rx': 1.5}]})\n"
+        "print('REPLY', ControlServer._reply(Srv(), b'{\"cmd\": \"status\"}\\n'))\n"
         "print('IMPORTED', WHO)\n"
         "print('LOADED', sorted(m for m in BANNED if m in sys.modules))\n"
     )
@@ -107,6 +112,8 @@ def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum
                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=path)).stdout
     assert out.count("BACKEND pure") == 2, out
     assert "IMPORTED []" in out and "LOADED []" in out, out
+    # ... nor re and json with the first control request (sluice.engine.jsonc: LuCI asks for status all along)
+    assert 'REPLY b\'{"ok": true, "sessions": [{"user": "j\\\\u00f6", "rx": 1.5}]}\\n\'' in out, out
 
 
 class _Log:
@@ -293,8 +300,8 @@ def test_anything_else_is_left_to_argparse(argv):
 
 
 def test_a_kernel_mode_daemon_imports_no_argparse_re_json_subprocess_nor_hashlib(tmp_path):
-    # What `sluice server|client` loads before and while it runs (the control socket's json comes with the first
-    # request). Each of these was resident in every daemon: argparse + re + gettext and the parser ~2 MB,
+    # What `sluice server|client` loads before and while it runs (the control socket's JSON: sluice.engine.jsonc,
+    # see the test above). Each of these was resident in every daemon: argparse + re + gettext and the parser ~2 MB,
     # subprocess ~0.8 MB, json ~0.3 MB, hashlib/hmac ~4 MB (libcrypto). The package is laid out as installed
     # (firmware -> sluice, hal -> sluice/hal) and run without site, whose editable-install finder imports re.
     import shutil
