@@ -49,6 +49,7 @@ KERNEL_DAEMONS = (
     "    assert c.decrypt(bytes(16), c.encrypt(bytes(16), bytes(64))) == bytes(64)\n"
     "    be.prf('sha1', b'k', b'd'); be.prf('sha256', b'k', b'd'); be.hash('md5', b'd')\n"
     "    print('BACKEND', be.NAME)\n"
+    "    print('MSCHAP', role, 'sluice.hal.crypto.pure.des' in sys.modules)\n"
 )
 
 
@@ -66,6 +67,8 @@ def test_kernel_mode_daemons_never_load_cryptography_nor_openssl():
                          text=True, timeout=120).stdout
     assert out.count("BACKEND pure") == 2, out
     assert "MODULES []" in out and "MAPPED []" in out, out
+    # MS-CHAPv2's pure DES and MD4: a server loads them on first use, a client that may answer MS-CHAPv2 at start
+    assert "MSCHAP server False" in out and "MSCHAP client True" in out, out
 
 
 def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum(tmp_path):

@@ -14,7 +14,8 @@ import time
 
 from .. import peers
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, start_strongswan, stop_strongswan,
-                   IpsecStack, guest_logs, iperf_guest_to_guest, result, rss_mb, fmt_rss, STRONGSWAN_LOGGING)
+                   IpsecStack, guest_logs, iperf_guest_to_guest, result, rss_mb, fmt_rss, STRONGSWAN_LOGGING,
+                   warm_xfrm)
 
 # What pppd's debug log shows in the LCP ConfAck that settles the authentication protocol (pppd 2.4.9,
 # lcp.c print_string of CI_AUTHTYPE): how a cell checks which method was really used.
@@ -162,6 +163,8 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
     try:
         s_stack.start(srv)
         c_stack.start(cli)
+        warm_xfrm(srv)  # the crypto modules in, as the Sluice kernel cells have them (and OpenWrt at boot)
+        warm_xfrm(cli)
         from .capture import Capture, dissect, IPSEC_FILTER  # the same wire check the Sluice IPsec cells make
         cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s-setup" % (server, client), IPSEC_FILTER, 2048).start()
         ok, r = c_stack.up(cli)

@@ -30,7 +30,7 @@ import time
 from .. import peers
 from . import capture
 from .base import (CellFailure, check, install, start_xl2tpd, stop_xl2tpd, IpsecStack, guest_logs, save_guest_logs,
-                   iperf_guest_to_guest, result, rss_mb, fmt_rss)
+                   iperf_guest_to_guest, result, rss_mb, fmt_rss, warm_xfrm)
 from .reference import _esp_counters
 from .sluice_guest import (SLUICE_DIR, SLUICE_LOG, UP_TIMEOUT, _esp_checked, _sluice_cmd, _stop, _stop_checked,
                            dial_reference_lac, install_sluice, start_server)
@@ -144,16 +144,6 @@ def _crash_and_restart(g, iface, role, name):
     _check_clean(g)
     return "kill -9 left %d SAs (no tunnel, no unit), the next start removed %s SAs + %s policies" % (
         left, m.group(1), m.group(2))
-
-
-def warm_xfrm(g):
-    """Add and delete one ESP state of the cells' transform (aes256-sha1) in `g`'s kernel: the first XFRM state
-    after boot loads the crypto modules (seconds under TCG: a responder's first CHILD SA took 4 s to install,
-    and L2TP sent meanwhile is dropped and retransmitted). The reference cell's dial starts seconds after its
-    `ipsec up`, so its figure never includes that; warming the peer makes the spans alike."""
-    sa = ("src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x5c5c5c5c")
-    g.sh("ip xfrm state add %s mode transport enc 'cbc(aes)' 0x%s auth-trunc 'hmac(sha1)' 0x%s 96 && "
-         "ip xfrm state delete %s" % (sa, "11" * 32, "22" * 20, sa), timeout=60)
 
 
 def warm_crypto_modules(g):
