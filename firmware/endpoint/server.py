@@ -32,7 +32,7 @@ from sluice.endpoint.pool import IpPool, PoolExhausted
 from sluice.endpoint.text import peer_text, why  # noqa: F401 (also this module's names, as before)
 from sluice.l2tp import events as l2ev
 from sluice.l2tp.data import DataEncoder, parse_data
-from sluice.l2tp.admission import TableLimits
+from sluice.l2tp.admission import DeadlineHeap, TableLimits
 from sluice.l2tp.demux import TunnelTable
 from sluice.l2tp.errors import L2tpError
 from sluice.ppp import events as pppev
@@ -110,6 +110,8 @@ class ServerEndpoint(IpsecFront):
         self.counters_of = _no_counters  # (tid, sid) -> (in_octets, out_octets, in_packets, out_packets),
         # read from the data plane (its in-memory counters) for accounting and Idle-Timeout
         self.sessions = {}  # (tid, sid) -> ServerSession
+        self.link_heap = DeadlineHeap()  # (deadline, (tid, sid)) of the sessions' PPP timers, lazily deleted
+        self.link_sched = {}  # (tid, sid) -> the deadline last pushed for it (what makes a heap entry current)
         self.by_ip = {}     # client address (str) -> ServerSession
         self.authed = 0     # sessions past authentication (what max_sessions bounds)
         self.authed_by_user = {}    # username -> its authenticated sessions (max_sessions_per_user, O(1))
@@ -353,10 +355,17 @@ class ServerEndpoint(IpsecFront):
             d = self.ipsec.get_timer()
             if d is not None and (best is None or d < best):
                 best = d
-        for s in self.sessions.values():
-            d = s.link.get_timer() if s.link is not None else None
-            if d is not None and (best is None or d < best):
-                best = d
+        heap, sched = self.link_heap, self.link_sched
+        while True:
+            top = heap.first()
+            if top is None:
+                break
+            if sched.get(top[1]) != top[0]:
+                heap.pop()  # stale: the session is gone or its deadline moved
+                continue
+            if best is None or top[0] < best:
+                best = top[0]
+            break
         d = self.v6.get_timer() if self.v6 is not None else None
         if d is not None and (best is None or d < best):
             best = d
@@ -374,15 +383,21 @@ class ServerEndpoint(IpsecFront):
         if d is not None and d <= now:
             self.table.handle_timer(now)
         self._pump_table(now)
-        for s in list(self.sessions.values()):
-            if s.closed:
+        heap, sched = self.link_heap, self.link_sched
+        for _ in range(len(heap)):  # each pass pops one entry: bounded by the heap's size on entry
+            top = heap.first()
+            if top is None or top[0] > now:
+                break
+            heap.pop()
+            d, key = top
+            if sched.get(key) != d:
                 continue
-            link = s.link
-            if link is not None:
-                d = link.get_timer()
-                if d is not None and d <= now:
-                    link.handle_timer(now)
-                    self._pump_link(s, now)
+            del sched[key]
+            s = self.sessions.get(key)
+            if s is None or s.closed or s.link is None:
+                continue
+            s.link.handle_timer(now)
+            self._pump_link(s, now)  # re-arms it
 
     # -- L2TP ----------------------------------------------------------------------------------------------
 
@@ -463,6 +478,24 @@ class ServerEndpoint(IpsecFront):
             if ev is None:
                 break
             self._link_event(sess, ev, now)
+        self._rearm(sess)
+
+    def _rearm(self, sess):
+        """Put a session's PPP deadline on the heap after its link was touched (every touch ends in _pump_link):
+        the loop's next deadline then costs O(log n) for n sessions, not a scan of them all per datagram."""
+        key = (sess.tid, sess.sid)
+        d = sess.link.get_timer() if sess.link is not None and not sess.closed else None
+        sched = self.link_sched
+        if d == sched.get(key):
+            return
+        if d is None:
+            sched.pop(key, None)
+            return
+        sched[key] = d
+        heap = self.link_heap
+        heap.push(d, key)
+        if len(heap) > 2 * len(sched) + 64:  # stale entries pile up with lazy deletion: shed them, O(n) per n pushes
+            heap.rebuild([(v, k) for k, v in sched.items()])
 
     def _link_event(self, sess, ev, now):
         if isinstance(ev, pppev.VerifyCredentials):
@@ -591,6 +624,7 @@ class ServerEndpoint(IpsecFront):
         sess.closed = True
         key = (sess.tid, sess.sid)
         self.sessions.pop(key, None)
+        self.link_sched.pop(key, None)
         if self.aaa is not None:
             self.aaa.forget(key)
             if sess.up_since is not None:

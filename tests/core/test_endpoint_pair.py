@@ -191,3 +191,36 @@ def test_lcp_renegotiation_keeps_one_place_and_one_address():
     p.pump()
     p.advance(4)
     assert p.server.authed == 0 and p.server.authed_by_user == {} and p.server.pool.used() == 0
+
+
+def test_the_sessions_ppp_timers_come_from_a_heap_that_agrees_with_every_link():
+    # get_timer takes the sessions' PPP deadlines from a lazily pruned heap (a per-datagram scan of every
+    # session was O(n)); at every step it must equal the brute-force minimum over the links, through sessions
+    # that negotiate, stall before authentication and get closed, and a session that stays up on LCP echoes.
+    p = Pair()
+    p.client.start(p.now)
+    p.pump()
+    t = p.client.tunnel
+    for _ in range(4):
+        t.open_session(p.now)
+    p.client._pump_tunnel(p.now)
+    p.pump()
+    srv = p.server
+
+    def brute():
+        ds = [s.link.get_timer() for s in srv.sessions.values() if s.link is not None]
+        ds.append(srv.table.get_timer())
+        ds = [d for d in ds if d is not None]
+        return min(ds) if ds else None
+
+    assert len(srv.sessions) == 5
+    steps = 0
+    end = p.now + 300
+    while p.now < end and steps < 500:
+        assert srv.get_timer() == brute()
+        p.advance(min(7.0, end - p.now))
+        steps += 1
+    assert srv.get_timer() == brute()
+    assert [s for s in srv.sessions.values() if not s.authed] == [] and len(srv.sessions) == 1
+    assert p.client.state == "up" and srv.authed == 1
+    assert len(srv.link_sched) == 1 and len(srv.link_heap) <= 2 * 1 + 64
