@@ -18,7 +18,10 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   and adds the outbound. `OutboundSa` only records the choice (the kernel's is the newest SA, which is the
   endpoint's too).
 - Several clients at one address (behind one NAT): their decrypted L2TP comes from one address and inner port,
-  on the listener or any of their tunnel sockets; `_attribute` tells them apart by our tunnel ID. Their data
+  on the listener or any of their tunnel sockets; `_attribute` tells them apart by our tunnel ID, an SCCRQ
+  (no tunnel ID yet) by the mark its inbound SA set: the server gives each client's inbound SAs a set-mark,
+  the client's outbound mark (its reqid), which the kernel writes into skb->mark of what they decrypt, and
+  reads it with SO_RCVMARK (Linux 5.19+); without it, a guess from the SAs' counters. Their data
   is the kernel's from Linux 6.11 on; on older kernels a second client at an address is refused
   (`shared_address_refused`; `option datapath 'auto'` keeps such a server on the user-space path).
 - L2TP: one UDP socket per L2TP peer, bound to :1701 and connected to the peer (the server also keeps an
@@ -57,6 +60,7 @@ address.
 """
 
 import os
+import sys
 
 from sluice.engine.loop import monotonic
 from sluice.hal.net.sockets import socket
@@ -72,8 +76,12 @@ UDP_ENCAP = 100
 UDP_ENCAP_ESPINUDP = 2
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
+_SO_MARK = getattr(socket, "SO_MARK", 36)          # also the type of the SO_RCVMARK control message
+_SO_RCVMARK = getattr(socket, "SO_RCVMARK", 75)    # Linux 5.19
+_MARK_SPACE = socket.CMSG_SPACE(4)
 _FF03 = b"\xff\x03"
 PROTO_CHANNEL = 0xC000     # protocols at or above this go to the channel fd (LCP, PAP, CHAP, EAP)
+_BYTEORDER = sys.byteorder  # the SO_MARK control message is a native u32
 
 
 def unit_name(base, sid):
@@ -102,7 +110,7 @@ class KernelSockets:
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if mark is not None:
-                s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), mark)
+                s.setsockopt(socket.SOL_SOCKET, _SO_MARK, mark)
             s.bind((address, port))
             if peer is not None:
                 s.connect(peer)
@@ -114,6 +122,14 @@ class KernelSockets:
 
     def set_espinudp(self, sock):
         sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+
+    def receive_marks(self, sock):
+        """SO_RCVMARK: recvmsg hands up each datagram's skb->mark. False on a kernel without it (before 5.19)."""
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVMARK, 1)
+            return True
+        except OSError:
+            return False
 
     def source_address(self, peer_ip):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -266,6 +282,8 @@ class KernelPlane:
                          "moves_not_followed": 0, "ppp_in": 0, "ppp_out": 0, "shared_address_clients": 0,
                          "shared_address_refused": 0, "misattributed": 0}
         self.counters["unit_in"] = 0    # packets the units' filtered sockets passed up (DHCPINFORM, RS)
+        self.counters["attributed_by_mark"] = 0   # SCCRQs of clients at a shared address told apart exactly
+        self.rcvmark = False    # server: our L2TP sockets hand up the mark of the SA that decrypted a datagram
 
     # -- start / stop --------------------------------------------------------------------------------------
 
@@ -309,6 +327,8 @@ class KernelPlane:
         self.loop.add_reader(self.s4500, self._on_4500)
         if self.role == "server":
             self.listener = f.l2tp_udp(self.listen, self.port)
+            receive_marks = getattr(f, "receive_marks", None)
+            self.rcvmark = receive_marks is not None and receive_marks(self.listener)
             self.loop.add_reader(self.listener, self._on_listener)
         self._arm_poll()
 
@@ -467,6 +487,8 @@ class KernelPlane:
             self.counters["send_errors"] += 1
             self._log("cannot open the L2TP socket to %s: %s" % (key[0], e))
             return None
+        if self.rcvmark and not self.sockets.receive_marks(s):
+            self.rcvmark = False
         self.tsocks[key] = s
         self.loop.add_reader(s, lambda now, k=key, s=s: self._on_tunnel_sock(k, s, now))
         return s
@@ -484,7 +506,9 @@ class KernelPlane:
         policy; per address one inbound policy and reqid for every client behind it. The first client's
         outbound reqid is its address's (a lone client is set up as before the clients were told apart); the
         server marks its clients' outbound SAs and policies and their tunnel sockets (SO_MARK) so that each
-        client's L2TP leaves through its own SA."""
+        client's L2TP leaves through its own SA, and gives the client's inbound SAs the same value as set-mark
+        so that what they decrypt names the client (`_attribute`). The inbound policy has no mark: it matches
+        whatever mark the SA set."""
         from sluice.hal.net import xfrm
 
         e = a.child
@@ -514,7 +538,7 @@ class KernelPlane:
         early = self.early_in.pop(e.spi_in, None)
         try:
             self.kp.install_child(p.local, e, p.reqid, p.mark, limits, reqid_in=addr.reqid,
-                                  inbound_present=early is not None)
+                                  inbound_present=early is not None, set_mark_in=p.mark)
         except (OSError, ValueError) as err:
             return "cannot install ESP SA %s with %s in the kernel: %s" % (e.transform, peer_ip, err)
         peer_port = 0 if self.role == "server" else L2TP_PORT
@@ -575,7 +599,7 @@ class KernelPlane:
             return
         spec = xfrm.SaSpec(e.peer[0], p.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
                            reqid=p.addr.reqid, encap=(e.peer[1], NATT_PORT) if e.encap else None,
-                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S))
+                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S), set_mark=p.mark)
         if self._kernel(self.kp.xfrm.add_sa, spec):
             self.early_in[e.spi_in] = (p.local, e.peer[0])
 
@@ -657,7 +681,7 @@ class KernelPlane:
         p = r.owner
         inbound = xfrm.SaSpec(r.peer_ip, r.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
                               reqid=p.addr.reqid if p is not None else r.reqid, encap=(port, NATT_PORT),
-                              limits=r.limits)
+                              limits=r.limits, set_mark=p.mark if p is not None else None)
         outbound = xfrm.SaSpec(r.local, r.peer_ip, e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out,
                                reqid=r.reqid, encap=(NATT_PORT, port), limits=r.limits,
                                mark=p.mark if p is not None else None)
@@ -883,7 +907,7 @@ class KernelPlane:
                 self.up.on_ike(data[4:], (local, NATT_PORT), peer, now)
             # anything else: a keepalive, or ESP the kernel did not take (no SA): nothing for us
 
-    def _key_from(self, addr, data=None):
+    def _key_from(self, addr, data=None, mark=None):
         if not self.ipsec:
             return (addr[0], addr[1])
         ike = self.ike_peer.get(addr[0])
@@ -891,7 +915,7 @@ class KernelPlane:
             return None
         a = self.addrs.get(addr[0])
         if a is not None and len(a.clients) > 1 and data is not None:
-            return self._attribute(a, addr, data) or (ike[0], ike[1], addr[1])
+            return self._attribute(a, addr, data, mark) or (ike[0], ike[1], addr[1])
         return (ike[0], ike[1], addr[1])
 
     # -- several clients at one address --------------------------------------------------------------------
@@ -899,9 +923,11 @@ class KernelPlane:
     # Their L2TP arrives decrypted from one address and inner port on the listener or on any of their tunnel
     # sockets (the kernel picks one socket for one address/port pair): which client sent it is told by our
     # tunnel ID in the header (learned from the SCCRP we send, which assigns it, and from SessionOpen). An
-    # SCCRQ (tunnel ID 0) goes to the client at the address that has no tunnel yet whose inbound SA counted
-    # new bytes since the last poll (the SCCRQ's own), the oldest such client when that does not decide;
-    # its retransmissions follow the first choice.
+    # SCCRQ (tunnel ID 0) goes to the client whose mark it carries: the set-mark of the inbound SA that
+    # decrypted it (install_sa), read with SO_RCVMARK. Without one (a kernel before 5.19), a guess: the client
+    # at the address that has no tunnel yet whose inbound SA counted new bytes since the last poll (the
+    # SCCRQ's own), the oldest such client when that does not decide (counted as `misattributed`); its
+    # retransmissions follow the first choice.
 
     def _remember_tid(self, tid, key):
         kt = self.key_of_tid
@@ -917,7 +943,7 @@ class KernelPlane:
         if tid:
             self._remember_tid(tid, key)
 
-    def _attribute(self, a, addr, data):
+    def _attribute(self, a, addr, data, mark=None):
         from sluice.l2tp import header as H
         from sluice.l2tp.errors import L2tpError
 
@@ -934,6 +960,11 @@ class KernelPlane:
             return None
         ptid = _avp_u16(data, 9, 1)     # the SCCRQ's Assigned Tunnel ID (the client's)
         k = (addr[0], addr[1], ptid)
+        if mark:
+            for p in a.clients:
+                if p.mark is not None and p.mark[0] == mark:
+                    self.counters["attributed_by_mark"] += 1
+                    return self._sccrq_of(k, (p.ike[0], p.ike[1], addr[1]))
         key = self.sccrq_key.get(k)
         if key is not None:
             return key
@@ -951,19 +982,34 @@ class KernelPlane:
         pick = grew[0] if len(grew) == 1 else free[0]
         if len(free) > 1 and len(grew) != 1:
             self.counters["misattributed"] += 1   # a guess: two clients at one address set up at once
-        key = (pick.ike[0], pick.ike[1], addr[1])
-        if len(self.sccrq_key) >= LOCAL_FOR_MAX:
+        return self._sccrq_of(k, (pick.ike[0], pick.ike[1], addr[1]))
+
+    def _sccrq_of(self, k, key):
+        """Remember whom the SCCRQ (address, inner port, peer's tunnel ID) k went to: the guess keeps its
+        retransmissions with the first choice and leaves that client out of the next guess."""
+        if k not in self.sccrq_key and len(self.sccrq_key) >= LOCAL_FOR_MAX:
             del self.sccrq_key[next(iter(self.sccrq_key))]
         self.sccrq_key[k] = key
         return key
 
+    def _recv(self, sock):
+        """(data, source, mark) of one datagram: the mark (SO_RCVMARK) only where the kernel hands it up."""
+        if not self.rcvmark:
+            data, addr = sock.recvfrom(65535)
+            return data, addr, None
+        data, anc, _flags, addr = sock.recvmsg(65535, _MARK_SPACE)
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == _SO_MARK and len(cdata) >= 4:
+                return data, addr, int.from_bytes(cdata[:4], _BYTEORDER)
+        return data, addr, None
+
     def _on_listener(self, now):
         for _ in range(16):
             try:
-                data, addr = self.listener.recvfrom(65535)
+                data, addr, mark = self._recv(self.listener)
             except OSError:
                 return
-            key = self._key_from(addr, data)
+            key = self._key_from(addr, data, mark)
             if key is None:
                 # L2TP from an address without IPsec SAs: refused as the user-space path refuses it.
                 self.counters["not_ipsec"] += 1
@@ -973,16 +1019,17 @@ class KernelPlane:
     def _on_tunnel_sock(self, key, sock, now):
         for _ in range(16):
             try:
-                data = sock.recv(65535)
+                data, _addr, mark = self._recv(sock)
             except OSError:
                 return
             # Control messages, and data for sessions not (yet) in the kernel: the endpoint's. With several
             # clients at the sending address, the message may be another client's (see _attribute).
+            got = key
             if len(key) == 3:
                 a = self.addrs.get(key[0])
                 if a is not None and len(a.clients) > 1:
-                    key = self._attribute(a, (key[0], key[2]), data) or key
-            self.up.on_l2tp(data, key, now)
+                    got = self._attribute(a, (key[0], key[2]), data, mark) or key
+            self.up.on_l2tp(data, got, now)
 
     def _on_ppp(self, s, fd, now):
         for _ in range(8):

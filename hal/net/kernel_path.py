@@ -17,6 +17,8 @@ and accepts inbound on either SPI; remove the old pair after the grace period. X
 (the kernel keeps an SA's algorithms and keys on update). Leftovers: SAs and policies are found by Sluice's
 reqid range (xfrm.REQID_BASE); kernel tunnels, sessions and PPP units die with the daemon's sockets.
 Inbound SAs carry no mark: inbound ESP is not marked, and the kernel matches an SA's mark against skb->mark.
+They may carry a set-mark (install_child's set_mark_in): what they decrypt gets it in skb->mark, which a socket
+with SO_RCVMARK reads (a server tells apart clients behind one NAT by it).
 """
 
 from sluice.hal.net import l2tp_kernel, netlink, ppp_kernel, xfrm
@@ -71,18 +73,19 @@ class KernelPath:
         return kernel_transforms(names, self.xfrm)
 
     def install_child(self, local_ip, child, reqid, mark=None, limits=None, natt_port=4500, reqid_in=None,
-                      inbound_present=False):
+                      inbound_present=False, set_mark_in=None):
         """Install the SA pair of a sluice.ike.events.ChildSaUp (keys are used here and not kept).
 
         reqid_in (default reqid) is the inbound SA's: one per peer address when several clients share it
-        (xfrm.l2tp_policies); `mark` goes on the outbound SA only. inbound_present: the inbound SA was added
+        (xfrm.l2tp_policies); `mark` goes on the outbound SA only. set_mark_in (value, mask): the inbound SA's
+        set-mark, written into skb->mark of what it decrypts. inbound_present: the inbound SA was added
         ahead (at Quick Mode message 2) and is updated (UPDSA: this pair's lifetime) rather than added."""
         peer_ip, peer_port = child.peer[0], child.peer[1]
         encap_out = (natt_port, peer_port) if child.encap else None
         encap_in = (peer_port, natt_port) if child.encap else None
         inbound = xfrm.SaSpec(peer_ip, local_ip, child.spi_in, child.transform, child.enc_in, child.auth_in,
                               child.salt_in, reqid=reqid if reqid_in is None else reqid_in, encap=encap_in,
-                              limits=limits)
+                              limits=limits, set_mark=set_mark_in)
         outbound = xfrm.SaSpec(local_ip, peer_ip, child.spi_out, child.transform, child.enc_out, child.auth_out,
                                child.salt_out, reqid=reqid, encap=encap_out, mark=mark, limits=limits)
         (self.xfrm.update_sa if inbound_present else self.xfrm.add_sa)(inbound)

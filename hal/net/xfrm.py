@@ -15,10 +15,13 @@ Layouts are Linux include/uapi/linux/xfrm.h; the encoder is checked byte for byt
 messages captured in a guest (tests/unit/data/netlink_vectors.json, tests/interop/capture_netlink.py).
 Keys go into messages and nowhere else: no parsed object keeps key bytes, no repr shows them.
 
-Marks. The kernel matches an SA's or policy's mark against skb->mark: an outbound SA + policy with a mark
-is used only by packets carrying it (the L2TP socket's SO_MARK), which is how two clients behind one NAT
-get distinct outbound SAs. Inbound ESP arrives unmarked, so inbound SAs must not carry a mark (they are
-found by SPI anyway).
+Marks. The kernel matches an SA's or policy's mark (XFRMA_MARK) against skb->mark: an outbound SA + policy
+with a mark is used only by packets carrying it (the L2TP socket's SO_MARK), which is how two clients behind
+one NAT get distinct outbound SAs. Inbound ESP arrives unmarked, so inbound SAs must not carry a mark (they
+are found by SPI anyway). An SA's set-mark (XFRMA_SET_MARK + XFRMA_SET_MARK_MASK, iproute2's `output-mark V
+mask M`) is different: the kernel writes it into skb->mark of what the SA encrypts and, since Linux 4.19, of
+what it decrypts (xfrm_input: skb->mark = xfrm_smark_get(skb->mark, x)); a socket with SO_RCVMARK reads it
+back, which tells which SA a decrypted datagram came through.
 """
 
 import struct
@@ -60,6 +63,8 @@ XFRMA_MARK = 21
 XFRMA_REPLAY_ESN_VAL = 23
 XFRMA_SA_EXTRA_FLAGS = 24
 XFRMA_ADDRESS_FILTER = 26
+XFRMA_SET_MARK = 28         # u32 (XFRMA_OUTPUT_MARK before Linux 4.19)
+XFRMA_SET_MARK_MASK = 29    # u32; absent: 0xffffffff
 
 # Multicast groups (XFRMNLGRP_*): bit (group - 1) of sockaddr_nl.nl_groups
 GRP_ACQUIRE = 1
@@ -225,10 +230,10 @@ class SaSpec:
     """One ESP SA to install: addresses, SPI, transform and its keys, reqid, NAT-T ports, mark, limits."""
 
     __slots__ = ("src", "dst", "spi", "transform", "enc_key", "auth_key", "salt", "reqid", "encap", "mark",
-                 "limits", "replay_window", "selector", "mode")
+                 "limits", "replay_window", "selector", "mode", "set_mark")
 
     def __init__(self, src, dst, spi, transform, enc_key, auth_key=b"", salt=b"", reqid=0, encap=None,
-                 mark=None, limits=None, replay_window=32, selector=None, mode=MODE_TRANSPORT):
+                 mark=None, limits=None, replay_window=32, selector=None, mode=MODE_TRANSPORT, set_mark=None):
         self.src = src                      # 'a.b.c.d': the ESP packet's outer source
         self.dst = dst
         self.spi = spi                      # int, chosen by the receiving end
@@ -243,10 +248,11 @@ class SaSpec:
         self.replay_window = replay_window  # packets (RFC 4303 3.4.3); 0 turns anti-replay off
         self.selector = selector            # Selector or None (any: the policy decides)
         self.mode = mode
+        self.set_mark = set_mark            # (value, mask) written into skb->mark of what the SA carries, or None
 
     def __repr__(self):
-        return "SaSpec(%s -> %s spi=0x%08x %s reqid=0x%x encap=%r mark=%r)" % (
-            self.src, self.dst, self.spi, self.transform, self.reqid, self.encap, self.mark)
+        return "SaSpec(%s -> %s spi=0x%08x %s reqid=0x%x encap=%r mark=%r set_mark=%r)" % (
+            self.src, self.dst, self.spi, self.transform, self.reqid, self.encap, self.mark, self.set_mark)
 
 
 def encode_sa_info(spec):
@@ -285,15 +291,26 @@ def encode_mark(mark):
     return nl.attr(XFRMA_MARK, struct.pack(NE + "II", mark[0], mark[1])) if mark else b""
 
 
+def encode_set_mark(set_mark):
+    """XFRMA_SET_MARK + XFRMA_SET_MARK_MASK (iproute2 sends the mask attribute only when it is not 0)."""
+    if not set_mark:
+        return b""
+    out = nl.attr_u32(XFRMA_SET_MARK, set_mark[0])
+    if set_mark[1]:
+        out += nl.attr_u32(XFRMA_SET_MARK_MASK, set_mark[1])
+    return out
+
+
 def encode_newsa(spec, seq, update=False):
     """XFRM_MSG_NEWSA (create, fails when the SA exists) or XFRM_MSG_UPDSA (replace its limits, encap...).
 
-    Attribute order as iproute2 emits for `ip xfrm state add ... enc/aead ... auth-trunc ... encap ... mark`.
+    Attribute order as iproute2 emits for `ip xfrm state add ... enc/aead ... auth-trunc ... encap ... mark ...
+    output-mark V mask M`. On UPDSA the kernel takes a set-mark that is there and keeps the SA's otherwise.
     """
     payload = encode_sa_info(spec) + encode_sa_algs(spec)
     if spec.encap:
         payload += encode_encap(spec.encap[0], spec.encap[1])
-    payload += encode_mark(spec.mark)
+    payload += encode_mark(spec.mark) + encode_set_mark(spec.set_mark)
     # The kernel ignores NLM_F_CREATE/EXCL here: NEWSA fails with EEXIST, UPDSA with ESRCH (iproute2 sends neither).
     return nl.message(UPDSA if update else NEWSA, nl.NLM_F_REQUEST | nl.NLM_F_ACK, seq, payload)
 
@@ -389,7 +406,8 @@ def l2tp_policies(local, peer, reqid_out, reqid_in=None, mark=None, local_port=1
     """The outbound and inbound transport policies for L2TP/IPsec between two hosts (RFC 3193 4).
 
     peer_port 0 means any (a server does not know the client's L2TP source port). `mark` goes on the
-    outbound policy only (inbound packets carry no mark). reqid_in (default reqid_out) is what inbound SAs
+    outbound policy only (the inbound one has none, so it matches any mark: ESP arrives unmarked, and what a
+    server's inbound SA decrypts carries that SA's set-mark). reqid_in (default reqid_out) is what inbound SAs
     must carry: with several clients behind one NAT (one inbound selector for all of them), give their
     inbound SAs one reqid per peer address and their outbound SAs a reqid and mark each. A template reqid
     of 0 would accept any SA but would no longer say the policy is Sluice's (flush_ours goes by reqid)."""
@@ -409,12 +427,13 @@ class SaState:
 
     __slots__ = ("src", "dst", "spi", "proto", "reqid", "mode", "replay_window", "flags", "selector", "limits",
                  "bytes", "packets", "add_time", "use_time", "replay", "integrity_failed", "crypt", "auth", "aead",
-                 "encap", "mark", "seq", "oseq")
+                 "encap", "mark", "seq", "oseq", "set_mark")
 
     def __repr__(self):
         alg = self.aead or (self.crypt, self.auth)
-        return "SaState(%s -> %s spi=0x%08x reqid=0x%x %r encap=%r mark=%r bytes=%d packets=%d)" % (
-            self.src, self.dst, self.spi, self.reqid, alg, self.encap, self.mark, self.bytes, self.packets)
+        return "SaState(%s -> %s spi=0x%08x reqid=0x%x %r encap=%r mark=%r set_mark=%r bytes=%d packets=%d)" % (
+            self.src, self.dst, self.spi, self.reqid, alg, self.encap, self.mark, self.set_mark, self.bytes,
+            self.packets)
 
     def is_ours(self, reqid_base=REQID_BASE, reqid_mask=REQID_MASK, mark=None):
         return (self.reqid & reqid_mask) == reqid_base or (mark is not None and self.mark == mark)
@@ -447,12 +466,13 @@ def parse_sa_info(b, off=0):
     _rw, s.replay, s.integrity_failed = struct.unpack_from(NE + "III", b, p)
     p += 12
     _seq, s.reqid, _family, s.mode, s.replay_window, s.flags = struct.unpack_from(NE + "IIHBBB", b, p)
-    s.crypt = s.auth = s.aead = s.encap = s.mark = None
+    s.crypt = s.auth = s.aead = s.encap = s.mark = s.set_mark = None
     s.seq = s.oseq = None
     return s
 
 
 def _apply_sa_attrs(s, attrs):
+    smask = None
     for t, v in attrs:
         if t == XFRMA_ALG_CRYPT:
             s.crypt = (_alg_name(v), nl.u32(v[64:68]))
@@ -468,10 +488,16 @@ def _apply_sa_attrs(s, attrs):
             s.encap = (etype, sport, dport)
         elif t == XFRMA_MARK:
             s.mark = (nl.u32(v), nl.u32(v[4:8]))
+        elif t == XFRMA_SET_MARK:
+            s.set_mark = (nl.u32(v), 0xFFFFFFFF)
+        elif t == XFRMA_SET_MARK_MASK:
+            smask = nl.u32(v)
         elif t == XFRMA_REPLAY_VAL:
             s.oseq, s.seq = struct.unpack_from(NE + "II", v, 0)
         elif t == XFRMA_REPLAY_ESN_VAL:
             _bmp, s.oseq, s.seq = struct.unpack_from(NE + "III", v, 0)
+    if s.set_mark is not None and smask is not None:
+        s.set_mark = (s.set_mark[0], smask)   # the kernel reads the mask only with a value (xfrm_smark_init)
     return s
 
 

@@ -35,6 +35,13 @@ class XfrmTwin:
         v = attrs.get(xfrm.XFRMA_MARK)
         return (nl.u32(v), nl.u32(v[4:8])) if v else None
 
+    @staticmethod
+    def _with_set_mark(stored, set_mark):
+        at = nl.align4(xfrm.SIZE_USERSA_INFO)
+        keep = b"".join(nl.attr(t, v) for t, v in nl.iter_attrs(bytes(stored), at)
+                        if t not in (xfrm.XFRMA_SET_MARK, xfrm.XFRMA_SET_MARK_MASK))
+        return bytearray(bytes(stored[:at]) + keep + xfrm.encode_set_mark(set_mark))
+
     def request(self, build, what, dump=False):
         msg = build(len(self.requests) + 1)
         self.requests.append(msg)
@@ -54,6 +61,8 @@ class XfrmTwin:
                 # the kernel keeps algorithms and keys on update; limits (and encap) change
                 lft = xfrm.SIZE_SELECTOR + xfrm.SIZE_ID + 16
                 old[lft:lft + xfrm.SIZE_LFT_CFG] = payload[lft:lft + xfrm.SIZE_LFT_CFG]
+                if s.set_mark is not None:   # a set-mark that is there replaces the SA's (xfrm_state_update)
+                    self.sas[key] = self._with_set_mark(old, s.set_mark)
                 return []
             self.sas[key] = bytearray(payload)
             return []

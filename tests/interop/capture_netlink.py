@@ -85,6 +85,14 @@ STEPS = [
      "ip xfrm state delete src %s dst %s proto esp spi 0xc0010001 mark 0x5c000001 mask 0xffffffff" % (ME, PEER)),
     ("sa-delete",
      "ip xfrm state delete src %s dst %s proto esp spi 0xc0010004" % (ME, PEER)),
+    # --- an inbound SA with a set-mark (what it decrypts gets skb->mark; a server's SO_RCVMARK reads it), and
+    #     the kernel's answer for it. iproute2 says `output-mark VALUE mask MASK` (XFRMA_SET_MARK + _MASK).
+    ("sa-add-inbound-output-mark",
+     "ip xfrm state add src %s dst %s proto esp spi 0xc001000a reqid 0x5c000001 mode transport "
+     "replay-window 32 aead 'rfc4106(gcm(aes))' %s 128 encap espinudp 4500 4500 0.0.0.0 "
+     "output-mark 0x5c000001 mask 0xffffffff" % (PEER, ME, K36)),
+    ("sa-get-inbound-output-mark",
+     "ip xfrm state get src %s dst %s proto esp spi 0xc001000a" % (PEER, ME)),
     # --- the kernel's EXPIRE events (soft, then hard), as `ip xfrm monitor`'s socket receives them
     ("sa-expire",
      "ip xfrm state add src %s dst %s proto esp spi 0xc0010008 reqid 0x5c000008 mode transport "

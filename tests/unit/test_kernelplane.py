@@ -9,6 +9,7 @@ the policies, and close() leaves nothing in the twin.
 """
 
 import os
+import sys
 
 import pytest
 
@@ -79,10 +80,18 @@ class FakeUdp:
     def recvfrom(self, n):
         if not self.inbox:
             raise BlockingIOError
-        return self.inbox.pop(0)
+        return self.inbox.pop(0)[:2]
 
     def recv(self, n):
         return self.recvfrom(n)[0]
+
+    def recvmsg(self, n, ancsize):
+        """As a socket with SO_RCVMARK: an inbox entry (data, addr, mark) comes with the SO_MARK message."""
+        if not self.inbox:
+            raise BlockingIOError
+        item = self.inbox.pop(0)
+        anc = [(socket.SOL_SOCKET, 36, item[2].to_bytes(4, sys.byteorder))] if len(item) > 2 else []
+        return item[0], anc, 0, item[1]
 
     def getpeername(self):
         return self.peer
@@ -95,6 +104,7 @@ class Sockets:
     def __init__(self):
         self.made = []
         self.stats = {}
+        self.rcvmark = True     # the kernel has SO_RCVMARK (5.19+)
 
     def udp(self, address, port, client):
         s = FakeUdp((address, port))
@@ -109,6 +119,10 @@ class Sockets:
 
     def set_espinudp(self, sock):
         sock.setsockopt(17, 100, 2)
+
+    def receive_marks(self, sock):
+        sock.rcvmark = self.rcvmark
+        return self.rcvmark
 
     def source_address(self, peer_ip):
         return ME
@@ -158,6 +172,10 @@ class Host:
 
 
 def make(role="server"):
+    return make_with(role)
+
+
+def make_with(role="server", rcvmark=True):
     twin = XfrmTwin()
     kp = kernel_path.KernelPath(xfrm.Xfrm(twin), l2tp_api=object(), events=Events(twin))
     opened = []
@@ -176,6 +194,7 @@ def make(role="server"):
     kp.open_session = open_session
     kp.close_tunnel = close_tunnel
     loop, up, socks, host = Loop(), Up(), Sockets(), Host()
+    socks.rcvmark = rcvmark
     plane = KernelPlane(loop, up, role, os.urandom, True, sockets=socks, kernel=kp, host=host, ifname="sls0"
                         if role == "server" else "slc0", local_ip="10.77.0.1", mtu=1400)
     plane.start()
@@ -500,6 +519,9 @@ def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark(
     assert sas[0xA1].reqid == sas[0xA2].reqid == sas[0xB1].reqid != sas[0xB2].reqid
     assert sas[0xB1].mark == (sas[0xB1].reqid, 0xFFFFFFFF) and sas[0xB2].mark == (sas[0xB2].reqid, 0xFFFFFFFF)
     assert sas[0xA1].mark is None and sas[0xA2].mark is None and sas[0xB2].reqid >> 24 == 0x5C
+    # what a client's inbound SA decrypts carries the client's mark; its outbound SA sets none
+    assert sas[0xA1].set_mark == sas[0xB1].mark and sas[0xA2].set_mark == sas[0xB2].mark
+    assert sas[0xB1].set_mark is None and sas[0xB2].set_mark is None
     pols = kp.xfrm.list_policies()
     ins = [p for p in pols if p.dir == xfrm.DIR_IN]
     outs = sorted((p.mark, p.tmpl_reqid if hasattr(p, "tmpl_reqid") else None) for p in pols if p.dir == xfrm.DIR_OUT)
@@ -528,7 +550,9 @@ def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark(
     assert up.got[-1][2] == k2
     plane.send_l2tp(k2, ctl(0x2222, 2, 0x0502))
     t2 = socks.made[-1]
-    assert t2.mark == sas[0xB2].reqid and t2 is not t1
+    assert t2.mark == sas[0xB2].reqid and t2 is not t1 and t1.rcvmark and t2.rcvmark
+    # no mark came with these SCCRQs: the counters decided, and each decided alone (no guess)
+    assert plane.counters["attributed_by_mark"] == 0 and plane.counters["misattributed"] == 0
     # Whatever tunnel socket the kernel hands them to, messages go up with the key of their tunnel ID.
     t1.inbox.append((ctl(0x0502, 3), (PEER, 1701)))
     loop.readers[t1](4.0)
@@ -547,6 +571,7 @@ def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark(
     plane.move_peer((PEER, 4502), (PEER, 31000))
     upd = [xfrm.parse_sa(nl.split_messages(m)[0][4]) for m in twin.requests[n:]]
     assert [(s.spi, s.mark) for s in upd] == [(0xA2, None), (0xB2, sas[0xB2].mark)]
+    assert upd[0].set_mark == sas[0xB2].mark and upd[1].set_mark is None
     assert upd[0].reqid == sas[0xA1].reqid
     assert (PEER, 31000) in plane.peers and plane.sessions[(0x0502, 9)].peer == (PEER, 31000, 1701)
     t1.inbox.append((ctl(0x0502, 3), (PEER, 1701)))
@@ -560,6 +585,92 @@ def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark(
     assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA2, 0xB2] and not t2.closed
     plane.remove_sa(0xA2, 0xB2)
     assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == [] and plane.addrs == {} and plane.peers == {}
+    plane.close()
+
+
+def test_two_clients_dialling_at_once_are_told_apart_by_the_mark_their_inbound_sa_set():
+    # Both SAs up, then both SCCRQs from (PEER, 1701) before any poll: both inbound SAs counted bytes, so the
+    # counters cannot decide. Each SCCRQ carries the set-mark of the SA that decrypted it (SO_RCVMARK).
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    listener = socks.made[2]
+    assert listener.rcvmark and plane.rcvmark
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    m1, m2 = sas[0xA1].set_mark[0], sas[0xA2].set_mark[0]
+    assert m1 != m2
+    k1, k2 = (PEER, 4501, 1701), (PEER, 4502, 1701)
+    plane.poll_counters(1.0)
+    twin.count(ME, 0xA1, 100, 1)
+    twin.count(ME, 0xA2, 100, 1)
+    # client 2's first, then client 1's, in one read
+    listener.inbox += [(ctl(0, 1, 0x2222), (PEER, 1701), m2), (ctl(0, 1, 0x1111), (PEER, 1701), m1)]
+    loop.readers[listener](2.0)
+    assert [g[2] for g in up.got[-2:]] == [k2, k1]
+    assert plane.counters["attributed_by_mark"] == 2 and plane.counters["misattributed"] == 0
+    # Our SCCRP to client 1 opens its tunnel socket; client 2's retransmitted SCCRQ may land on it (same
+    # address and inner port): its mark still says client 2.
+    plane.send_l2tp(k1, ctl(0x1111, 2, 0x0501))
+    t1 = socks.made[-1]
+    assert t1.rcvmark
+    t1.inbox.append((ctl(0, 1, 0x2222), (PEER, 1701), m2))
+    loop.readers[t1](2.5)
+    assert up.got[-1][2] == k2
+    # a mark of no client at the address (another SA's, or 0): the old way decides
+    t1.inbox.append((ctl(0, 1, 0x3333), (PEER, 1701), 0x12345678))
+    loop.readers[t1](2.6)
+    assert up.got[-1][2] in (k1, k2) and plane.counters["attributed_by_mark"] == 3
+    plane.close()
+
+
+def test_early_inbound_sa_and_its_update_carry_the_clients_mark():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
+    out_mark = {s.spi: s for s in kp.xfrm.list_sas()}[0xB1].mark
+    plane.install_sa_inbound(_inbound(0xA2))
+    sas = {s.spi: s for s in kp.xfrm.list_sas()}
+    assert sas[0xA2].set_mark == out_mark and sas[0xA2].mark is None
+    n = len(twin.requests)
+    plane.install_sa(A.InstallSa(child(0xA2, 0xB2), None, None))
+    upd = xfrm.parse_sa(nl.split_messages(twin.requests[n])[0][4])
+    assert upd.spi == 0xA2 and upd.set_mark == out_mark
+    # The inbound policy has no mark: it takes whatever the SA set.
+    assert [p.mark for p in kp.xfrm.list_policies() if p.dir == xfrm.DIR_IN] == [None]
+    plane.close()
+
+
+def test_without_so_rcvmark_the_counters_guess_and_count_it():
+    # A kernel before 5.19: setsockopt(SO_RCVMARK) fails, datagrams are read without marks.
+    twin, kp, plane, loop, up, socks, host, opened = make_with(rcvmark=False)
+    listener = socks.made[2]
+    assert not plane.rcvmark
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    plane.poll_counters(1.0)
+    twin.count(ME, 0xA2, 100, 1)
+    listener.inbox.append((ctl(0, 1, 0x2222), (PEER, 1701), 0x5C000099))   # no mark reaches us
+    loop.readers[listener](2.0)
+    assert up.got[-1][2] == (PEER, 4502, 1701) and plane.counters["misattributed"] == 0
+    twin.count(ME, 0xA1, 100, 1)
+    twin.count(ME, 0xA2, 200, 1)
+    listener.inbox.append((ctl(0, 1, 0x1111), (PEER, 1701)))
+    loop.readers[listener](3.0)
+    # client 2 is busy with its SCCRQ: the one free client takes it, no guess needed
+    assert up.got[-1][2] == (PEER, 4501, 1701) and plane.counters["misattributed"] == 0
+    plane.close()
+
+
+def test_without_marks_two_at_once_is_a_counted_guess():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    listener = socks.made[2]
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    plane.poll_counters(1.0)
+    twin.count(ME, 0xA1, 100, 1)
+    twin.count(ME, 0xA2, 100, 1)
+    listener.inbox.append((ctl(0, 1, 0x2222), (PEER, 1701)))
+    loop.readers[listener](2.0)
+    assert plane.counters["misattributed"] == 1 and plane.counters["attributed_by_mark"] == 0
     plane.close()
 
 

@@ -4,13 +4,16 @@ One Debian 13 guest (kernel 6.12, testbed `trixie-single`), four network namespa
 `kernel-hal-two-behind-nat`: the server (198.51.100.1), a NAT (198.51.100.2, nftables masquerade) and two
 clients on private addresses behind it. The server is `sluice server` with `option datapath 'kernel'`; the
 clients are two `sluice client` processes (user-space path, each in its own namespace), so the server sees
-two IKE peers at one address with two NAT-T ports, both sending L2TP from inner port 1701.
+two IKE peers at one address with two NAT-T ports, both sending L2TP from inner port 1701. The two clients
+dial at the same moment (both spawned, then both waited for), so their SCCRQs reach the server within one
+counter poll: only the mark their inbound SA set (SO_RCVMARK) tells them apart.
 
 Checks: both clients up at once with different addresses; ping both ways (client -> server's local_ip and
 server -> each client's address) and a short iperf3 per client; `sluice status --json` lists two sessions,
 each with `datapath` "kernel" and its own ppp unit, and the transport counts the shared address; the kernel
 holds one inbound and two marked outbound L2TP policies of Sluice's and two kernel L2TP tunnels; tcpdump on the
-server's link sees ESP-in-UDP and no plaintext L2TP; after SIGTERM the server's namespace holds no SA,
+server's link sees ESP-in-UDP and no plaintext L2TP; the server attributed SCCRQs by mark and guessed none
+(transport `attributed_by_mark` >= 1, `misattributed` 0); after SIGTERM the server's namespace holds no SA,
 policy, tunnel or ppp unit of ours.
 """
 
@@ -66,14 +69,37 @@ def _status(g, ns, name):
         raise CellFailure("sluice status --json --name %s printed no JSON:\n%s\n%s" % (name, p.stdout, p.stderr))
 
 
+def _spawn_cmd(ns, iface, log, role, conf, name):
+    return "ip netns exec %s python3 /lab/labctl.py spawn-wait %s %d %s %s python3 -m sluice %s --config %s " \
+           "--name %s -v" % (ns, iface, UP_TIMEOUT, log, ENV, role, conf, name)
+
+
 def _spawn_wait(g, ns, iface, log, role, conf, name):
-    cmd = "ip netns exec %s python3 /lab/labctl.py spawn-wait %s %d %s %s python3 -m sluice %s --config %s " \
-          "--name %s -v" % (ns, iface, UP_TIMEOUT, log, ENV, role, conf, name)
-    p = g.ssh(cmd, timeout=UP_TIMEOUT + 30, check=False)
+    p = g.ssh(_spawn_cmd(ns, iface, log, role, conf, name), timeout=UP_TIMEOUT + 30, check=False)
     try:
         return json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise CellFailure("labctl spawn-wait in %s gave no answer: %s %s" % (ns, p.stdout[-500:], p.stderr[-500:]))
+
+
+def _spawn_clients_at_once(g):
+    """Both clients started together, then both waited for: {1: answer, 2: answer} (labctl's JSON each)."""
+    cmds = [_spawn_cmd("kncl%d" % i, "slc%d" % i, "/var/log/sluice-nat-c%d.log" % i, "client",
+                       "/etc/sluice-nat-c%d.conf" % i, "c%d" % i) for i in (1, 2)]
+    p = g.ssh("rm -f /tmp/knsw1 /tmp/knsw2; %s > /tmp/knsw1 2>/tmp/knsw1.err & %s > /tmp/knsw2 2>/tmp/knsw2.err & "
+              "wait; for i in 1 2; do echo \"C$i $(tail -n 1 /tmp/knsw$i)\"; done" % (cmds[0], cmds[1]),
+              timeout=UP_TIMEOUT + 30, check=False)
+    out = {}
+    for line in p.stdout.splitlines():
+        if line[:3] in ("C1 ", "C2 "):
+            try:
+                out[int(line[1])] = json.loads(line[3:])
+            except ValueError:
+                pass
+    if sorted(out) != [1, 2]:
+        raise CellFailure("labctl spawn-wait of the two clients gave no answer: %s %s" % (p.stdout[-800:],
+                                                                                          p.stderr[-500:]))
+    return out
 
 
 def _stop(g, pid):
@@ -109,15 +135,15 @@ def cell_two_clients_kernel(bed):
                  timeout=UP_TIMEOUT + 20)
         g.spawn("ip netns exec knsrv tcpdump -i sv -nn -U -w /tmp/knat-wire.pcap udp", "/tmp/knat-tcpdump.log")
         time.sleep(1)
-        ups = {}
+        # Both clients dial at the same moment: their Quick Modes and SCCRQs overlap at the server.
+        ups = _spawn_clients_at_once(g)
         for i in (1, 2):
-            r = _spawn_wait(g, "kncl%d" % i, "slc%d" % i, "/var/log/sluice-nat-c%d.log" % i, "client",
-                            "/etc/sluice-nat-c%d.conf" % i, "c%d" % i)
-            pids["c%d" % i] = r.get("pid")
+            pids["c%d" % i] = ups[i].get("pid")
+        for i in (1, 2):
+            r = ups[i]
             if not r.get("ok"):
                 raise CellFailure("client %d behind the NAT did not come up: %s\n%s\n%s" % (
                     i, r.get("error"), g.sh("ip -n knsrv xfrm policy; ip -n knsrv -s xfrm state")[-3000:], _logs(g)))
-            ups[i] = r
         ips = [ups[i]["local"] for i in (1, 2)]
         check(len(set(ips)) == 2, "both clients got %r" % ips)
         # Both at once, both ways.
@@ -147,6 +173,9 @@ def cell_two_clients_kernel(bed):
         tr = st.get("transport", {})
         check(tr.get("shared_address_clients", 0) >= 1 and tr.get("shared_address_refused", 0) == 0,
               "transport counters: %r" % (tr,))
+        # Dialled at once, yet no SCCRQ was guessed: the inbound SAs' set-mark named each client.
+        check(tr.get("misattributed", -1) == 0 and tr.get("attributed_by_mark", 0) >= 1,
+              "SCCRQ attribution (want attributed_by_mark >= 1, misattributed 0): %r\n%s" % (tr, _logs(g)))
         pol = g.sh("ip -n knsrv xfrm policy")
         ins = len(re.findall(r"dir in", pol))
         marks = re.findall(r"mark (0x5c[0-9a-f]+)", pol)
@@ -175,10 +204,11 @@ def cell_two_clients_kernel(bed):
               "left behind after SIGTERM:\n%s\n%s\n%s" % (left, tun, links))
         return result(ups[1]["elapsed"] + ups[2]["elapsed"], speeds[0],
                       "Sluice server (kernel path, %s) with two Sluice clients behind one NAT %s (NAT-T ports "
-                      "%s): both up at once (%s), ping both ways, iperf3 client1 %.1f / client2 %.1f Mbit/s; "
+                      "%s): dialled at once, both up (%s), %d SCCRQs told apart by mark, none guessed, ping both ways, iperf3 client1 %.1f / client2 %.1f Mbit/s; "
                       "status: 2 sessions datapath kernel (units %s); 1 inbound + 2 marked outbound policies, "
                       "2 kernel tunnels; wire: %s ESP-in-UDP packets, no plaintext L2TP; clean after SIGTERM"
-                      % (g.sh("uname -r").strip(), NAT_IP, "/".join(ports), " ".join(ips), speeds[0], speeds[1],
+                      % (g.sh("uname -r").strip(), NAT_IP, "/".join(ports), " ".join(ips),
+                         tr.get("attributed_by_mark", 0), speeds[0], speeds[1],
                          " ".join(sorted(s.get("unit", "?") for s in sessions)), natt))
     finally:
         for k in list(pids):
