@@ -197,6 +197,15 @@ class _Peer:
         self.addr = addr        # the _Addr it shares with other clients behind the same NAT
 
 
+def _in_mark(p):
+    """The set-mark of a client's inbound SAs: its outbound mark, which the kernel then writes into skb->mark of
+    what they decrypt (`_attribute` reads it). Not for the first client at an address (reqid the address's):
+    unmarked is its name, so a server whose clients have addresses of their own marks nothing it forwards."""
+    if p is None or p.mark is None or p.reqid == p.addr.reqid:
+        return None
+    return p.mark
+
+
 class _Addr:
     """One peer address: the inbound policy and reqid shared by every client behind it."""
 
@@ -538,7 +547,7 @@ class KernelPlane:
         early = self.early_in.pop(e.spi_in, None)
         try:
             self.kp.install_child(p.local, e, p.reqid, p.mark, limits, reqid_in=addr.reqid,
-                                  inbound_present=early is not None, set_mark_in=p.mark)
+                                  inbound_present=early is not None, set_mark_in=_in_mark(p))
         except (OSError, ValueError) as err:
             return "cannot install ESP SA %s with %s in the kernel: %s" % (e.transform, peer_ip, err)
         peer_port = 0 if self.role == "server" else L2TP_PORT
@@ -599,7 +608,7 @@ class KernelPlane:
             return
         spec = xfrm.SaSpec(e.peer[0], p.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
                            reqid=p.addr.reqid, encap=(e.peer[1], NATT_PORT) if e.encap else None,
-                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S), set_mark=p.mark)
+                           limits=xfrm.Limits(hard_seconds=EARLY_INBOUND_S), set_mark=_in_mark(p))
         if self._kernel(self.kp.xfrm.add_sa, spec):
             self.early_in[e.spi_in] = (p.local, e.peer[0])
 
@@ -681,7 +690,7 @@ class KernelPlane:
         p = r.owner
         inbound = xfrm.SaSpec(r.peer_ip, r.local, e.spi_in, e.transform, e.enc_in, e.auth_in, e.salt_in,
                               reqid=p.addr.reqid if p is not None else r.reqid, encap=(port, NATT_PORT),
-                              limits=r.limits, set_mark=p.mark if p is not None else None)
+                              limits=r.limits, set_mark=_in_mark(p))
         outbound = xfrm.SaSpec(r.local, r.peer_ip, e.spi_out, e.transform, e.enc_out, e.auth_out, e.salt_out,
                                reqid=r.reqid, encap=(NATT_PORT, port), limits=r.limits,
                                mark=p.mark if p is not None else None)
@@ -960,9 +969,10 @@ class KernelPlane:
             return None
         ptid = _avp_u16(data, 9, 1)     # the SCCRQ's Assigned Tunnel ID (the client's)
         k = (addr[0], addr[1], ptid)
-        if mark:
+        if mark is not None:
             for p in a.clients:
-                if p.mark is not None and p.mark[0] == mark:
+                m = _in_mark(p)
+                if (m[0] if m is not None else 0) == mark:
                     self.counters["attributed_by_mark"] += 1
                     return self._sccrq_of(k, (p.ike[0], p.ike[1], addr[1]))
         key = self.sccrq_key.get(k)

@@ -519,8 +519,9 @@ def test_two_clients_behind_one_nat_each_have_their_outbound_sa_policy_and_mark(
     assert sas[0xA1].reqid == sas[0xA2].reqid == sas[0xB1].reqid != sas[0xB2].reqid
     assert sas[0xB1].mark == (sas[0xB1].reqid, 0xFFFFFFFF) and sas[0xB2].mark == (sas[0xB2].reqid, 0xFFFFFFFF)
     assert sas[0xA1].mark is None and sas[0xA2].mark is None and sas[0xB2].reqid >> 24 == 0x5C
-    # what a client's inbound SA decrypts carries the client's mark; its outbound SA sets none
-    assert sas[0xA1].set_mark == sas[0xB1].mark and sas[0xA2].set_mark == sas[0xB2].mark
+    # what the second client's inbound SA decrypts carries its mark; the first client's is left unmarked (a server
+    # whose clients have addresses of their own marks nothing), and outbound SAs set none
+    assert sas[0xA1].set_mark is None and sas[0xA2].set_mark == sas[0xB2].mark
     assert sas[0xB1].set_mark is None and sas[0xB2].set_mark is None
     pols = kp.xfrm.list_policies()
     ins = [p for p in pols if p.dir == xfrm.DIR_IN]
@@ -597,8 +598,8 @@ def test_two_clients_dialling_at_once_are_told_apart_by_the_mark_their_inbound_s
     plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
     plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
     sas = {s.spi: s for s in kp.xfrm.list_sas()}
-    m1, m2 = sas[0xA1].set_mark[0], sas[0xA2].set_mark[0]
-    assert m1 != m2
+    assert sas[0xA1].set_mark is None       # the first client at the address: what it decrypts is unmarked (0)
+    m1, m2 = 0, sas[0xA2].set_mark[0]
     k1, k2 = (PEER, 4501, 1701), (PEER, 4502, 1701)
     plane.poll_counters(1.0)
     twin.count(ME, 0xA1, 100, 1)
@@ -624,16 +625,20 @@ def test_two_clients_dialling_at_once_are_told_apart_by_the_mark_their_inbound_s
 
 
 def test_early_inbound_sa_and_its_update_carry_the_clients_mark():
+    # A second client at the address renews its pair: the early inbound SA (Quick Mode message 2) and its UPDSA
+    # carry that client's mark. The first client's renewals stay unmarked.
     twin, kp, plane, loop, up, socks, host, opened = make()
-    plane.install_sa(A.InstallSa(child(0xA1, 0xB1), None, None))
-    out_mark = {s.spi: s for s in kp.xfrm.list_sas()}[0xB1].mark
-    plane.install_sa_inbound(_inbound(0xA2))
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    out_mark = {s.spi: s for s in kp.xfrm.list_sas()}[0xB2].mark
+    plane.install_sa_inbound(_inbound_at(4502, 0xA3))
+    plane.install_sa_inbound(_inbound_at(4501, 0xA4))
     sas = {s.spi: s for s in kp.xfrm.list_sas()}
-    assert sas[0xA2].set_mark == out_mark and sas[0xA2].mark is None
+    assert sas[0xA3].set_mark == out_mark and sas[0xA3].mark is None and sas[0xA4].set_mark is None
     n = len(twin.requests)
-    plane.install_sa(A.InstallSa(child(0xA2, 0xB2), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA3, 0xB3), None, None))
     upd = xfrm.parse_sa(nl.split_messages(twin.requests[n])[0][4])
-    assert upd.spi == 0xA2 and upd.set_mark == out_mark
+    assert upd.spi == 0xA3 and upd.set_mark == out_mark
     # The inbound policy has no mark: it takes whatever the SA set.
     assert [p.mark for p in kp.xfrm.list_policies() if p.dir == xfrm.DIR_IN] == [None]
     plane.close()
@@ -773,6 +778,12 @@ def _inbound(spi_in, transform="aes256-sha1"):
 
     ek, ak, sl = transforms.esp_key_lengths(transform)
     return A.InstallSaInbound(ChildSaInbound(IKE_PEER, spi_in, transform, bytes(ek), bytes(ak), bytes(sl), True))
+
+
+def _inbound_at(port, spi_in):
+    a = _inbound(spi_in)
+    a.child.peer = (PEER, port)
+    return a
 
 
 def test_rekey_inbound_sa_is_in_before_message_3():
