@@ -165,6 +165,25 @@ class KernelSockets:
                 out.append(0)
         return tuple(out)
 
+    def netdev6_stats(self, ifname):
+        """(rx_bytes, tx_bytes, rx_packets, tx_packets) of a device's IPv6 packets: the kernel's per-interface
+        IPv6 MIB (/proc/net/dev_snmp6, forwarded packets included; the device counters above do not tell the
+        families apart), zeros when the device has no IPv6 or is gone."""
+        out = [0, 0, 0, 0]
+        try:
+            with open("/proc/net/dev_snmp6/%s" % ifname) as f:
+                for line in f:
+                    parts = line.split()
+                    i = _SNMP6.get(parts[0]) if len(parts) == 2 else None
+                    if i is not None:
+                        out[i] = int(parts[1])
+        except (OSError, ValueError):
+            return (0, 0, 0, 0)
+        return tuple(out)
+
+
+_SNMP6 = {"Ip6InOctets": 0, "Ip6OutOctets": 1, "Ip6InReceives": 2, "Ip6OutRequests": 3}
+
 
 class _Sa:
     __slots__ = ("peer_ip", "local", "spi_in", "spi_out", "ike_peer", "rx_bytes", "child", "reqid", "limits", "owner")
@@ -1121,8 +1140,9 @@ class KernelPlane:
         if s is None:
             return None
         rx_b, tx_b, rx_p, tx_p = self.sockets.netdev_stats(s.ifname)
+        rx6_b, tx6_b, rx6_p, tx6_p = self.sockets.netdev6_stats(s.ifname)
         return {"rx_packets": rx_p, "rx_bytes": rx_b, "tx_packets": tx_p, "tx_bytes": tx_b, "spoofed": 0,
-                "rx6_packets": 0, "rx6_bytes": 0, "tx6_packets": 0, "tx6_bytes": 0, "unit": s.ifname}
+                "rx6_packets": rx6_p, "rx6_bytes": rx6_b, "tx6_packets": tx6_p, "tx6_bytes": tx6_b, "unit": s.ifname}
 
     def sa_counters(self):
         out = {}

@@ -104,6 +104,7 @@ class Sockets:
     def __init__(self):
         self.made = []
         self.stats = {}
+        self.stats6 = {}
         self.rcvmark = True     # the kernel has SO_RCVMARK (5.19+)
 
     def udp(self, address, port, client):
@@ -129,6 +130,9 @@ class Sockets:
 
     def netdev_stats(self, ifname):
         return self.stats.get(ifname, (0, 0, 0, 0))
+
+    def netdev6_stats(self, ifname):
+        return self.stats6.get(ifname, (0, 0, 0, 0))
 
 
 class Unit:
@@ -252,7 +256,10 @@ def test_server_session_life():
     assert plane.host_step("addr_add", ("sls0", "10.77.0.1", None)) == ("addr_add", ("sls0", "10.77.0.1", None))
     socks.stats["sls0-9"] = (100, 200, 1, 2)
     assert plane.counters_of((5, 9)) == (100, 200, 1, 2)
-    assert plane.session_counters((5, 9))["unit"] == "sls0-9"
+    socks.stats6["sls0-9"] = (60, 80, 1, 1)
+    c = plane.session_counters((5, 9))
+    assert c["unit"] == "sls0-9" and (c["rx_bytes"], c["tx_packets"]) == (100, 2)
+    assert (c["rx6_bytes"], c["tx6_bytes"], c["rx6_packets"], c["tx6_packets"]) == (60, 80, 1, 1)
 
     # DPD / idle: inbound bytes that grew are traffic.
     plane.poll_counters(4.0)
@@ -813,3 +820,28 @@ def test_rekey_inbound_sa_is_in_before_message_3():
     plane.install_sa_inbound(_inbound(0xA4))
     plane.close()
     assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+
+
+def test_ipv6_counters_come_from_the_kernels_per_interface_ipv6_mib(tmp_path, monkeypatch):
+    # /proc/net/dev_snmp6/<unit> as the kernel writes it (name, value per line): In/OutOctets and
+    # InReceives/OutRequests are the session's IPv6 bytes and packets; no such file (no IPv6 on the unit) is 0.
+    from sluice.engine.kernelplane import KernelSockets
+
+    text = ("ifIndex                         \t7\nIp6InReceives                   \t12\nIp6InHdrErrors"
+            "                  \t0\nIp6OutRequests                  \t10\nIp6InOctets                     \t1248\n"
+            "Ip6OutOctets                    \t1040\nIp6InMcastPkts                  \t3\nIcmp6InMsgs\t5\n")
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if path == "/proc/net/dev_snmp6/sls0-9":
+            p = tmp_path / "snmp6"
+            p.write_text(text)
+            return real_open(str(p), *a, **k)
+        if path.startswith("/proc/net/dev_snmp6/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    ks = KernelSockets.__new__(KernelSockets)
+    assert ks.netdev6_stats("sls0-9") == (1248, 1040, 12, 10)
+    assert ks.netdev6_stats("sls0-10") == (0, 0, 0, 0)

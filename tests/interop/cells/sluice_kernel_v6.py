@@ -167,9 +167,14 @@ def cell_lns_ipv6_kernel(bed):
         # A Router Solicitation through the unit's filtered socket to Sluice, answered with an RA on the unit.
         rs_before = sess[0]["ipv6"].get("rs", 0)
         took = float(lac.sh("python3 /tmp/rs.py", timeout=20).strip().splitlines()[-1])
-        v6 = [s for t in _status(srv, "lns").get("tunnels", []) for s in t.get("sessions", [])][0]["ipv6"]
+        s6 = [s for t in _status(srv, "lns").get("tunnels", []) for s in t.get("sessions", [])][0]
+        v6 = s6["ipv6"]
         check(took >= 0 and v6.get("rs", 0) > rs_before, "RS from %s: RA after %s s, Sluice's RS count %s -> %s"
               % (lac.name, took, rs_before, v6.get("rs")))
+        # The session's IPv6 counters, read from the kernel (the pings and the RS/RA above went through the unit)
+        check(s6.get("rx6_packets", 0) >= 4 and s6.get("tx6_packets", 0) >= 4 and s6.get("rx6_bytes", 0) > 0 and
+              s6.get("rx6_bytes", 0) <= s6.get("rx_bytes", 0), "IPv6 counters in status: %r" % {
+                  k: s6.get(k) for k in ("rx6_packets", "rx6_bytes", "tx6_packets", "tx6_bytes", "rx_bytes")})
         # DHCPINFORM through ppp0: the ACK carries the routes (121), DNS (6) and domain (15).
         got = json.loads(lac.sh("python3 /tmp/inform.py %s %s" % (up["local"], peers.POOL_LOCAL), timeout=30)
                          .strip().splitlines()[-1])
@@ -192,8 +197,10 @@ def cell_lns_ipv6_kernel(bed):
         return result(ike + up["elapsed"], None, (
             "pppd +ipv6 LAC %s -> Sluice LNS (kernel path) in %s: IKE %.2f s + L2TP/PPP %.2f s; unit %s with %s "
             "routed to it, SLAAC %s, ping -6 both ways and Sluice's link-local, RS answered in %.2f s; DHCPINFORM answered with %d "
-            "classless routes, DNS and domain; %d XFRM states of ours; %s; nothing left behind" % (
-                lac.name, srv.name, ike, up["elapsed"], unit, net.group(0), mine, took, len(ROUTES), nstates, wire)))
+            "classless routes, DNS and domain; status IPv6 rx %d / tx %d packets (kernel MIB); %d XFRM states of ours; %s; "
+            "nothing left behind" % (
+                lac.name, srv.name, ike, up["elapsed"], unit, net.group(0), mine, took, len(ROUTES),
+                s6["rx6_packets"], s6["tx6_packets"], nstates, wire)))
     finally:
         cap.stop()
         save_guest_logs(bed, tag, lac, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)
