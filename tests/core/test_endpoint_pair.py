@@ -150,17 +150,23 @@ def test_disconnect_closes_politely_then_goes_idle():
     assert [h.env["reason"] for h in hooks] == ["connect", "disconnect"]
 
 
-def test_unauthenticated_sessions_do_not_hold_the_server():
-    # A tunnel that opens sessions and never authenticates: bounded per tunnel, closed after the pre-auth
-    # timeout, and not counted toward max_sessions.
+def _up_with_stalled_sessions(n):
+    """A pair that is up, whose client then opens `n` more sessions on its tunnel that never authenticate."""
     p = Pair()
     p.client.start(p.now)
     p.pump()
     t = p.client.tunnel
-    for _ in range(8):
+    for _ in range(n):
         t.open_session(p.now)
     p.client._pump_tunnel(p.now)
     p.pump()
+    return p
+
+
+def test_unauthenticated_sessions_do_not_hold_the_server():
+    # A tunnel that opens sessions and never authenticates: bounded per tunnel, closed after the pre-auth
+    # timeout, and not counted toward max_sessions.
+    p = _up_with_stalled_sessions(8)
     pre = [s for s in p.server.sessions.values() if not s.authed]
     assert len(pre) <= 4 and len(p.server.sessions) <= 5  # 8 asked: at most 4 wait, besides the real one
     p.advance(40)
@@ -197,14 +203,7 @@ def test_the_sessions_ppp_timers_come_from_a_heap_that_agrees_with_every_link():
     # get_timer takes the sessions' PPP deadlines from a lazily pruned heap (a per-datagram scan of every
     # session was O(n)); at every step it must equal the brute-force minimum over the links, through sessions
     # that negotiate, stall before authentication and get closed, and a session that stays up on LCP echoes.
-    p = Pair()
-    p.client.start(p.now)
-    p.pump()
-    t = p.client.tunnel
-    for _ in range(4):
-        t.open_session(p.now)
-    p.client._pump_tunnel(p.now)
-    p.pump()
+    p = _up_with_stalled_sessions(4)
     srv = p.server
 
     def brute():

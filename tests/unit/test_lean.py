@@ -53,6 +53,16 @@ KERNEL_DAEMONS = (
 )
 
 
+def _install(tmp_path):
+    """The package laid out in `tmp_path` as installed (firmware -> sluice, hal -> sluice/hal)."""
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(HERE))
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(os.path.join(root, "firmware"), str(tmp_path / "sluice"), ignore=skip)
+    shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
+
+
 def test_kernel_mode_daemons_never_load_cryptography_nor_openssl():
     # KERNEL_DAEMONS: `cryptography` is never imported, neither its native library nor OpenSSL's libcrypto
     # (CPython's hashlib maps it: ~4 MB resident) is mapped.
@@ -78,12 +88,7 @@ def test_kernel_mode_daemons_load_neither_socket_py_signal_py_selectors_nor_enum
     # signal handler) and KERNEL_DAEMONS run in a fresh interpreter without site (the editable-install finder
     # imports re, hence enum), the package laid out as installed. A finder first on sys.meta_path names whoever
     # imports one of them, test helpers included (test_kernelplane's twins use the same C module).
-    import shutil
-
-    root = os.path.dirname(os.path.dirname(HERE))
-    skip = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(os.path.join(root, "firmware"), str(tmp_path / "sluice"), ignore=skip)
-    shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
+    _install(tmp_path)
     code = (
         "import sys\n"
         "BANNED, WHO = ('socket', 'signal', 'selectors', 'enum', 're', 'json'), []\n"
@@ -307,12 +312,7 @@ def test_a_kernel_mode_daemon_imports_no_argparse_re_json_subprocess_nor_hashlib
     # see the test above). Each of these was resident in every daemon: argparse + re + gettext and the parser ~2 MB,
     # subprocess ~0.8 MB, json ~0.3 MB, hashlib/hmac ~4 MB (libcrypto). The package is laid out as installed
     # (firmware -> sluice, hal -> sluice/hal) and run without site, whose editable-install finder imports re.
-    import shutil
-
-    root = os.path.dirname(os.path.dirname(HERE))
-    skip = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(os.path.join(root, "firmware"), str(tmp_path / "sluice"), ignore=skip)
-    shutil.copytree(os.path.join(root, "hal"), str(tmp_path / "sluice" / "hal"), ignore=skip)
+    _install(tmp_path)
     code = (
         "import sys\n"
         "from sluice import cli\n"
