@@ -63,8 +63,8 @@ XFRMA_MARK = 21
 XFRMA_REPLAY_ESN_VAL = 23
 XFRMA_SA_EXTRA_FLAGS = 24
 XFRMA_ADDRESS_FILTER = 26
-XFRMA_SET_MARK = 28         # u32 (XFRMA_OUTPUT_MARK before Linux 4.19)
-XFRMA_SET_MARK_MASK = 29    # u32; absent: 0xffffffff
+XFRMA_SET_MARK = 29         # u32 (XFRMA_OUTPUT_MARK before Linux 4.19); 28 is XFRMA_OFFLOAD_DEV
+XFRMA_SET_MARK_MASK = 30    # u32; absent: 0xffffffff
 
 # Multicast groups (XFRMNLGRP_*): bit (group - 1) of sockaddr_nl.nl_groups
 GRP_ACQUIRE = 1

@@ -87,12 +87,13 @@ SET_MARK_SPEC = xfrm.SaSpec(PEER, ME, 0xC001000A, "aes256gcm16", K36[:32], salt=
 
 
 def test_set_mark_attributes_from_the_kernel_layout():
-    """Not captured yet: our message must be iproute2's message without output-mark (captured, the marked SA's
-    attributes end at XFRMA_MARK) followed by XFRMA_SET_MARK and XFRMA_SET_MARK_MASK, each a struct nlattr
-    {u16 nla_len = 8, u16 nla_type} and a native u32 (include/uapi/linux/xfrm.h: 28 and 29; iproute2 adds them
-    last, after the mark: ip/xfrm_state.c xfrm_state_modify)."""
+    """Our message must be iproute2's message without output-mark (the marked SA's attributes end at XFRMA_MARK)
+    followed by XFRMA_SET_MARK and XFRMA_SET_MARK_MASK, each a struct nlattr {u16 nla_len = 8, u16 nla_type} and
+    a native u32 (include/uapi/linux/xfrm.h: 29 and 30, after XFRMA_OFFLOAD_DEV 28; iproute2 adds them last,
+    after the mark: ip/xfrm_state.c xfrm_state_modify). test_set_mark_is_iproute2s checks the same against
+    iproute2's own captured message (which caught 28/29 here once)."""
     _t, _f, seq, _p, _payload, raw = request("sa-add-aes256-sha1-encap-mark")
-    tail = struct.pack("=HHI", 8, 28, 0x5C000001) + struct.pack("=HHI", 8, 29, 0xFFFFFFFF)
+    tail = struct.pack("=HHI", 8, 29, 0x5C000001) + struct.pack("=HHI", 8, 30, 0xFFFFFFFF)
     want = struct.pack("=I", len(raw) + len(tail)) + raw[4:] + tail
     spec = SA_CASES[0][1]
     spec = xfrm.SaSpec(spec.src, spec.dst, spec.spi, spec.transform, spec.enc_key, spec.auth_key,
