@@ -161,6 +161,18 @@ class Guest:
                 "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
                 "-S", self.ctl_path]
 
+    def _ensure_share(self, tries=5):
+        """/lab mounted: the init unit mounts it once at boot, and under TCG virtio-9p was once not ready then
+        ("9pnet_virtio: no channels available for device lab"), which failed every cell of the testbed."""
+        for _ in range(tries):
+            p = self.ssh("mountpoint -q /lab || mount -t 9p -o trans=virtio,version=9p2000.L,ro lab /lab",
+                         check=False)
+            if p.returncode == 0:
+                return
+            time.sleep(1.0)
+        raise LabError("%s: /lab (9p share) would not mount: %s\n--- serial console\n%s" % (
+            self.name, (p.stderr or "").strip(), self.serial_tail()))
+
     def wait_ready(self, timeout=BOOT_TIMEOUT):
         """Wait for the guest's ready mark on the serial console, then open the ssh master connection."""
         deadline = self.started + timeout
@@ -194,6 +206,7 @@ class Guest:
                                stderr=subprocess.PIPE, timeout=10)
             if p.returncode == 0:
                 self.boot_s = time.monotonic() - self.started
+                self._ensure_share()
                 return self.boot_s
             time.sleep(0.5)
         raise LabError("%s: ssh did not answer within %.0f s of boot (%s)\n--- serial console\n%s" % (
