@@ -89,10 +89,6 @@ CELLS = [
     # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
     Cell("sluice-guest-lac-kernel", "kernel-peer", sluice_kernel.cell_lac_kernel, "kernel"),
     Cell("sluice-guest-lns-kernel", "kernel-peer", sluice_kernel.cell_lns_kernel, "kernel"),
-    # The controls of the two above: the reference stack at both ends of the same two guests, the Debian 13 one
-    # (kernel 6.12) in Sluice's place, after Sluice's cells (so with caches Sluice's first dials did not have).
-    Cell("ref-l2tp-ipsec-lac-6.12", "kernel-peer", reference.cell_ref_l2tp_ipsec, "kernel"),
-    Cell("ref-l2tp-ipsec-lns-6.12", "kernel-peer", reference.cell_ref_l2tp_ipsec, "kernel", swap=True),
     Cell("sluice-guest-lns-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lns_ipv6_kernel, "kernel"),
     Cell("sluice-guest-lac-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lac_ipv6_kernel, "kernel"),
     # Rekeys under transfer (strongSwan with short lifetimes) and plain L2TP (ipsec '0') on the kernel path.

@@ -151,16 +151,12 @@ def _pick(bed, server, client):
     return by[server], by[client]
 
 
-def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="mschapv2", swap=False):
+def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="mschapv2"):
     """Full L2TP/IPsec between reference stacks: <server>+xl2tpd LNS <- <client>+xl2tpd LAC.
 
     Also checks what the Sluice IPsec cells demand of Sluice, on the reference stacks themselves: ESP
-    counters grow with the traffic, and the server drops its SA within seconds of the client going down.
-    swap: g2 serves (the same stack at both ends: on testbed kernel-peer, the Debian 13 guest then is the
-    server, where sluice-guest-lns-kernel runs Sluice)."""
+    counters grow with the traffic, and the server drops its SA within seconds of the client going down."""
     srv, cli = _pick(bed, server, client)
-    if swap:
-        srv, cli = cli, srv
     s_stack, c_stack = IpsecStack(server), IpsecStack(client)
     install(srv, s_stack.files(srv, None))
     install(cli, c_stack.files(cli, srv.ip))
@@ -170,8 +166,7 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
         warm_xfrm(srv)  # the crypto modules in, as the Sluice kernel cells have them (and OpenWrt at boot)
         warm_xfrm(cli)
         from .capture import Capture, dissect, IPSEC_FILTER  # the same wire check the Sluice IPsec cells make
-        cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s%s-setup" % (server, client, "-swap" if swap else ""), IPSEC_FILTER,
-                      2048).start()
+        cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s-setup" % (server, client), IPSEC_FILTER, 2048).start()
         ok, r = c_stack.up(cli)
         if not ok:
             raise CellFailure("%s: %s could not bring up IPsec with %s (rc %s):\n%s\n%s" % (
