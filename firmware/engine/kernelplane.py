@@ -19,9 +19,10 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   endpoint's too).
 - Several clients at one address (behind one NAT): their decrypted L2TP comes from one address and inner port,
   on the listener or any of their tunnel sockets; `_attribute` tells them apart by our tunnel ID, an SCCRQ
-  (no tunnel ID yet) by the mark its inbound SA set: the server gives each client's inbound SAs a set-mark,
-  the client's outbound mark (its reqid), which the kernel writes into skb->mark of what they decrypt, and
-  reads it with SO_RCVMARK (Linux 5.19+); without it, a guess from the SAs' counters. Their data
+  (no tunnel ID yet) by the mark its inbound SA set: the server gives the inbound SAs of every client at an
+  address but the first a set-mark, the client's outbound mark (its reqid), which the kernel writes into
+  skb->mark of what they decrypt, and reads it with SO_RCVMARK (Linux 5.19+; 0: the first client); without
+  it, a guess from the SAs' counters. Their data
   is the kernel's from Linux 6.11 on; on older kernels a second client at an address is refused
   (`shared_address_refused`; `option datapath 'auto'` keeps such a server on the user-space path).
 - L2TP: one UDP socket per L2TP peer, bound to :1701 and connected to the peer (the server also keeps an
@@ -534,8 +535,8 @@ class KernelPlane:
         policy; per address one inbound policy and reqid for every client behind it. The first client's
         outbound reqid is its address's (a lone client is set up as before the clients were told apart); the
         server marks its clients' outbound SAs and policies and their tunnel sockets (SO_MARK) so that each
-        client's L2TP leaves through its own SA, and gives the client's inbound SAs the same value as set-mark
-        so that what they decrypt names the client (`_attribute`). The inbound policy has no mark: it matches
+        client's L2TP leaves through its own SA, and gives the inbound SAs of every client but the address's
+        first the same value as set-mark so that what they decrypt names the client (`_in_mark`, `_attribute`). The inbound policy has no mark: it matches
         whatever mark the SA set."""
         from sluice.hal.net import xfrm
 
