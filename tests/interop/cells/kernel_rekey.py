@@ -417,17 +417,7 @@ def cell_lac_kernel_plain(bed):
         st = _status_datapath(lac, "lac")
         # iperf3 server on the LNS, client on Sluice's side: tx is Sluice -> LNS.
         lac.sh("ping -c 3 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
-        cpu0, b0 = _cpu_s(lac, pid), _unit_bytes(lac, unit)
-        tx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL)
-        rx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True)
-        cpu1, b1 = _cpu_s(lac, pid), _unit_bytes(lac, unit)
-        moved = (b1[0] - b0[0], b1[1] - b0[1])
-        check(min(moved) > 1000000, "%s's unit %s moved %r bytes (rx, tx)" % (lac.name, unit, moved))
-        cpu = cpu1 - cpu0
-        # The user-space path spends seconds of CPU per megabyte under TCG; the kernel path's Sluice only wakes
-        # for its timers (LCP echo, counters poll).
-        check(cpu < 0.5, "Sluice used %.2f s of CPU while %r bytes went through %s: data through Sluice?" % (
-            cpu, moved, unit))
+        tx, rx, moved, cpu = _transfer_through_unit(lac, pid, unit, lns, lac)
         rss = {lac.name: rss_mb(lac, "sluice=%d" % pid)}
         _stop(lac, pid)
         pid = None
@@ -443,6 +433,23 @@ def cell_lac_kernel_plain(bed):
         save_guest_logs(bed, tag, lac, SLUICE_LOG)
         save_guest_logs(bed, tag, lns, "/var/log/xl2tpd.log", "/var/log/pppd.log")
         stop_xl2tpd(lns)
+
+
+def _transfer_through_unit(g, pid, unit, server, client):
+    """iperf3 both ways between `server` and `client` (iperf_guest_to_guest's roles) through Sluice's unit in
+    `g`: (tx, rx, (rx, tx) bytes the unit moved, Sluice's CPU seconds meanwhile), checked. The user-space path
+    spends seconds of CPU per megabyte under TCG; the kernel path's Sluice only wakes for its timers (LCP echo,
+    counters poll)."""
+    cpu0, b0 = _cpu_s(g, pid), _unit_bytes(g, unit)
+    tx = iperf_guest_to_guest(server, client, peers.POOL_LOCAL)
+    rx = iperf_guest_to_guest(server, client, peers.POOL_LOCAL, reverse=True)
+    cpu1, b1 = _cpu_s(g, pid), _unit_bytes(g, unit)
+    moved = (b1[0] - b0[0], b1[1] - b0[1])
+    check(min(moved) > 1000000, "%s's unit %s moved %r bytes (rx, tx)" % (g.name, unit, moved))
+    cpu = cpu1 - cpu0
+    check(cpu < 0.5, "Sluice used %.2f s of CPU while %r bytes went through %s: data through Sluice?" % (
+        cpu, moved, unit))
+    return tx, rx, moved, cpu
 
 
 def cell_lns_kernel_plain(bed):
@@ -464,15 +471,7 @@ def cell_lns_kernel_plain(bed):
         unit, encap = _plain_kernel_view(srv, r"\bsls0-\d+\b")
         st = _status_datapath(srv, "lns")
         lac.sh("ping -c 3 -i 0.3 -W 3 %s" % peers.POOL_LOCAL, timeout=20)
-        cpu0, b0 = _cpu_s(srv, pid), _unit_bytes(srv, unit)
-        tx = iperf_guest_to_guest(srv, lac, peers.POOL_LOCAL)
-        rx = iperf_guest_to_guest(srv, lac, peers.POOL_LOCAL, reverse=True)
-        cpu1, b1 = _cpu_s(srv, pid), _unit_bytes(srv, unit)
-        moved = (b1[0] - b0[0], b1[1] - b0[1])
-        check(min(moved) > 1000000, "%s's unit %s moved %r bytes (rx, tx)" % (srv.name, unit, moved))
-        cpu = cpu1 - cpu0
-        check(cpu < 0.5, "Sluice used %.2f s of CPU while %r bytes went through %s: data through Sluice?" % (
-            cpu, moved, unit))
+        tx, rx, moved, cpu = _transfer_through_unit(srv, pid, unit, srv, lac)
         rss = {srv.name: rss_mb(srv, "sluice=%d" % pid)}
         _stop(srv, pid)
         pid = None
