@@ -107,10 +107,10 @@ class MovePeer(Action):
 class SessionUp(Action):
     """A PPP session carries IP: the data plane forwards between the tunnel device and this session."""
 
-    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname", "rate")
+    __slots__ = ("key", "peer", "header", "sequencing", "address", "ifname", "rate", "mtu")
     kind = "session_up"
 
-    def __init__(self, key, peer, header, sequencing, address, ifname, rate=None):
+    def __init__(self, key, peer, header, sequencing, address, ifname, rate=None, mtu=None):
         self.key = key                # (our tunnel id, our session id): how data messages name it
         self.peer = peer              # the L2TP peer key the messages must come from and go to
         self.header = header          # the L2TP data header for our messages without Ns (bytes)
@@ -118,6 +118,7 @@ class SessionUp(Action):
         self.address = address        # the client's inner IPv4 address (server) or ours (client)
         self.ifname = ifname          # the tunnel device
         self.rate = rate              # bytes per second each way (a per-user limit), or None
+        self.mtu = mtu                # the session's send MTU (option mtu capped by the peer's MRU), or None
 
 
 class SessionOpen(Action):

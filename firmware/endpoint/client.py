@@ -100,6 +100,7 @@ class ClientEndpoint(IpsecFront):
         self.enc = None
         self.closing = None
         self.local_ip = self.peer_ip = None
+        self.mtu = None         # the device's MTU while up: option mtu capped by the server's MRU
         self.dns = []
         self.installed = []     # routes we added, removed on teardown
         self.dial_started = None
@@ -427,7 +428,8 @@ class ClientEndpoint(IpsecFront):
         q = self.q
         q.add(A.Host("addr_flush", ifname))
         q.add(A.Host("addr_add", ifname, self.local_ip, self.peer_ip))
-        q.add(A.Host("link_up", ifname, c.mtu))
+        self.mtu = self.link.send_mtu(c.mtu)
+        q.add(A.Host("link_up", ifname, self.mtu))
         if c.defaultroute:
             # Keep the path to the server outside the tunnel, then cover the whole space with two /1 routes
             # so the original default route stays for when the tunnel goes.
@@ -442,7 +444,7 @@ class ClientEndpoint(IpsecFront):
             self.installed.append(r)
         t = self.tunnel
         q.add(A.SessionUp((t.local_tunnel_id, self.sid), self.key, self.enc.header, self.enc.sequencing,
-                          self.local_ip, ifname))
+                          self.local_ip, ifname, mtu=self.mtu))
         self.state = UP
         self.deadline = None
         self.up_since = now
@@ -513,6 +515,7 @@ class ClientEndpoint(IpsecFront):
             self.q.add(A.Host("addr_flush", ifname))
         self.installed = []
         self.local_ip = self.peer_ip = None
+        self.mtu = None
 
     def _closing_stop_l2tp(self, now):
         cl = self.closing
@@ -565,7 +568,7 @@ class ClientEndpoint(IpsecFront):
             "INTERNAL_IP4_ADDRESS": self.local_ip or "",
             "INTERNAL_IP4_PEER": self.peer_ip or "",
             "INTERNAL_IP4_DNS": " ".join(self.dns) if c.peerdns else "",
-            "INTERNAL_IP4_MTU": str(c.mtu),
+            "INTERNAL_IP4_MTU": str(self.mtu or c.mtu),
             "ROUTES": " ".join(c.routes),
             "DEFAULTROUTE": "1" if c.defaultroute else "0",
             "VPNGATEWAY": self.server[0] if self.server else "",
@@ -581,7 +584,7 @@ class ClientEndpoint(IpsecFront):
             st = t.status()
             st["peer"] = "%s:%d" % self.server if self.server else self.cli.server
             st["sessions"] = [{
-                "session_id": self.sid, "ip": self.local_ip, "peer_ip": self.peer_ip, "dns": self.dns,
+                "session_id": self.sid, "ip": self.local_ip, "peer_ip": self.peer_ip, "mtu": self.mtu, "dns": self.dns,
                 "state": "up" if self.state == UP else "negotiating",
                 "uptime": round(now - self.up_since, 1) if self.up_since is not None else 0,
                 "ppp": self.link.status() if self.link is not None else None,

@@ -594,7 +594,7 @@ class ServerEndpoint(IpsecFront):
         u = self.users.get(sess.username)
         kbit = (getattr(u, "rate_kbit", 0) if u is not None else 0) or getattr(srv, "rate_kbit", 0) or 0
         self.q.add(A.SessionUp((sess.tid, sess.sid), sess.peer, sess.enc.header, sess.sequencing, ip, srv.ifname,
-                               kbit * 125 if kbit else None))
+                               kbit * 125 if kbit else None, sess.link.send_mtu(srv.mtu)))
         self.q.add(A.Host("route_add", ip + "/32", srv.ifname, srv.local_ip))
         if self.aaa is not None:
             self.aaa.started((sess.tid, sess.sid), sess.username, ip, now, self.counters_of((sess.tid, sess.sid)))

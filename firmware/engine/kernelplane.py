@@ -792,7 +792,8 @@ class KernelPlane:
             self.unit_of[a.address + "/32"] = s.ifname
             if self.host is not None:
                 self.host.host("addr_add", (s.ifname, self.local_ip, None))
-                self.host.host("link_up", (s.ifname, self.mtu))
+                # The client's MRU caps what its unit sends (a shared TUN cannot do this per client).
+                self.host.host("link_up", (s.ifname, a.mtu or self.mtu))
                 if a.rate:
                     self.host.host("rate_limit", (s.ifname, a.rate))   # rate_kbit: tc on the unit, each way
             if self.dhcp:

@@ -176,6 +176,11 @@ class PppLink:
             self.stats["malformed"] += 1
         self._settle(now)
 
+    def send_mtu(self, limit):
+        """The MTU of the link's device: at most `limit` (our option mtu) and never above the MRU the peer
+        asked for (RFC 1661 6.1; 1500 when it asked none), as pppd sets it."""
+        return min(limit, self.lcp_opts.peer.get("mru", 1500))
+
     def status(self):
         ip = self.ipcp_opts
         st = {

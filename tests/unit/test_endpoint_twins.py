@@ -397,3 +397,26 @@ def test_dhcpinform_in_the_tunnel_is_answered_with_routes_and_dns():
         assert p.sep.counters["dhcp_informs"] == 1
     finally:
         p.close()
+
+
+@pytest.mark.parametrize("server_mtu, client_mtu", [(1280, 1400), (1400, 1200), (1400, 1400)])
+def test_each_end_sends_no_more_than_the_other_asked_for(server_mtu, client_mtu):
+    """Option mtu is also the MRU each end asks for in LCP; the device's MTU is the smaller of our option and
+    the peer's MRU (RFC 1661 6.1, as pppd sets it): a client of a server that asked MRU 1280 must not send
+    1400-byte frames, nor the server's kernel unit to a client that asked for 1200."""
+    p = TwinPair(ipsec=False, server_extra="    option mtu '%d'" % server_mtu,
+                 client_extra="    option mtu '%d'" % client_mtu)
+    ups = []
+    dispatch = p.server._dispatch
+    plane_up = dispatch["session_up"]
+    dispatch["session_up"] = lambda a, now: (ups.append(a), plane_up(a, now))
+    try:
+        assert p.up(), p.logbuf.getvalue()
+        want = min(server_mtu, client_mtu)
+        assert ("link_up", "slc0", want) in p.chost.ops
+        assert p.chost.hooks[0]["INTERNAL_IP4_MTU"] == str(want)
+        assert p.client.status()["tunnels"][0]["sessions"][0]["mtu"] == want
+        assert [a.mtu for a in ups] == [want]
+        assert ("link_up", "sls0", server_mtu) in p.shost.ops   # the server's shared TUN keeps its option
+    finally:
+        p.close()

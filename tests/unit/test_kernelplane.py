@@ -248,9 +248,10 @@ def test_server_session_life():
     plane.send_l2tp(key, b"\x00\x02\x00\x4d\x00\x59\xff\x03\xc0\x21\x05\x01\x00\x04")
     assert tsock.sent[-1][0].endswith(b"\xc0\x21\x05\x01\x00\x04")
 
-    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "sls0"))
+    # The client asked for MRU 1280: its unit sends no more, though option mtu is 1400.
+    plane.session_up(A.SessionUp((5, 9), key, b"", False, "10.77.0.10", "sls0", mtu=1280))
     assert host.steps == [("source_guard", "sluice_sls0", "sls0-*"),        # at start: the source check
-                          ("addr_add", "sls0-9", "10.77.0.1", None), ("link_up", "sls0-9", 1400)]
+                          ("addr_add", "sls0-9", "10.77.0.1", None), ("link_up", "sls0-9", 1280)]
     assert plane.host_step("route_add", ("10.77.0.10/32", "sls0", "10.77.0.1")) == (
         "route_add", ("10.77.0.10/32", "sls0-9", "10.77.0.1"))
     assert plane.host_step("addr_add", ("sls0", "10.77.0.1", None)) == ("addr_add", ("sls0", "10.77.0.1", None))
