@@ -40,8 +40,10 @@ FLAVOURS = {
                    "libcharon-extra-plugins"],
     "libreswan": ["libreswan"],
     # nftables: NAT inside the guest, for kernel-path cells that put clients behind a NAT in namespaces.
-    "trixie": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins", "libcharon-extra-plugins",
-               "nftables"],
+    # strongswan-charon (which pulls in strongswan-starter): Debian 13's `strongswan` picks charon-systemd and
+    # swanctl, while IpsecStack drives the `ipsec` starter and stroke, as on Debian 12.
+    "trixie": ["strongswan", "strongswan-swanctl", "strongswan-charon", "strongswan-starter",
+               "libstrongswan-standard-plugins", "libcharon-extra-plugins", "nftables"],
 }
 # Debian suite per flavour (SUITE when not listed). The image hash covers the suite, so the bookworm
 # flavours keep their hashes (and their cached images).

@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import image, lab
-from .cells import CELLS, TESTBEDS, Testbed
+from .cells import CELLS, COMPARISONS, TESTBEDS, Testbed
 
 
 def select(patterns, group):
@@ -48,6 +48,36 @@ def table(rows):
            "  ".join("-" * widths[i] if i < n else "------" for i in range(n + 1))]
     for l in lines:
         out.append("  ".join(v.ljust(widths[i]) if i < n else v for i, v in enumerate(l)))
+    return "\n".join(out)
+
+
+def _ratio(a, b):
+    return None if a is None or not b else round(a / b, 2)
+
+
+def ratio_rows(rows, pairs=COMPARISONS):
+    """Sluice / control for each pair that passed in this run: set-up, the LAC's send and receive, RSS on the
+    guest Sluice ran in. Throughput wants >= 1, set-up and RSS <= 1."""
+    by = {r["cell"]: r for r in rows if r["result"] == "PASS"}
+    out = []
+    for ours, control, guest in pairs:
+        a, b = by.get(ours), by.get(control)
+        if a is None or b is None:
+            continue
+        rss = [sum((r.get("rss_mb") or {}).get(guest, {}).values()) or None for r in (a, b)]
+        out.append({"cell": ours, "control": control, "setup": _ratio(a.get("setup_s"), b.get("setup_s")),
+                    "tx": _ratio(a.get("mbps"), b.get("mbps")), "rx": _ratio(a.get("mbps_rx"), b.get("mbps_rx")),
+                    "rss": _ratio(rss[0], rss[1])})
+    return out
+
+
+def ratio_table(ratios):
+    head = ["Sluice cell", "control (reference stack in its place)", "set-up", "LAC tx", "LAC rx", "RSS"]
+    lines = [[r["cell"], r["control"]] + [_fmt(r[k], "%.2f") for k in ("setup", "tx", "rx", "rss")] for r in ratios]
+    widths = [max(len(head[i]), *(len(l[i]) for l in lines)) for i in range(len(head))]
+    out = ["Sluice / control, this run (throughput wants >= 1, set-up and RSS <= 1):",
+           "  ".join(h.ljust(widths[i]) for i, h in enumerate(head)).rstrip()]
+    out += ["  ".join(v.ljust(widths[i]) for i, v in enumerate(l)).rstrip() for l in lines]
     return "\n".join(out)
 
 
@@ -126,11 +156,14 @@ def main(argv=None):
     total = time.monotonic() - t0
     print()
     print(table(rows))
+    ratios = ratio_rows(rows)
+    if ratios:
+        print("\n" + ratio_table(ratios))
     passed = sum(1 for r in rows if r["result"] == "PASS")
     print("\n%d/%d cells passed in %.0f s (TCG guests: compare figures only with this lab's)" % (passed, len(rows), total))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "total_s": total}, f, indent=2, sort_keys=True)
+            json.dump({"rows": rows, "ratios": ratios, "total_s": total}, f, indent=2, sort_keys=True)
     return 0 if passed == len(rows) else 1
 
 

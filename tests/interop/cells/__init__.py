@@ -89,6 +89,10 @@ CELLS = [
     # Sluice's kernel glue (hal/net: xfrm, l2tp_kernel, ppp_kernel) in a Debian 13 guest.
     Cell("sluice-guest-lac-kernel", "kernel-peer", sluice_kernel.cell_lac_kernel, "kernel"),
     Cell("sluice-guest-lns-kernel", "kernel-peer", sluice_kernel.cell_lns_kernel, "kernel"),
+    # The controls of the two above: the reference stack at both ends of the same two guests, the Debian 13 one
+    # (kernel 6.12) in Sluice's place, after Sluice's cells (so with caches Sluice's first dials did not have).
+    Cell("ref-l2tp-ipsec-lac-6.12", "kernel-peer", reference.cell_ref_l2tp_ipsec, "kernel"),
+    Cell("ref-l2tp-ipsec-lns-6.12", "kernel-peer", reference.cell_ref_l2tp_ipsec, "kernel", swap=True),
     Cell("sluice-guest-lns-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lns_ipv6_kernel, "kernel"),
     Cell("sluice-guest-lac-ipv6-kernel", "kernel-peer", sluice_kernel_v6.cell_lac_ipv6_kernel, "kernel"),
     # Rekeys under transfer (strongSwan with short lifetimes) and plain L2TP (ipsec '0') on the kernel path.
@@ -121,6 +125,17 @@ CELLS = [
 ]
 
 
+# Sluice beside its control, for the matrix's ratio table: (Sluice cell, control cell, guest). The control runs
+# the reference stack (strongSwan + xl2tpd + pppd) in Sluice's place on the same testbed, roles and cipher; RSS
+# is compared on `guest`, the one Sluice ran in (the reference's daemons together against Sluice's process).
+COMPARISONS = [
+    ("sluice-guest-lac-kernel", "ref-l2tp-ipsec-lac-6.12", "g2"),
+    ("sluice-guest-lns-kernel", "ref-l2tp-ipsec-lns-6.12", "g2"),
+    ("sluice-guest-lac-ipsec", "ref-l2tp-ipsec-strongswan", "g2"),
+    ("sluice-guest-lns-ipsec", "ref-l2tp-ipsec-strongswan", "g1"),
+]
+
+
 def by_name(name):
     for c in CELLS:
         if c.name == name:
@@ -128,4 +143,4 @@ def by_name(name):
     raise KeyError("no cell named %r (have: %s)" % (name, ", ".join(c.name for c in CELLS)))
 
 
-__all__ = ["CELLS", "TESTBEDS", "Cell", "CellFailure", "Testbed", "by_name"]
+__all__ = ["CELLS", "COMPARISONS", "TESTBEDS", "Cell", "CellFailure", "Testbed", "by_name"]

@@ -2,8 +2,8 @@
 
 A cell is a function `cell(bed) -> dict` that sets up one scenario on an already booted testbed, measures
 it, and leaves the guests as it found them (its daemons stopped, in a `finally`). It returns
-{'setup_s': float|None, 'mbps': float|None, 'detail': str, 'rss_mb': {guest: {process: MB}}|None} and
-raises CellFailure (an AssertionError, so pytest reports it as a failure) with the relevant log tails when
+{'setup_s': float|None, 'mbps': float|None, 'detail': str, 'rss_mb': {guest: {process: MB}}|None}, plus
+'mbps_rx' where a cell measures both ways, and raises CellFailure (an AssertionError, so pytest reports it as a failure) with the relevant log tails when
 the scenario does not work. The same functions serve pytest (test_*.py) and the matrix (matrix.py).
 """
 
@@ -286,8 +286,12 @@ def fmt_rss(rss):
     return "RSS " + "; ".join(parts)
 
 
-def result(setup_s=None, mbps=None, detail="", rss_mb=None):
-    return {"setup_s": setup_s, "mbps": mbps, "detail": detail, "rss_mb": rss_mb}
+def result(setup_s=None, mbps=None, detail="", rss_mb=None, mbps_rx=None):
+    """A cell's figures. mbps is the LAC's send (or the cell's one transfer), mbps_rx the LAC's receive."""
+    row = {"setup_s": setup_s, "mbps": mbps, "detail": detail, "rss_mb": rss_mb}
+    if mbps_rx is not None:
+        row["mbps_rx"] = mbps_rx
+    return row
 
 
 def warm_xfrm(g):

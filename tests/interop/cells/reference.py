@@ -51,7 +51,8 @@ def dial_xl2tpd(lac_guest, timeout=30):
 
 
 def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None, daemons=None):
-    """xl2tpd LNS on `lns`, xl2tpd LAC on `lac` dialing it; returns (setup_s, mbps, detail, rss_mb).
+    """xl2tpd LNS on `lns`, xl2tpd LAC on `lac` dialing it; returns (setup_s, mbps, detail, rss_mb), mbps the
+    LAC's (send, receive) or None.
 
     With measure, also each end's RSS with the session up: xl2tpd, pppd and daemons[guest] (its IPsec stack)."""
     install(lns, peers.xl2tpd_lns(auth))
@@ -76,9 +77,9 @@ def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None, daemons=None):
         detail = "%s -> %s, %s, %s mode" % (lac.name, lns.name, auth, mode)
         mbps = rss = None
         if measure:
-            mbps = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL)
-            rx = iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True)
-            detail += ", LAC tx %.1f / rx %.1f Mbit/s" % (mbps, rx)
+            mbps = (iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL),
+                    iperf_guest_to_guest(lns, lac, peers.POOL_LOCAL, reverse=True))
+            detail += ", LAC tx %.1f / rx %.1f Mbit/s" % mbps
             rss = {g.name: rss_mb(g, *(daemons or {}).get(g, ()) + ("xl2tpd", "pppd"), optional=("starter",))
                    for g in (lac, lns)}
         return up["elapsed"], mbps, detail, rss
@@ -88,7 +89,8 @@ def run_ref_l2tp(lns, lac, auth, measure=True, on_up=None, daemons=None):
 
 def cell_ref_l2tp(bed, auth="mschapv2", measure=True):
     setup, mbps, detail, rss = run_ref_l2tp(bed.g1, bed.g2, auth, measure)
-    return result(setup, mbps, "xl2tpd+pppd " + detail + ("; " + fmt_rss(rss) if rss else ""), rss)
+    tx, rx = mbps or (None, None)
+    return result(setup, tx, "xl2tpd+pppd " + detail + ("; " + fmt_rss(rss) if rss else ""), rss, mbps_rx=rx)
 
 
 def _ipsec_up_strongswan(initiator, responder_logs):
@@ -151,12 +153,16 @@ def _pick(bed, server, client):
     return by[server], by[client]
 
 
-def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="mschapv2"):
+def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="mschapv2", swap=False):
     """Full L2TP/IPsec between reference stacks: <server>+xl2tpd LNS <- <client>+xl2tpd LAC.
 
     Also checks what the Sluice IPsec cells demand of Sluice, on the reference stacks themselves: ESP
-    counters grow with the traffic, and the server drops its SA within seconds of the client going down."""
+    counters grow with the traffic, and the server drops its SA within seconds of the client going down.
+    swap: g2 serves (the same stack at both ends: on testbed kernel-peer, the Debian 13 guest then is the
+    server, where sluice-guest-lns-kernel runs Sluice)."""
     srv, cli = _pick(bed, server, client)
+    if swap:
+        srv, cli = cli, srv
     s_stack, c_stack = IpsecStack(server), IpsecStack(client)
     install(srv, s_stack.files(srv, None))
     install(cli, c_stack.files(cli, srv.ip))
@@ -166,7 +172,8 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
         warm_xfrm(srv)  # the crypto modules in, as the Sluice kernel cells have them (and OpenWrt at boot)
         warm_xfrm(cli)
         from .capture import Capture, dissect, IPSEC_FILTER  # the same wire check the Sluice IPsec cells make
-        cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s-setup" % (server, client), IPSEC_FILTER, 2048).start()
+        cap = Capture(bed.lab, "ref-l2tp-ipsec-%s-%s%s-setup" % (server, client, "-swap" if swap else ""), IPSEC_FILTER,
+                      2048).start()
         ok, r = c_stack.up(cli)
         if not ok:
             raise CellFailure("%s: %s could not bring up IPsec with %s (rc %s):\n%s\n%s" % (
@@ -195,8 +202,9 @@ def cell_ref_l2tp_ipsec(bed, server="strongswan", client="strongswan", auth="msc
             time.sleep(0.3)
         check(not s_stack.has_sa(srv, cli.ip), "%s kept the SA 15 s after %s went down" % (server, client))
         version = srv.sh("ipsec --version 2>/dev/null | head -1").strip()
-        return result(ike + l2tp, mbps, "%s -> %s (%s): IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %s, %d packets; %s" % (
-            client, server, version[:40], ike, l2tp, detail, transform, after[0] - before[0], fmt_rss(rss)), rss)
+        return result(ike + l2tp, mbps[0], "%s -> %s (%s): IKE %.2f s + L2TP/PPP %.2f s; %s; ESP %s, %d packets; %s" % (
+            client, server, version[:40], ike, l2tp, detail, transform, after[0] - before[0], fmt_rss(rss)), rss,
+            mbps_rx=mbps[1])
     finally:
         c_stack.stop(cli)
         s_stack.stop(srv)

@@ -173,7 +173,7 @@ def cell_sluice_guest_lac(bed, auth="mschapv2", ipsec=False):
             detail += "; %s, %d packets" % (esp, _stop_checked(stack, lns, lac, pid, before))
             pid = None
             detail += "; crypto auto (in the dial) timed alone %.1f s" % _crypto_choose_s(lac)
-        return result(up["elapsed"], tx, "%s; %s" % (detail, fmt_rss(rss)), rss)
+        return result(up["elapsed"], tx, "%s; %s" % (detail, fmt_rss(rss)), rss, mbps_rx=rx)
     finally:
         _stop(lac, pid)
         save_guest_logs(bed, tag, lac, SLUICE_LOG)
@@ -211,7 +211,7 @@ def cell_sluice_guest_lns(bed, auth="mschapv2", ipsec=False):
             detail += "; IKE %.2f s + L2TP/PPP %.2f s; %s, %d packets" % (
                 ike, up["elapsed"], esp, _stop_checked(stack, lac, srv, pid, before))
             pid = None
-        return result(ike + up["elapsed"], tx, "%s; %s" % (detail, fmt_rss(rss)), rss)
+        return result(ike + up["elapsed"], tx, "%s; %s" % (detail, fmt_rss(rss)), rss, mbps_rx=rx)
     finally:
         save_guest_logs(bed, tag, lac, "/var/log/xl2tpd.log", "/var/log/pppd.log", *([stack.log] if ipsec else []))
         stop_xl2tpd(lac)

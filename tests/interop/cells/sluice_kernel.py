@@ -207,7 +207,8 @@ def cell_lac_kernel(bed):
         pid = None
         _check_clean(lac)
         crash = _crash_and_restart(lac, "slc0", "client", "lac")
-        return result(dial_s, tx, "%s; nothing left behind; %s; %s" % (detail, crash, fmt_rss(rss)), rss)
+        return result(dial_s, tx, "%s; nothing left behind; %s; %s" % (detail, crash, fmt_rss(rss)), rss,
+                      mbps_rx=rx)
     finally:
         cap.stop()
         _stop(lac, pid)
@@ -249,7 +250,8 @@ def cell_lns_kernel(bed):
         detail += "; %s, %d packets" % (esp, _stop_checked(stack, lac, srv, pid, before))
         pid = None
         _check_clean(srv)
-        return result(ike + up["elapsed"], tx, "%s; nothing left behind; %s" % (detail, fmt_rss(rss)), rss)
+        return result(ike + up["elapsed"], tx, "%s; nothing left behind; %s" % (detail, fmt_rss(rss)), rss,
+                      mbps_rx=rx)
     finally:
         cap.stop()
         save_guest_logs(bed, tag, lac, "/var/log/xl2tpd.log", "/var/log/pppd.log", stack.log)
