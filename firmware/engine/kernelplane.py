@@ -23,8 +23,9 @@ The same interface as `userplane.UserPlane` (the runner cannot tell them apart),
   address but the first a set-mark, the client's outbound mark (its reqid), which the kernel writes into
   skb->mark of what they decrypt, and reads it with SO_RCVMARK (Linux 5.19+; 0: the first client); without
   it, a guess from the SAs' counters. Their data
-  is the kernel's from Linux 6.11 on; on older kernels a second client at an address is refused
-  (`shared_address_refused`; `option datapath 'auto'` keeps such a server on the user-space path).
+  is the kernel's from Linux 6.11 on; on older kernels only the first client at an address has kernel
+  sessions, the later ones' L2TP/PPP data runs in user space over their kernel SAs (`usersessions`,
+  `shared_address_user`).
 - L2TP: one UDP socket per L2TP peer, bound to :1701 and connected to the peer (the server also keeps an
   unconnected :1701 listener for the first SCCRQ); L2TP control messages go out and come in on it, inside
   the XFRM policy. `SessionOpen` (the L2TP session is established, PPP starts) creates the kernel tunnel on
@@ -121,6 +122,11 @@ class KernelSockets:
             raise
         return s
 
+    def send_marked(self, sock, parts, addr, mark):
+        """sendmsg with an SO_MARK control message (Linux 4.19+, CAP_NET_ADMIN): the datagram's mark picks the
+        marked policy and SA, without a socket of its own."""
+        sock.sendmsg(parts, [(socket.SOL_SOCKET, _SO_MARK, mark.to_bytes(4, _BYTEORDER))], 0, addr)
+
     def set_espinudp(self, sock):
         sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
 
@@ -205,9 +211,9 @@ class _Sa:
 class _Peer:
     """One IKE peer (address, NAT-T port): its outbound reqid and mark, outbound policy, how many SA pairs."""
 
-    __slots__ = ("reqid", "mark", "policy_key", "sas", "local", "ike", "addr")
+    __slots__ = ("reqid", "mark", "policy_key", "sas", "local", "ike", "addr", "user")
 
-    def __init__(self, reqid, mark, local, ike, addr):
+    def __init__(self, reqid, mark, local, ike, addr, user=False):
         self.reqid = reqid
         self.mark = mark        # (value, mask) on the outbound SA, policy and the tunnel sockets; None: unmarked
         self.policy_key = None
@@ -215,6 +221,7 @@ class _Peer:
         self.local = local
         self.ike = ike          # (ip, port) as IKE sees it (follows NAT port moves)
         self.addr = addr        # the _Addr it shares with other clients behind the same NAT
+        self.user = user        # its L2TP/PPP data runs in user space (usersessions): the kernel cannot carry it
 
 
 def _in_mark(p):
@@ -297,6 +304,8 @@ class KernelPlane:
         # Several clients at one address: a kernel without the 6.11 l2tp_core change (None: probe) cannot carry
         # the second one; it is refused (counted as shared_address_refused) rather than left carrying nothing.
         self.multi_nat = multi_nat
+        self.user = None        # UserSessions: the sessions of clients whose L2TP data this kernel cannot carry
+        self.user_peers = 0     # _Peers with user=True (the send path checks for them only when there are any)
         self.early_in = {}      # spi_in -> (local, peer ip): inbound SAs taken ahead of their InstallSa
         self.sessions = {}      # (tid, sid) -> _Session
         self.by_peer_ids = {}   # (peer key, ptid, psid) -> _Session
@@ -309,7 +318,7 @@ class KernelPlane:
                          "no_sa": 0, "malformed": 0, "unknown_session": 0, "wrong_peer": 0, "no_route": 0,
                          "spoofed": 0, "send_errors": 0, "expired": 0, "not_ipsec": 0, "kernel_errors": 0,
                          "moves_not_followed": 0, "ppp_in": 0, "ppp_out": 0, "shared_address_clients": 0,
-                         "shared_address_refused": 0, "misattributed": 0}
+                         "shared_address_user": 0, "misattributed": 0}
         self.counters["unit_in"] = 0    # packets the units' filtered sockets passed up (DHCPINFORM, RS)
         self.counters["attributed_by_mark"] = 0   # SCCRQs of clients at a shared address told apart exactly
         self.rcvmark = False    # server: our L2TP sockets hand up the mark of the SA that decrypted a datagram
@@ -379,6 +388,8 @@ class KernelPlane:
     def close_sockets(self):
         for s in list(self.sessions.values()):
             self._close_session(s)
+        if self.user is not None:
+            self.user.close_all()
         for tid in list(self.kp.tunnels):
             self._kernel(self.kp.close_tunnel, tid)
         for s in list(self.tsocks.values()):
@@ -442,6 +453,14 @@ class KernelPlane:
 
     def send_l2tp(self, key, data):
         """A control message (out of the peer's tunnel socket) or a PPP control frame (to the kernel's fds)."""
+        if self.user_peers:
+            p = self._user_peer(key)
+            if p is not None:
+                if data[0] & 0x80:
+                    self._learn_tid(key, data)
+                if not self._send_marked(key, (data,), p.mark[0]):
+                    self.counters["send_errors"] += 1
+                return
         if len(data) >= 6 and not data[0] & 0x80:
             sess = self._frame_session(key, data)
             if sess is not None:
@@ -494,10 +513,29 @@ class KernelPlane:
         """Where the L2TP datagrams of peer key go: inside IPsec (ip, port, inner port) -> (ip, inner port)."""
         return (key[0], key[2]) if len(key) == 3 else (key[0], key[1])
 
+    def _user_peer(self, key):
+        """The _Peer of an L2TP peer key when its data runs in user space, else None."""
+        p = self.peers.get((key[0], key[1])) if len(key) == 3 else None
+        return p if p is not None and p.user else None
+
+    def _send_marked(self, key, parts, mark):
+        """An L2TP message (buffers) for a user-space client, out of the listener with the client's mark (its
+        policy and SA take it): no connected socket of its own (see usersessions). True when sent."""
+        if self.listener is None:
+            return False
+        try:
+            self.sockets.send_marked(self.listener, parts, self._udp_peer(key), mark)
+            return True
+        except OSError:
+            self.counters["send_errors"] += 1
+            return False
+
     def _tunnel_sock(self, key):
         s = self.tsocks.get(key)
         if s is not None:
             return s
+        if self.user_peers and self._user_peer(key) is not None:
+            return None     # a user-space client: a connected socket would take the kernel client's pair
         if self.role == "client" and self.udp is not None:
             return self.udp
         p = self.peers.get((key[0], key[1])) if self.ipsec else None
@@ -547,10 +585,10 @@ class KernelPlane:
         addr = self.addrs.get(peer_ip)
         new_addr = addr is None
         if p is None:
-            if addr is not None and addr.clients and not self._multi_nat_ok():
-                self.counters["shared_address_refused"] += 1
-                return ("refused the ESP SA of %s:%d: %s (a client at that address is up already; use option "
-                        "datapath 'user' or 'auto')" % (peer_ip, e.peer[1], self._multi_nat_why))
+            # A kernel before 6.11 carries the L2TP data of one client per address: the others' runs in user
+            # space (usersessions), their ESP in the kernel as anyone's.
+            user = (self.role == "server" and addr is not None and any(not c.user for c in addr.clients)
+                    and not self._multi_nat_ok())
             if addr is None:
                 addr = _Addr(xfrm.REQID_BASE | (self.next_reqid & 0xFFFFFF), self._local(peer_ip))
                 self.next_reqid += 1
@@ -560,7 +598,7 @@ class KernelPlane:
                 reqid = xfrm.REQID_BASE | (self.next_reqid & 0xFFFFFF)
                 self.next_reqid += 1
             mark = (reqid, 0xFFFFFFFF) if self.role == "server" else None
-            p = _Peer(reqid, mark, addr.local, ike, addr)
+            p = _Peer(reqid, mark, addr.local, ike, addr, user)
         limits = None
         if a.soft_bytes or a.hard_bytes:
             limits = xfrm.Limits(soft_bytes=a.soft_bytes or None, hard_bytes=a.hard_bytes or None)
@@ -596,6 +634,11 @@ class KernelPlane:
                 self.counters["shared_address_clients"] += 1
                 self._log("%d clients behind %s (IKE port %d joins): each has its own outbound SA, policy and mark "
                           "0x%x" % (len(addr.clients), peer_ip, ike[1], p.reqid))
+            if p.user:
+                self.user_peers += 1
+                self.counters["shared_address_user"] += 1
+                self._log("client %s:%d: its L2TP/PPP data runs in user space, its ESP in the kernel (%s)" % (
+                    peer_ip, ike[1], self._multi_nat_why))
         self.peers[ike] = p
         p.sas += 1
         self.ike_peer[peer_ip] = addr.clients[0].ike
@@ -652,6 +695,11 @@ class KernelPlane:
         ike = p.ike
         for s in [s for s in self.sessions.values() if (s.peer[0], s.peer[1]) == ike]:
             self._close_session(s)
+        if self.user is not None:
+            for key in self.user.keys_of(ike):
+                self.user.close(key)
+        if p.user:
+            self.user_peers -= 1
         for key in [k for k in self.tsocks if (k[0], k[1]) == ike]:
             self._close_tunnel_sock(key)
         for tid in [t for t, k in self.key_of_tid.items() if (k[0], k[1]) == ike]:
@@ -702,6 +750,8 @@ class KernelPlane:
         for s in self.sessions.values():
             if len(s.peer) == 3 and (s.peer[0], s.peer[1]) == old:
                 self._rekey_session(s, (new[0], new[1], s.peer[2]))
+        if self.user is not None:
+            self.user.move_peer(old, new)
 
     def _follow(self, r, port):
         from sluice.hal.net import xfrm
@@ -722,10 +772,21 @@ class KernelPlane:
         self.by_peer_ids[(peer, s.ptid, s.psid)] = s
 
     def session_open(self, a):
-        """The L2TP session is established: kernel tunnel (first use), PPPoL2TP session, ppp unit."""
+        """The L2TP session is established: kernel tunnel (first use), PPPoL2TP session, ppp unit; for a client
+        whose data the kernel cannot carry, a user-space session (usersessions)."""
         old = self.sessions.get(a.key)
         if old is not None:
             self._close_session(old)
+        p = self._user_peer(a.peer) if self.user_peers else None
+        if p is not None:
+            if self.user is None:
+                from sluice.engine.usersessions import UserSessions
+
+                self.user = UserSessions(self.loop, self.up, self.tun, self._send_marked, self.counters)
+                self.user.dhcp = self.dhcp
+            self.user.open(a.key, a.peer, a.peer_tunnel_id, a.peer_session_id, a.sequencing, p.mark[0])
+            self._remember_tid(a.key[0], a.peer)
+            return
         sock = self._tunnel_sock(a.peer)
         if sock is None:
             self.counters["no_sa"] += 1
@@ -785,7 +846,9 @@ class KernelPlane:
     def session_up(self, a):
         s = self.sessions.get(a.key)
         if s is None:
-            self.counters["unknown_session"] += 1
+            # A user-space session's /32 stays on the TUN (host_step finds no unit for it).
+            if self.user is None or not self.user.session_up(a.key, a.address, a.rate):
+                self.counters["unknown_session"] += 1
             return
         s.address = a.address
         if self.role == "server":
@@ -804,6 +867,8 @@ class KernelPlane:
     def session_down(self, key):
         s = self.sessions.get(key)
         if s is None:
+            if self.user is not None:
+                self.user.close(key)
             return None
         if self.single is s:
             self.single = None
@@ -847,7 +912,8 @@ class KernelPlane:
         """An IPv4 packet of our own (a DHCPACK) out of the session's unit."""
         s = self.sessions.get(key)
         if s is None or s.pkt is None:
-            self.counters["no_route"] += 1
+            if self.user is None or not self.user.send_to_session(key, packet):
+                self.counters["no_route"] += 1
             return
         self._send_ip(s, packet)
 
@@ -1045,6 +1111,8 @@ class KernelPlane:
                 # L2TP from an address without IPsec SAs: refused as the user-space path refuses it.
                 self.counters["not_ipsec"] += 1
                 continue
+            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, key, now):
+                continue
             self.up.on_l2tp(data, key, now)
 
     def _on_tunnel_sock(self, key, sock, now):
@@ -1060,6 +1128,8 @@ class KernelPlane:
                 a = self.addrs.get(key[0])
                 if a is not None and len(a.clients) > 1:
                     got = self._attribute(a, (key[0], key[2]), data, mark) or key
+            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, got, now):
+                continue    # a user-space session's data, passed up by the kernel tunnel of this socket
             self.up.on_l2tp(data, got, now)
 
     def _on_ppp(self, s, fd, now):
@@ -1133,14 +1203,17 @@ class KernelPlane:
         """(in_octets, out_octets, in_packets, out_packets) of a session, "in" being from the user."""
         s = self.sessions.get(key)
         if s is None:
-            return (0, 0, 0, 0)
+            got = self.user.counters_of(key) if self.user is not None else None
+            return got or (0, 0, 0, 0)
         rx_b, tx_b, rx_p, tx_p = self.sockets.netdev_stats(s.ifname)
         return (rx_b, tx_b, rx_p, tx_p)
 
     def session_counters(self, key):
         s = self.sessions.get(key)
         if s is None:
-            return None
+            if self.user is None:
+                return None
+            return self.user.session_counters(key, self.tun.name if self.tun is not None else self.ifname)
         rx_b, tx_b, rx_p, tx_p = self.sockets.netdev_stats(s.ifname)
         rx6_b, tx6_b, rx6_p, tx6_p = self.sockets.netdev6_stats(s.ifname)
         return {"rx_packets": rx_p, "rx_bytes": rx_b, "tx_packets": tx_p, "tx_bytes": tx_b, "spoofed": 0,

@@ -215,8 +215,9 @@ class Runner:
             for s in t.get("sessions", ()):
                 c = plane.session_counters((t.get("tunnel_id"), s.get("session_id")))
                 if c is not None:
-                    s.update(c)
-                s["datapath"] = datapath
+                    s.update(c)     # a kernel-path server's user-space session says "datapath": "user" itself
+                if "datapath" not in s:
+                    s["datapath"] = datapath
                 if "since" in s:
                     s["since"] = round(wall - (now - s["since"]), 1)  # wall-clock time the session started
         ipsec = st.get("ipsec")
@@ -385,7 +386,9 @@ def _kernel_unsupported(section, role, config=None):
 
 def choose_datapath(section, role, log, probe=None, config=None, multi_nat=None):
     """('kernel' | 'user', why) for `option datapath`: 'user' as asked; 'kernel' when the probe passes (else
-    the daemon refuses to start, saying what is missing); 'auto' the kernel where it can, else user space."""
+    the daemon refuses to start, saying what is missing); 'auto' the kernel where it can, else user space.
+    A server's clients that share an address with another on a kernel before 6.11 are carried in user space
+    by the kernel plane itself (usersessions); the log says so when the kernel is that old."""
     want = getattr(section, "datapath", None) or "auto"
     if want == "user":
         return "user", "option datapath 'user'"
@@ -394,13 +397,13 @@ def choose_datapath(section, role, log, probe=None, config=None, multi_nat=None)
         if probe is None:
             from sluice.hal.net.ppp_kernel import probe
         ok, why = probe()
-        if ok and role == "server" and want == "auto":
-            # Two clients behind one NAT need Linux 6.11+ on the kernel path; the user-space path carries them.
+        if ok and role == "server":
             from sluice.hal.net.kernel_path import probe_multi_nat
 
-            ok, why2 = (multi_nat or probe_multi_nat)()
-            if not ok:
-                why = why2
+            shared, why2 = (multi_nat or probe_multi_nat)()
+            if not shared:
+                why += "; %s: the second and later client at one address run their L2TP/PPP data in user space" % (
+                    why2.split(" (")[0])
         if ok:
             log.info("data path: kernel (%s)", why)
             return "kernel", why

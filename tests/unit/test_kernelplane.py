@@ -64,6 +64,7 @@ class FakeUdp:
         self.addr = addr
         self.peer = peer
         self.sent = []
+        self.marked = []    # (datagram, address, mark) sent with an SO_MARK control message
         self.inbox = []
         self.opts = []
         self.closed = False
@@ -120,6 +121,9 @@ class Sockets:
 
     def set_espinudp(self, sock):
         sock.setsockopt(17, 100, 2)
+
+    def send_marked(self, sock, parts, addr, mark):
+        sock.marked.append((b"".join(bytes(p) for p in parts), addr, mark))
 
     def receive_marks(self, sock):
         sock.rcvmark = self.rcvmark
@@ -697,18 +701,93 @@ def test_close_removes_every_client_of_a_shared_address():
     assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
 
 
-def test_old_kernel_refuses_the_second_client_at_an_address():
+def _data(tid, sid, proto, payload):
+    return bytes((0, 2, tid >> 8, tid & 255, sid >> 8, sid & 255, 0xFF, 0x03, proto >> 8, proto & 255)) + payload
+
+
+def _ip4(src, dst, n=40):
+    from scapy.layers.inet import IP, UDP
+
+    return bytes(IP(src=src, dst=dst) / UDP(sport=5000, dport=5001) / (b"x" * n))
+
+
+def test_old_kernel_carries_the_second_client_at_an_address_in_user_space():
+    """Before Linux 6.11 the kernel carries the L2TP data of one client per address. The second client's SAs and
+    marked policy are in the kernel as anyone's, but its session is a user-space one: its data comes up on the
+    first client's tunnel socket (l2tp_core passes up what it has no session for) and goes to the TUN; what the
+    TUN routes to it leaves through the listener with its mark; it never gets a connected socket (which would
+    take the address pair from the first client's kernel tunnel)."""
+    from sluice.engine.twins import MemoryTun
+
     twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.tun = tun = MemoryTun("sls0")
     plane.multi_nat = False
+    listener = socks.made[2]
+    k1, k2 = (PEER, 4501, 1701), (PEER, 4502, 1701)
     assert plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None)) is None
-    err = plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
-    assert "cannot carry two L2TP clients behind one NAT" in err
-    assert plane.counters["shared_address_refused"] == 1
-    assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA1, 0xB1]
-    # the first client rekeys as before
-    assert plane.install_sa(A.InstallSa(child_at(4501, 0xA3, 0xB3), None, None)) is None
+    assert plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None)) is None
+    assert plane.counters["shared_address_user"] == 1
+    assert sorted(s.spi for s in kp.xfrm.list_sas()) == [0xA1, 0xA2, 0xB1, 0xB2]
+    mark2 = {s.spi: s for s in kp.xfrm.list_sas()}[0xB2].mark[0]
+    # SCCRPs: client 1's opens its connected tunnel socket; client 2's leaves through the listener, marked.
+    plane.send_l2tp(k1, ctl(0x1111, 2, 0x0501))
+    t1 = socks.made[-1]
+    assert t1.peer == (PEER, 1701)
+    made = len(socks.made)
+    plane.send_l2tp(k2, ctl(0x2222, 2, 0x0502))
+    assert len(socks.made) == made and listener.marked == [(ctl(0x2222, 2, 0x0502), (PEER, 1701), mark2)]
+    # Sessions: client 1's in the kernel, client 2's in user space (no kernel session, no unit).
+    plane.session_open(A.SessionOpen((0x0501, 7), k1, 0x1111, 77, False))
+    plane.session_open(A.SessionOpen((0x0502, 9), k2, 0x2222, 88, False))
+    assert [o[1] for o in opened] == [0x0501] and (0x0502, 9) in plane.user
+    plane.session_up(A.SessionUp((0x0502, 9), k2, b"", False, "10.77.0.11", "sls0"))
+    assert plane.counters["unknown_session"] == 0
+    assert not [st for st in host.steps if "sls0-9" in st]      # its /32 stays on the TUN
+    assert plane.host_step("route_add", ("10.77.0.11/32", "sls0", "10.77.0.1"))[1][1] == "sls0"
+    # Its data, passed up on client 1's tunnel socket, goes to the TUN; the endpoint does not see it.
+    pkt = _ip4("10.77.0.11", "192.0.2.80")
+    n_up = len(up.got)
+    t1.inbox.append((_data(0x0502, 9, 0x21, pkt), (PEER, 1701), mark2))
+    loop.readers[t1](2.0)
+    assert tun.taken == [pkt] and len(up.got) == n_up
+    # ... but only from its own address; and its PPP control frames are the endpoint's.
+    t1.inbox.append((_data(0x0502, 9, 0x21, _ip4("10.77.0.99", "192.0.2.80")), (PEER, 1701), mark2))
+    echo = _data(0x0502, 9, 0xC021, b"\x09\x01\x00\x08\x00\x00\x00\x00")
+    t1.inbox.append((echo, (PEER, 1701), mark2))
+    loop.readers[t1](2.1)
+    assert tun.taken == [pkt] and plane.counters["user_spoofed"] == 1
+    assert up.got[-1] == ("on_l2tp", echo, k2)
+    # The endpoint's frames for it leave marked through the listener too.
+    plane.send_l2tp(k2, echo)
+    assert listener.marked[-1] == (echo, (PEER, 1701), mark2)
+    # What the TUN routes to its address: one L2TP data message to it, marked.
+    back = _ip4("192.0.2.80", "10.77.0.11", 1200)
+    tun.inject(back)
+    loop.readers[tun](2.2)
+    assert listener.marked[-1] == (bytes((0, 2, 0x22, 0x22, 0, 88, 0xFF, 0x03, 0, 0x21)) + back, (PEER, 1701),
+                                   mark2)
+    tun.inject(_ip4("192.0.2.80", "10.77.0.12"))      # nobody's address
+    loop.readers[tun](2.3)
+    assert plane.counters["user_no_route"] == 1
+    st = plane.session_counters((0x0502, 9))
+    assert (st["datapath"], st["unit"], st["rx_packets"], st["tx_packets"], st["spoofed"]) == ("user", "sls0", 1, 1, 1)
+    assert plane.counters_of((0x0502, 9)) == (len(pkt), len(back), 1, 1)
+    # Client 2's last SA goes: its session with it; client 1 stays in the kernel.
+    plane.remove_sa(0xA2, 0xB2)
+    assert (0x0502, 9) not in plane.user and (0x0501, 7) in plane.sessions and plane.user_peers == 0
     plane.close()
     assert kp.xfrm.list_sas() == [] and kp.xfrm.list_policies() == []
+
+
+def test_a_new_kernel_keeps_every_client_at_an_address_in_the_kernel():
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.multi_nat = True
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    assert plane.counters["shared_address_user"] == 0 and plane.user_peers == 0
+    plane.session_open(A.SessionOpen((0x0502, 9), (PEER, 4502, 1701), 0x2222, 88, False))
+    assert [o[1] for o in opened] == [0x0502] and plane.user is None
+    plane.close()
 
 
 @pytest.mark.parametrize("release,expect", [
@@ -725,18 +804,19 @@ def test_multi_nat_probe_reads_the_kernel_release(release, expect):
     assert (ok, kernel_path.kernel_release(uname)) == expect and release in why
 
 
-def test_auto_server_on_an_old_kernel_takes_the_user_space_path():
+def test_a_server_on_an_old_kernel_takes_the_kernel_path_and_says_what_runs_in_user_space():
+    # Before 6.11 the kernel carries one client's L2TP data per address; the kernel plane carries the others'
+    # in user space (usersessions), so `auto` still picks the kernel, and the log says what that kernel lacks.
     sec = type("S", (), {"datapath": "auto"})()
     log = Log()
     got, why = R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"),
-                                 multi_nat=lambda: (False, "kernel 6.1.0 cannot carry two L2TP clients behind one NAT"))
-    assert got == "user" and "behind one NAT" in why and "behind one NAT" in log.lines[-1]
-    got, _ = R.choose_datapath(sec, "client", log, probe=lambda: (True, "ok"),
-                               multi_nat=lambda: (False, "old"))
-    assert got == "kernel"
-    sec.datapath = "kernel"
-    assert R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"),
-                             multi_nat=lambda: (False, "old"))[0] == "kernel"
+                                 multi_nat=lambda: (False, "kernel 6.1.0 cannot carry two L2TP clients behind one "
+                                                           "NAT (needs Linux 6.11+)"))
+    assert got == "kernel" and "behind one NAT" in why and "user space" in log.lines[-1]
+    got, why = R.choose_datapath(sec, "client", log, probe=lambda: (True, "ok"), multi_nat=lambda: (False, "old"))
+    assert got == "kernel" and why == "ok"
+    got, why = R.choose_datapath(sec, "server", log, probe=lambda: (True, "ok"), multi_nat=lambda: (True, "6.12"))
+    assert got == "kernel" and why == "ok"
 
 
 def test_session_ids_are_unique_across_the_server():
@@ -766,7 +846,7 @@ def test_status_says_why_the_data_path_was_chosen():
     r = R.Runner(loop, None, Ep(), plane, host, clock=lambda: 1.0)
     r.datapath_why = "kernel 6.1.0 cannot carry two L2TP clients behind one NAT (needs Linux 6.11+)"
     st = r.status()
-    assert st["datapath_why"] == r.datapath_why and st["transport"]["shared_address_refused"] == 0
+    assert st["datapath_why"] == r.datapath_why and st["transport"]["shared_address_user"] == 0
     plane.close()
 
 
