@@ -36,8 +36,9 @@ COMMON_PACKAGES = [
     "python3-cryptography",
 ]
 FLAVOURS = {
+    # nftables: the NAT of two-clients-behind-nat-kernel-6.1 (clients behind it in namespaces).
     "strongswan": ["strongswan", "strongswan-swanctl", "libstrongswan-standard-plugins",
-                   "libcharon-extra-plugins"],
+                   "libcharon-extra-plugins", "nftables"],
     "libreswan": ["libreswan"],
     # nftables: NAT inside the guest, for kernel-path cells that put clients behind a NAT in namespaces.
     # strongswan-charon (which pulls in strongswan-starter): Debian 13's `strongswan` picks charon-systemd and

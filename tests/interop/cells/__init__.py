@@ -110,7 +110,11 @@ CELLS = [
     Cell("kernel-hal-two-one-address", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel", nat=False),
     # The Sluice server on the kernel path with two Sluice clients behind one nftables NAT (namespaces).
     Cell("two-clients-behind-nat-kernel", "trixie-single", kernel_nat.cell_two_clients_kernel, "kernel"),
-    # The same on Debian 12's 6.1, before the 2024 l2tp_core change: passes when only one client gets through.
+    # The same on Debian 12's 6.1, before the 6.11 l2tp_core change: one client in the kernel, the other's L2TP/PPP
+    # data in user space over its kernel SAs (usersessions).
+    Cell("two-clients-behind-nat-kernel-6.1", "bookworm-single", kernel_nat.cell_two_clients_kernel, "kernel",
+         before_611=True),
+    # The kernel HAL alone on 6.1, before the 2024 l2tp_core change: passes when only one client gets through.
     Cell("kernel-hal-two-one-address-6.1", "bookworm-single", kernel_hal.cell_two_behind_nat, "kernel",
          nat=False, before_2024=True),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),

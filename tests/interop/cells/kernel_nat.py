@@ -8,6 +8,11 @@ two IKE peers at one address with two NAT-T ports, both sending L2TP from inner 
 dial at the same moment (both spawned, then both waited for), so their SCCRQs reach the server within one
 counter poll: only the mark their inbound SA set (SO_RCVMARK) tells them apart.
 
+two-clients-behind-nat-kernel-6.1 is the same on Debian 12 (kernel 6.1, testbed `bookworm-single`), before the
+6.11 l2tp_core change: one client gets the kernel tunnel and unit, the other a user-space session over its
+kernel SAs (`datapath` "user", the TUN as its unit, `shared_address_user` 1, one kernel tunnel); both must
+carry the same traffic.
+
 Checks: both clients up at once with different addresses; ping both ways (client -> server's local_ip and
 server -> each client's address) and a short iperf3 per client; `sluice status --json` lists two sessions,
 each with `datapath` "kernel" and its own ppp unit, and the transport counts the shared address; the kernel
@@ -117,7 +122,9 @@ def _logs(g):
                                                                       "/var/log/sluice-nat-c2.log"))
 
 
-def cell_two_clients_kernel(bed):
+def cell_two_clients_kernel(bed, before_611=False):
+    """before_611: a kernel without the 6.11 l2tp_core change (Debian 12's 6.1): the first client to install its
+    SAs gets the kernel tunnel and unit, the other a user-space session over its kernel SAs (usersessions)."""
     g = bed.g1
     install_sluice(g)
     g.sh("ls /lab/labctl.py /lab/kdp.py >/dev/null")   # mounted on first use (autofs): before `ip netns exec`
@@ -166,12 +173,14 @@ def cell_two_clients_kernel(bed):
                 raise CellFailure("iperf3 from client %d failed: %s %s" % (i, p.stdout[-800:], p.stderr[-300:]))
         st = _status(g, "knsrv", "lns")
         sessions = [s for t in st.get("tunnels", []) for s in t.get("sessions", [])]
-        check(len(sessions) == 2 and all(s.get("datapath") == "kernel" for s in sessions)
-              and len(set(s.get("unit") for s in sessions)) == 2
+        paths = sorted(s.get("datapath") for s in sessions)
+        want = ["kernel", "user"] if before_611 else ["kernel", "kernel"]
+        check(len(sessions) == 2 and paths == want and len(set(s.get("unit") for s in sessions)) == 2
               and all(s.get("rx_packets", 0) >= 5 and s.get("tx_packets", 0) >= 5 for s in sessions),
-              "server status sessions (want 2, datapath kernel, own units, traffic on each): %r" % (sessions,))
+              "server status sessions (want 2, datapath %s, own units or the TUN, traffic on each): %r" % (
+                  " + ".join(want), sessions))
         tr = st.get("transport", {})
-        check(tr.get("shared_address_clients", 0) >= 1 and tr.get("shared_address_refused", 0) == 0,
+        check(tr.get("shared_address_clients", 0) >= 1 and tr.get("shared_address_user", 0) == (1 if before_611 else 0),
               "transport counters: %r" % (tr,))
         # Dialled at once, yet no SCCRQ was guessed: the inbound SAs' set-mark named each client.
         check(tr.get("misattributed", -1) == 0 and tr.get("attributed_by_mark", 0) >= 1,
@@ -182,7 +191,7 @@ def cell_two_clients_kernel(bed):
         check(_ours(pol) == 3 and ins == 1 and len(set(marks)) == 2,
               "server policies: want 1 in + 2 marked out of ours:\n%s" % pol)
         tunnels = g.sh("ip -n knsrv l2tp show tunnel").count("Tunnel ")
-        check(tunnels == 2, "server kernel L2TP tunnels: %d" % tunnels)
+        check(tunnels == (1 if before_611 else 2), "server kernel L2TP tunnels: %d" % tunnels)
         g.ssh("pkill -INT -x tcpdump", check=False)
         time.sleep(1)
         plain = g.ssh("tcpdump -nn -r /tmp/knat-wire.pcap 'udp port 1701 and not udp port 4500' | wc -l",
@@ -205,11 +214,11 @@ def cell_two_clients_kernel(bed):
         return result(ups[1]["elapsed"] + ups[2]["elapsed"], speeds[0],
                       "Sluice server (kernel path, %s) with two Sluice clients behind one NAT %s (NAT-T ports "
                       "%s): dialled at once, both up (%s), %d SCCRQs told apart by mark, none guessed, ping both ways, iperf3 client1 %.1f / client2 %.1f Mbit/s; "
-                      "status: 2 sessions datapath kernel (units %s); 1 inbound + 2 marked outbound policies, "
-                      "2 kernel tunnels; wire: %s ESP-in-UDP packets, no plaintext L2TP; clean after SIGTERM"
+                      "status: 2 sessions datapath %s (units %s); 1 inbound + 2 marked outbound policies, "
+                      "%d kernel tunnel(s); wire: %s ESP-in-UDP packets, no plaintext L2TP; clean after SIGTERM"
                       % (g.sh("uname -r").strip(), NAT_IP, "/".join(ports), " ".join(ips),
-                         tr.get("attributed_by_mark", 0), speeds[0], speeds[1],
-                         " ".join(sorted(s.get("unit", "?") for s in sessions)), natt))
+                         tr.get("attributed_by_mark", 0), speeds[0], speeds[1], " + ".join(paths),
+                         " ".join(sorted(s.get("unit", "?") for s in sessions)), tunnels, natt))
     finally:
         for k in list(pids):
             _stop(g, pids[k])
