@@ -882,7 +882,9 @@ class KernelPlane:
         its Router Solicitations go out of it."""
         s = self.sessions.get(a.key)
         if s is None:
-            self.counters["unknown_session"] += 1
+            # A user-space session: its /64 is routed to the TUN (host_step finds no unit), read there.
+            if self.user is None or not self.user.session6_up(a.key, a.prefix):
+                self.counters["unknown_session"] += 1
             return
         if self.role == "client":
             s.net6 = "client"
@@ -901,6 +903,8 @@ class KernelPlane:
 
     def session6_down(self, key):
         s = self.sessions.get(key)
+        if s is None and self.user is not None:
+            self.user.session6_down(key)
         if s is None or s.net6 is None:
             return
         s.net6 = None

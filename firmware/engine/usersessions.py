@@ -7,17 +7,17 @@ their SAs and marked outbound policy in the kernel (kernelplane's `install_sa`),
 user space. It arrives on that one client's tunnel socket, because l2tp_core passes up what it has no session
 for (our session ids are unique across the server, so it never finds a wrong one), or on the listener. This
 module carries it the way the user-space plane does:
-- IPv4 from the session's own address goes to the server's TUN device (the anchor of local_ip);
-- what the TUN routes to that address goes back out as an L2TP data message;
-- PPP control frames, and data for sessions not up yet, go to the endpoint.
+- IPv4 from the session's own address, IPv6 from its /64, goes to the server's TUN device (the anchor of
+  local_ip, which also takes the routes to such sessions' addresses and prefixes);
+- what the TUN routes to them goes back out as an L2TP data message;
+- PPP control frames, IPv6 to link-local or multicast addresses (Neighbor Discovery), and data for sessions
+  not up yet go to the endpoint.
 
 Outbound messages leave through the listener with the client's mark as an SO_MARK control message, so its own
 policy and SA take them. Such a client gets no connected socket: a newer connected socket for the same pair
 would take the datagrams of the kernel client's tunnel.
 
-Per packet: one dict lookup each way; the session's L2TP/PPP prefix and mark control message are built once.
-IPv6 is not carried for these sessions (counted as `user_ipv6_dropped`): the kernel path's per-unit IPv6
-has no TUN counterpart here yet.
+Per packet: one dict lookup each way; the session's L2TP/PPP prefixes are built once.
 """
 
 from sluice.engine.meter import Meter
@@ -26,14 +26,16 @@ from sluice.l2tp.errors import L2tpError
 from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
 
 _PPP_IP = b"\xff\x03\x00\x21"
+_PPP_IP6 = b"\xff\x03\x00\x57"
 MAX_PACKET = 65535
 
 
 class UserSession:
     """One session of a client the kernel cannot carry: its L2TP peer, prefix, address and counters."""
 
-    __slots__ = ("key", "peer", "ptid", "psid", "mark", "prefix", "enc", "addr", "rx_packets", "rx_bytes",
-                 "tx_packets", "tx_bytes", "spoofed", "meter_in", "meter_out")
+    __slots__ = ("key", "peer", "ptid", "psid", "mark", "prefix", "prefix6", "enc", "addr", "net6", "rx_packets",
+                 "rx_bytes", "tx_packets", "tx_bytes", "rx6_packets", "rx6_bytes", "tx6_packets", "tx6_bytes",
+                 "spoofed", "meter_in", "meter_out")
 
     def __init__(self, key, peer, ptid, psid, sequencing, mark):
         self.key = key          # (our tunnel id, our session id)
@@ -45,8 +47,11 @@ class UserSession:
         # Ns on every message (RFC 2661 5.4, rare): the encoder makes each header; else one prefix for all.
         self.enc = enc if sequencing else None
         self.prefix = None if sequencing else enc.header + _PPP_IP
+        self.prefix6 = None if sequencing else enc.header + _PPP_IP6
         self.addr = None        # 4 bytes once the session carries IP (SessionUp)
+        self.net6 = None        # its /64 (8 bytes) once it carries IPv6 (Session6Up)
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = self.spoofed = 0
+        self.rx6_packets = self.rx6_bytes = self.tx6_packets = self.tx6_bytes = 0
         self.meter_in = self.meter_out = None
 
 
@@ -60,11 +65,12 @@ class UserSessions:
         self.tun = tun
         self.send = send
         self.counters = counters    # the kernel plane's counters dict: ours are added to it
-        for k in ("user_rx", "user_tx", "user_spoofed", "user_no_route", "user_ipv6_dropped", "user_policed"):
+        for k in ("user_rx", "user_tx", "user_spoofed", "user_no_route", "user_policed"):
             counters.setdefault(k, 0)
         self.sessions = {}      # (tid, sid) -> UserSession
         self.by_ids = {}        # tid << 16 | sid -> UserSession: the receive path's lookup
         self.by_addr = {}       # 4-byte client address -> UserSession: the TUN side's lookup
+        self.by_net6 = {}       # 8-byte /64 -> UserSession (IPv6)
         self.dhcp = False       # the endpoint answers DHCPINFORM (kernel plane's `dhcp`)
         self.reading = False
         self.buf = bytearray(MAX_PACKET)
@@ -102,7 +108,25 @@ class UserSessions:
             s.meter_in, s.meter_out = Meter(rate), Meter(rate)
         return True
 
+    def session6_up(self, key, prefix):
+        """The session carries IPv6 in the /64 `prefix` (8 bytes)."""
+        s = self.sessions.get(key)
+        if s is None or prefix is None:
+            return s is not None
+        self.session6_down(key)
+        s.net6 = bytes(prefix)
+        self.by_net6[s.net6] = s
+        return True
+
+    def session6_down(self, key):
+        s = self.sessions.get(key)
+        if s is not None and s.net6 is not None:
+            if self.by_net6.get(s.net6) is s:
+                del self.by_net6[s.net6]
+            s.net6 = None
+
     def close(self, key):
+        self.session6_down(key)
         s = self.sessions.pop(key, None)
         if s is None:
             return None
@@ -140,12 +164,11 @@ class UserSessions:
         except (L2tpError, PppError):
             return False
         s = self.by_ids.get((tid << 16) | sid)
-        if s is None or s.addr is None:
+        if s is None:
             return False
-        if proto == PROTO_IPV6:
-            c["user_ipv6_dropped"] += 1
-            return True
-        if proto != PROTO_IP:
+        if proto == PROTO_IPV6 and s.net6 is not None:
+            return self._ipv6_in(s, data, q, end, key, now)
+        if proto != PROTO_IP or s.addr is None:
             return False
         if key != s.peer:
             c["wrong_peer"] += 1
@@ -169,6 +192,32 @@ class UserSessions:
         self.tun.write(memoryview(data)[q:end])
         return True
 
+    def _ipv6_in(self, s, data, q, end, key, now):
+        """An IPv6 packet of the session: to the TUN from its /64; Neighbor Discovery (to a link-local or
+        multicast address) to the endpoint (False)."""
+        c = self.counters
+        if key != s.peer:
+            c["wrong_peer"] += 1
+            return True
+        if end - q < 40 or data[q] >> 4 != 6:
+            c["malformed"] += 1
+            return True
+        d0 = data[q + 24]
+        if d0 == 0xFF or (d0 == 0xFE and data[q + 25] & 0xC0 == 0x80):
+            return False
+        if data[q + 8:q + 16] != s.net6:
+            s.spoofed += 1
+            c["user_spoofed"] += 1
+            return True
+        if s.meter_in is not None and not s.meter_in.allow(end - q, now):
+            c["user_policed"] += 1
+            return True
+        s.rx6_packets += 1
+        s.rx6_bytes += end - q
+        c["user_rx"] += 1
+        self.tun.write(memoryview(data)[q:end])
+        return True
+
     # -- to the client -------------------------------------------------------------------------------------
 
     def _on_tun(self, now):
@@ -178,33 +227,42 @@ class UserSessions:
             if n <= 0:
                 return
             if buf[0] >> 4 == 6:
-                c["user_ipv6_dropped"] += 1
+                s = self.by_net6.get(bytes(buf[24:32])) if n >= 40 else None
+                six = True
+            elif n >= 20 and buf[0] >> 4 == 4:
+                s = by_addr.get(bytes(buf[16:20]))
+                six = False
+            else:
                 continue
-            if n < 20 or buf[0] >> 4 != 4:
-                continue
-            s = by_addr.get(bytes(buf[16:20]))
             if s is None:
                 c["user_no_route"] += 1
                 continue
-            self._out(s, view[:n], now)
+            self._out(s, view[:n], now, six)
 
     def send_to_session(self, key, packet):
         """An IPv4 packet of our own (a DHCPACK) into the session."""
         s = self.sessions.get(key)
         if s is None or s.addr is None:
             return False
-        self._out(s, memoryview(packet), None)
+        self._out(s, memoryview(packet), None, False)
         return True
 
-    def _out(self, s, packet, now):
+    def _out(self, s, packet, now, six):
         n = len(packet)
         if now is not None and s.meter_out is not None and not s.meter_out.allow(n, now):
             self.counters["user_policed"] += 1
             return
-        prefix = s.prefix if s.enc is None else s.enc.next_header() + _PPP_IP
+        if s.enc is not None:
+            prefix = s.enc.next_header() + (_PPP_IP6 if six else _PPP_IP)
+        else:
+            prefix = s.prefix6 if six else s.prefix
         if self.send(s.peer, (prefix, packet), s.mark):
-            s.tx_packets += 1
-            s.tx_bytes += n
+            if six:
+                s.tx6_packets += 1
+                s.tx6_bytes += n
+            else:
+                s.tx_packets += 1
+                s.tx_bytes += n
             self.counters["user_tx"] += 1
 
     # -- status --------------------------------------------------------------------------------------------
@@ -213,12 +271,14 @@ class UserSessions:
         s = self.sessions.get(key)
         if s is None:
             return None
-        return (s.rx_bytes, s.tx_bytes, s.rx_packets, s.tx_packets)
+        return (s.rx_bytes + s.rx6_bytes, s.tx_bytes + s.tx6_bytes, s.rx_packets + s.rx6_packets,
+                s.tx_packets + s.tx6_packets)
 
     def session_counters(self, key, unit):
         s = self.sessions.get(key)
         if s is None:
             return None
-        return {"rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes, "tx_packets": s.tx_packets,
-                "tx_bytes": s.tx_bytes, "spoofed": s.spoofed, "rx6_packets": 0, "rx6_bytes": 0, "tx6_packets": 0,
-                "tx6_bytes": 0, "unit": unit, "datapath": "user"}
+        rx_b, tx_b, rx_p, tx_p = self.counters_of(key)
+        return {"rx_packets": rx_p, "rx_bytes": rx_b, "tx_packets": tx_p, "tx_bytes": tx_b, "spoofed": s.spoofed,
+                "rx6_packets": s.rx6_packets, "rx6_bytes": s.rx6_bytes, "tx6_packets": s.tx6_packets,
+                "tx6_bytes": s.tx6_bytes, "unit": unit, "datapath": "user"}

@@ -772,6 +772,26 @@ def test_old_kernel_carries_the_second_client_at_an_address_in_user_space():
     st = plane.session_counters((0x0502, 9))
     assert (st["datapath"], st["unit"], st["rx_packets"], st["tx_packets"], st["spoofed"]) == ("user", "sls0", 1, 1, 1)
     assert plane.counters_of((0x0502, 9)) == (len(pkt), len(back), 1, 1)
+    # IPv6: its /64 both ways through the TUN; Neighbor Discovery (link-local) to the endpoint.
+    from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
+
+    plane.session6_up(A.Session6Up((0x0502, 9), b"\x20\x01\x0d\xb8\x00\x77\x00\x0b", b"\x00" * 7 + b"\x02"))
+    six = bytes(IPv6(src="2001:db8:77:b::2", dst="2001:db8::80") / (b"y" * 20))
+    rs = _data(0x0502, 9, 0x57, bytes(IPv6(src="fe80::2", dst="ff02::2") / ICMPv6ND_RS()))
+    t1.inbox += [(_data(0x0502, 9, 0x57, six), (PEER, 1701), mark2), (rs, (PEER, 1701), mark2),
+                 (_data(0x0502, 9, 0x57, bytes(IPv6(src="2001:db8:99::2", dst="2001:db8::80"))), (PEER, 1701), mark2)]
+    loop.readers[t1](2.4)
+    assert tun.taken[-1] == six and up.got[-1] == ("on_l2tp", rs, k2) and plane.counters["user_spoofed"] == 2
+    down6 = bytes(IPv6(src="2001:db8::80", dst="2001:db8:77:b::2") / (b"z" * 30))
+    tun.inject(down6)
+    loop.readers[tun](2.5)
+    assert listener.marked[-1][0] == bytes((0, 2, 0x22, 0x22, 0, 88, 0xFF, 0x03, 0, 0x57)) + down6
+    st = plane.session_counters((0x0502, 9))
+    assert (st["rx6_packets"], st["tx6_packets"], st["rx_packets"], st["tx_packets"]) == (1, 1, 2, 2)
+    plane.session6_down((0x0502, 9))
+    tun.inject(down6)
+    loop.readers[tun](2.6)
+    assert plane.counters["user_no_route"] == 2
     # Client 2's last SA goes: its session with it; client 1 stays in the kernel.
     plane.remove_sa(0xA2, 0xB2)
     assert (0x0502, 9) not in plane.user and (0x0501, 7) in plane.sessions and plane.user_peers == 0
