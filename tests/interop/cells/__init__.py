@@ -12,12 +12,10 @@ TESTBEDS = {
     # name: guest image flavours, g1 first
     "strongswan": ("strongswan", "strongswan"),
     "libreswan": ("libreswan", "strongswan"),
-    # Debian 13 (kernel 6.12), one guest: Sluice's kernel glue read back with ip xfrm / ip l2tp.
-    "trixie-single": ("trixie",),
     # Sluice's kernel data path in Debian 13 (g2) against the reference stack in Debian 12 (g1: the same image as
-    # the reference cells; trixie's strongSwan has no `ipsec` starter, which IpsecStack drives).
+    # the reference cells), and its controls: the reference stack in g2 in Sluice's place. The one-guest kernel
+    # cells (kernel HAL, NAT in namespaces) run in g2 after them; their 6.1 controls in strongswan's g2.
     "kernel-peer": ("strongswan", "trixie"),
-    "bookworm-single": ("strongswan",),
 }
 
 
@@ -100,22 +98,22 @@ CELLS = [
     Cell("sluice-guest-lns-kernel-rekey", "kernel-peer", kernel_rekey.cell_lns_kernel_rekey, "kernel"),
     Cell("sluice-guest-lac-kernel-plain", "kernel-peer", kernel_rekey.cell_lac_kernel_plain, "kernel"),
     Cell("sluice-guest-lns-kernel-plain", "kernel-peer", kernel_rekey.cell_lns_kernel_plain, "kernel"),
-    Cell("kernel-hal-probe", "trixie-single", kernel_hal.cell_probe, "kernel"),
-    Cell("kernel-hal-roundtrip", "trixie-single", kernel_hal.cell_roundtrip, "kernel"),
-    Cell("kernel-hal-path", "trixie-single", kernel_hal.cell_kernel_path, "kernel"),
-    Cell("kernel-hal-kill9", "trixie-single", kernel_hal.cell_kill9, "kernel"),
-    Cell("kernel-hal-expire", "trixie-single", kernel_hal.cell_expire, "kernel"),
-    Cell("kernel-hal-datapath", "trixie-single", kernel_hal.cell_datapath, "kernel"),
-    Cell("kernel-hal-two-behind-nat", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel"),
-    Cell("kernel-hal-two-one-address", "trixie-single", kernel_hal.cell_two_behind_nat, "kernel", nat=False),
+    Cell("kernel-hal-probe", "kernel-peer", kernel_hal.cell_probe, "kernel"),
+    Cell("kernel-hal-roundtrip", "kernel-peer", kernel_hal.cell_roundtrip, "kernel"),
+    Cell("kernel-hal-path", "kernel-peer", kernel_hal.cell_kernel_path, "kernel"),
+    Cell("kernel-hal-kill9", "kernel-peer", kernel_hal.cell_kill9, "kernel"),
+    Cell("kernel-hal-expire", "kernel-peer", kernel_hal.cell_expire, "kernel"),
+    Cell("kernel-hal-datapath", "kernel-peer", kernel_hal.cell_datapath, "kernel"),
+    Cell("kernel-hal-two-behind-nat", "kernel-peer", kernel_hal.cell_two_behind_nat, "kernel"),
+    Cell("kernel-hal-two-one-address", "kernel-peer", kernel_hal.cell_two_behind_nat, "kernel", nat=False),
     # The Sluice server on the kernel path with two Sluice clients behind one nftables NAT (namespaces).
-    Cell("two-clients-behind-nat-kernel", "trixie-single", kernel_nat.cell_two_clients_kernel, "kernel"),
+    Cell("two-clients-behind-nat-kernel", "kernel-peer", kernel_nat.cell_two_clients_kernel, "kernel"),
     # The same on Debian 12's 6.1, before the 6.11 l2tp_core change: one client in the kernel, the other's L2TP/PPP
     # data in user space over its kernel SAs (usersessions).
-    Cell("two-clients-behind-nat-kernel-6.1", "bookworm-single", kernel_nat.cell_two_clients_kernel, "kernel",
+    Cell("two-clients-behind-nat-kernel-6.1", "strongswan", kernel_nat.cell_two_clients_kernel, "kernel",
          before_611=True),
     # The kernel HAL alone on 6.1, before the 2024 l2tp_core change: passes when only one client gets through.
-    Cell("kernel-hal-two-one-address-6.1", "bookworm-single", kernel_hal.cell_two_behind_nat, "kernel",
+    Cell("kernel-hal-two-one-address-6.1", "strongswan", kernel_hal.cell_two_behind_nat, "kernel",
          nat=False, before_2024=True),
     Cell("boot-libreswan", "libreswan", reference.cell_boot, "reference"),
     Cell("ref-l2tp-ipsec-libreswan-server", "libreswan", reference.cell_ref_l2tp_ipsec, "reference",

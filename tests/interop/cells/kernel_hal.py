@@ -45,7 +45,7 @@ def _ready(g):
 
 
 def cell_probe(bed):
-    g = bed.g1
+    g = bed.last
     _ready(g)
     r = _kdp(g, "probe")
     have = r["kernel_transforms"]
@@ -67,7 +67,7 @@ def _ours_left(view):
 
 
 def cell_roundtrip(bed):
-    g = bed.g1
+    g = bed.last
     _ready(g)
     r = _kdp(g, "cycle", g.ip, PEER)
     up = r["up"]
@@ -104,7 +104,7 @@ def cell_kernel_path(bed):
     """The same through KernelPath, the object a kernel data-plane backend holds: an IKE ChildSaUp (GCM,
     NAT-T) becomes an SA pair, the server's policies (any client port), a tunnel + LNS session + PPP unit;
     stop() removes it all."""
-    g = bed.g1
+    g = bed.last
     _ready(g)
     r = _kdp(g, "path", g.ip, PEER)
     st, pol, tun = r["up"]["state"], r["up"]["policy"], r["up"]["tunnel"]
@@ -123,7 +123,7 @@ def cell_kernel_path(bed):
 
 
 def cell_kill9(bed):
-    g = bed.g1
+    g = bed.last
     _ready(g)
     g.ssh("rm -f %s; ip xfrm state add src %s dst %s proto esp spi 0x0bad0001 reqid 1 mode transport "
           "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff auth-trunc 'hmac(sha1)' "
@@ -156,7 +156,7 @@ def cell_kill9(bed):
 
 
 def cell_expire(bed):
-    g = bed.g1
+    g = bed.last
     _ready(g)
     r = _kdp(g, "expire", g.ip, PEER)
     ev = r["events"]
@@ -177,7 +177,7 @@ def cell_datapath(bed):
     UDP socket, a session and a PPP unit. IP then flows ppp <-> ppp with no user space in the path: ping
     and a short iperf3, the SA counters (read with our GETSA) grow, no plain L2TP crosses the veth, and
     SIGTERM makes each end remove everything."""
-    g = bed.g1
+    g = bed.last
     _ready(g)
     g.sh("for n in kha khb; do ip netns del $n 2>/dev/null; done; ip netns add kha && ip netns add khb && "
          "ip link add va netns kha type veth peer name vb netns khb && "
@@ -304,7 +304,7 @@ def cell_two_behind_nat(bed, nat=True, before_2024=False):
     before_2024=True is the control on a kernel older than the l2tp_core change (Debian 12's 6.1): it passes
     when exactly one client gets through (the tunnel whose socket the kernel picks for the shared address
     pair), which is the limitation the kernel backend has to route around there."""
-    g = bed.g1
+    g = bed.last
     _ready(g)
     if nat:
         cmds = [

@@ -1,6 +1,6 @@
 """two-clients-behind-nat-kernel: the Sluice SERVER on the kernel data path with two clients behind one NAT.
 
-One Debian 13 guest (kernel 6.12, testbed `trixie-single`), four network namespaces as kernel_hal's
+The Debian 13 guest (kernel 6.12, g2 of testbed `kernel-peer`), four network namespaces as kernel_hal's
 `kernel-hal-two-behind-nat`: the server (198.51.100.1), a NAT (198.51.100.2, nftables masquerade) and two
 clients on private addresses behind it. The server is `sluice server` with `option datapath 'kernel'`; the
 clients are two `sluice client` processes (user-space path, each in its own namespace), so the server sees
@@ -8,7 +8,7 @@ two IKE peers at one address with two NAT-T ports, both sending L2TP from inner 
 dial at the same moment (both spawned, then both waited for), so their SCCRQs reach the server within one
 counter poll: only the mark their inbound SA set (SO_RCVMARK) tells them apart.
 
-two-clients-behind-nat-kernel-6.1 is the same on Debian 12 (kernel 6.1, testbed `bookworm-single`), before the
+two-clients-behind-nat-kernel-6.1 is the same on Debian 12 (kernel 6.1, g2 of testbed `strongswan`), before the
 6.11 l2tp_core change: one client gets the kernel tunnel and unit, the other a user-space session over its
 kernel SAs (`datapath` "user", the TUN as its unit, `shared_address_user` 1, one kernel tunnel); both must
 carry the same traffic.
@@ -125,7 +125,7 @@ def _logs(g):
 def cell_two_clients_kernel(bed, before_611=False):
     """before_611: a kernel without the 6.11 l2tp_core change (Debian 12's 6.1): the first client to install its
     SAs gets the kernel tunnel and unit, the other a user-space session over its kernel SAs (usersessions)."""
-    g = bed.g1
+    g = bed.last
     install_sluice(g)
     g.sh("ls /lab/labctl.py /lab/kdp.py >/dev/null")   # mounted on first use (autofs): before `ip netns exec`
     _ns_setup(g)
