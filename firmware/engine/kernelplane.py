@@ -783,7 +783,7 @@ class KernelPlane:
                 from sluice.engine.usersessions import UserSessions
 
                 self.user = UserSessions(self.loop, self.up, self.tun, self._send_marked, self.counters)
-                self.user.dhcp = self.dhcp
+            self.user.dhcp = self.dhcp
             self.user.open(a.key, a.peer, a.peer_tunnel_id, a.peer_session_id, a.sequencing, p.mark[0])
             self._remember_tid(a.key[0], a.peer)
             return
