@@ -183,14 +183,7 @@ class UserSessions:
             if h + 8 <= end and data[h + 2] == 0 and data[h + 3] == 67:
                 self.up.on_dhcp(s.key, bytes(data[q:end]), now)   # DHCPINFORM: answered, not routed
                 return True
-        if s.meter_in is not None and not s.meter_in.allow(end - q, now):
-            c["user_policed"] += 1
-            return True
-        s.rx_packets += 1
-        s.rx_bytes += end - q
-        c["user_rx"] += 1
-        self.tun.write(memoryview(data)[q:end])
-        return True
+        return self._deliver(s, data, q, end, now, False)
 
     def _ipv6_in(self, s, data, q, end, key, now):
         """An IPv6 packet of the session: to the TUN from its /64; Neighbor Discovery (to a link-local or
@@ -209,12 +202,21 @@ class UserSessions:
             s.spoofed += 1
             c["user_spoofed"] += 1
             return True
-        if s.meter_in is not None and not s.meter_in.allow(end - q, now):
-            c["user_policed"] += 1
+        return self._deliver(s, data, q, end, now, True)
+
+    def _deliver(self, s, data, q, end, now, six):
+        """The packet data[q:end], checked, to the TUN (or dropped by the session's rate limit). True."""
+        n = end - q
+        if s.meter_in is not None and not s.meter_in.allow(n, now):
+            self.counters["user_policed"] += 1
             return True
-        s.rx6_packets += 1
-        s.rx6_bytes += end - q
-        c["user_rx"] += 1
+        if six:
+            s.rx6_packets += 1
+            s.rx6_bytes += n
+        else:
+            s.rx_packets += 1
+            s.rx_bytes += n
+        self.counters["user_rx"] += 1
         self.tun.write(memoryview(data)[q:end])
         return True
 

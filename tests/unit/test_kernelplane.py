@@ -946,3 +946,33 @@ def test_ipv6_counters_come_from_the_kernels_per_interface_ipv6_mib(tmp_path, mo
     ks = KernelSockets.__new__(KernelSockets)
     assert ks.netdev6_stats("sls0-9") == (1248, 1040, 12, 10)
     assert ks.netdev6_stats("sls0-10") == (0, 0, 0, 0)
+
+
+def test_a_user_space_session_answers_dhcpinform_and_keeps_its_rate():
+    from scapy.layers.inet import IP, UDP
+    from sluice.engine.twins import MemoryTun
+
+    twin, kp, plane, loop, up, socks, host, opened = make()
+    plane.tun = tun = MemoryTun("sls0")
+    plane.multi_nat = False
+    plane.dhcp = True
+    k2 = (PEER, 4502, 1701)
+    plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
+    plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
+    plane.session_open(A.SessionOpen((0x0502, 9), k2, 0x2222, 88, False))
+    plane.session_up(A.SessionUp((0x0502, 9), k2, b"", False, "10.77.0.11", "sls0", rate=40000))
+    listener = socks.made[2]
+    inform = bytes(IP(src="10.77.0.11", dst="255.255.255.255") / UDP(sport=68, dport=67) / (b"\0" * 240))
+    listener.inbox.append((_data(0x0502, 9, 0x21, inform), (PEER, 1701), 0))
+    plane.key_of_tid[0x0502] = k2
+    loop.readers[listener](1.0)
+    assert up.got[-1][:2] == ("on_dhcp", (0x0502, 9)) and tun.taken == []
+    plane.send_to_session((0x0502, 9), b"\x45" + b"\0" * 27)       # the DHCPACK goes into the session, marked
+    assert listener.marked[-1][0].endswith(b"\x45" + b"\0" * 27)
+    # 40 kB/s with a 32 kB burst: a burst of 1400-byte packets in one instant is cut after about 23.
+    big = _ip4("10.77.0.11", "192.0.2.80", 1372)
+    listener.inbox += [(_data(0x0502, 9, 0x21, big), (PEER, 1701), 0)] * 30
+    for _ in range(2):
+        loop.readers[listener](2.0)
+    assert 20 <= len(tun.taken) <= 25 and plane.counters["user_policed"] == 30 - len(tun.taken)
+    plane.close()
