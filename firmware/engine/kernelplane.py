@@ -301,8 +301,8 @@ class KernelPlane:
         self.ike_peer = {}      # peer ip -> IKE peer (ip, port) of its first client
         self.key_of_tid = {}    # our tunnel id -> L2TP peer key (several clients at one address)
         self.sccrq_key = {}     # (ip, inner port, peer's tunnel id) -> L2TP peer key of an SCCRQ we attributed
-        # Several clients at one address: a kernel without the 6.11 l2tp_core change (None: probe) cannot carry
-        # the second one; it is refused (counted as shared_address_refused) rather than left carrying nothing.
+        # Several clients at one address: a kernel without the 6.11 l2tp_core change (None: probe) carries the
+        # data of one; the others get user-space sessions (self.user, counted as shared_address_user).
         self.multi_nat = multi_nat
         self.user = None        # UserSessions: the sessions of clients whose L2TP data this kernel cannot carry
         self.user_peers = 0     # _Peers with user=True (the send path checks for them only when there are any)
@@ -458,8 +458,7 @@ class KernelPlane:
             if p is not None:
                 if data[0] & 0x80:
                     self._learn_tid(key, data)
-                if not self._send_marked(key, (data,), p.mark[0]):
-                    self.counters["send_errors"] += 1
+                self._send_marked(key, (data,), p.mark[0])    # counts its own send errors
                 return
         if len(data) >= 6 and not data[0] & 0x80:
             sess = self._frame_session(key, data)

@@ -3,8 +3,9 @@
 A cell is a function `cell(bed) -> dict` that sets up one scenario on an already booted testbed, measures
 it, and leaves the guests as it found them (its daemons stopped, in a `finally`). It returns
 {'setup_s': float|None, 'mbps': float|None, 'detail': str, 'rss_mb': {guest: {process: MB}}|None}, plus
-'mbps_rx' where a cell measures both ways, and raises CellFailure (an AssertionError, so pytest reports it as a failure) with the relevant log tails when
-the scenario does not work. The same functions serve pytest (test_*.py) and the matrix (matrix.py).
+'mbps_rx' where a cell measures both ways, and raises CellFailure (an AssertionError, so pytest reports it as
+a failure) with the relevant log tails when the scenario does not work. The same functions serve pytest
+(test_*.py) and the matrix (matrix.py).
 """
 
 import json
