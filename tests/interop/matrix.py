@@ -99,7 +99,9 @@ def prebuild(flavours, say):
             except Exception as e:  # reported again, per testbed, when run() asks for the image
                 say("image %s: not built ahead: %s" % (fl, str(e).splitlines()[0] if str(e) else e))
                 return
-            say("image %s: %s (%.0f s)" % (fl, img.path, time.monotonic() - t0))
+            took = time.monotonic() - t0
+            if took >= 1:   # a cached image is named once, by its testbed
+                say("image %s: built %s (%.0f s)" % (fl, img.path, took))
 
     image.ssh_key()  # made once here: every image's hash covers its public half
     threads = [threading.Thread(target=build_all, args=(fls,), daemon=True) for fls in by_suite.values()]
