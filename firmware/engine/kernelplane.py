@@ -122,10 +122,13 @@ class KernelSockets:
             raise
         return s
 
-    def send_marked(self, sock, parts, addr, mark):
-        """sendmsg with an SO_MARK control message (Linux 4.19+, CAP_NET_ADMIN): the datagram's mark picks the
-        marked policy and SA, without a socket of its own."""
-        sock.sendmsg(parts, [(socket.SOL_SOCKET, _SO_MARK, mark.to_bytes(4, _BYTEORDER))], 0, addr)
+    def mark_control(self, mark):
+        """The SO_MARK control message for sendmsg (Linux 4.19+, CAP_NET_ADMIN): the datagram's mark picks the
+        marked policy and SA, without a socket of its own. Built once per user-space session."""
+        return [(socket.SOL_SOCKET, _SO_MARK, mark.to_bytes(4, _BYTEORDER))]
+
+    def send_with(self, sock, parts, addr, anc):
+        sock.sendmsg(parts, anc, 0, addr)
 
     def set_espinudp(self, sock):
         sock.setsockopt(SOL_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
@@ -458,7 +461,8 @@ class KernelPlane:
             if p is not None:
                 if data[0] & 0x80:
                     self._learn_tid(key, data)
-                self._send_marked(key, (data,), p.mark[0])    # counts its own send errors
+                # Control messages and PPP control frames: rare, their control message built each time.
+                self._send_marked(self._udp_peer(key), (data,), self.sockets.mark_control(p.mark[0]))
                 return
         if len(data) >= 6 and not data[0] & 0x80:
             sess = self._frame_session(key, data)
@@ -517,13 +521,14 @@ class KernelPlane:
         p = self.peers.get((key[0], key[1])) if len(key) == 3 else None
         return p if p is not None and p.user else None
 
-    def _send_marked(self, key, parts, mark):
-        """An L2TP message (buffers) for a user-space client, out of the listener with the client's mark (its
-        policy and SA take it): no connected socket of its own (see usersessions). True when sent."""
+    def _send_marked(self, dest, parts, anc):
+        """An L2TP message (buffers) for a user-space client, out of the listener to dest (address, inner port)
+        with the client's mark (`anc`, its policy and SA take it): no connected socket of its own (see
+        usersessions). True when sent."""
         if self.listener is None:
             return False
         try:
-            self.sockets.send_marked(self.listener, parts, self._udp_peer(key), mark)
+            self.sockets.send_with(self.listener, parts, dest, anc)
             return True
         except OSError:
             self.counters["send_errors"] += 1
@@ -781,7 +786,8 @@ class KernelPlane:
             if self.user is None:
                 from sluice.engine.usersessions import UserSessions
 
-                self.user = UserSessions(self.loop, self.up, self.tun, self._send_marked, self.counters)
+                self.user = UserSessions(self.loop, self.up, self.tun, self._send_marked, self.sockets.mark_control,
+                                         self.counters)
             self.user.dhcp = self.dhcp
             self.user.open(a.key, a.peer, a.peer_tunnel_id, a.peer_session_id, a.sequencing, p.mark[0])
             self._remember_tid(a.key[0], a.peer)
@@ -1109,12 +1115,12 @@ class KernelPlane:
                 data, addr, mark = self._recv(self.listener)
             except OSError:
                 return
+            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, addr, mark, now):
+                continue    # a user-space session's data (its IDs, source and mark checked there)
             key = self._key_from(addr, data, mark)
             if key is None:
                 # L2TP from an address without IPsec SAs: refused as the user-space path refuses it.
                 self.counters["not_ipsec"] += 1
-                continue
-            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, key, now):
                 continue
             self.up.on_l2tp(data, key, now)
 
@@ -1125,14 +1131,16 @@ class KernelPlane:
             except OSError:
                 return
             # Control messages, and data for sessions not (yet) in the kernel: the endpoint's. With several
-            # clients at the sending address, the message may be another client's (see _attribute).
+            # clients at the sending address, the message may be another client's (see _attribute); a
+            # user-space session's data, passed up by the kernel tunnel of this socket, goes to its session.
+            src = self._udp_peer(key)
+            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, src, mark, now):
+                continue
             got = key
             if len(key) == 3:
                 a = self.addrs.get(key[0])
                 if a is not None and len(a.clients) > 1:
-                    got = self._attribute(a, (key[0], key[2]), data, mark) or key
-            if self.user is not None and data and not data[0] & 0x80 and self.user.take(data, got, now):
-                continue    # a user-space session's data, passed up by the kernel tunnel of this socket
+                    got = self._attribute(a, src, data, mark) or key
             self.up.on_l2tp(data, got, now)
 
     def _on_ppp(self, s, fd, now):

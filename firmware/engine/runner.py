@@ -402,8 +402,7 @@ def choose_datapath(section, role, log, probe=None, config=None, multi_nat=None)
 
             shared, why2 = (multi_nat or probe_multi_nat)()
             if not shared:
-                why += "; %s: the second and later client at one address run their L2TP/PPP data in user space" % (
-                    why2.split(" (")[0])
+                why += "; %s: the second and later client at one address run their L2TP/PPP data in user space" % why2
         if ok:
             log.info("data path: kernel (%s)", why)
             return "kernel", why

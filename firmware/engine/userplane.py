@@ -31,6 +31,7 @@ from sluice.esp.errors import EspError, EspExpired
 from sluice.esp.lifetime import Lifetime
 from sluice.esp.sa import Inbound, NEXT_HEADER_UDP, Outbound
 from sluice.hal.net.sockets import socket
+from sluice.ip6.addr import on_link
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError
 from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
@@ -523,8 +524,7 @@ class UserPlane:
         if end - q < 40 or buf[q] >> 4 != 6:
             c["malformed"] += 1
             return True
-        d0 = buf[q + 24]
-        if d0 == 0xFF or (d0 == 0xFE and buf[q + 25] & 0xC0 == 0x80):
+        if on_link(buf, q + 24):
             if self.role == "server":
                 return False
             if buf[q + 6] == 58 and end - q > 40 and buf[q + 40] == 134:

@@ -21,6 +21,7 @@ Per packet: one dict lookup each way; the session's L2TP/PPP prefixes are built 
 """
 
 from sluice.engine.meter import Meter
+from sluice.ip6.addr import on_link
 from sluice.l2tp.data import DataEncoder, parse_data
 from sluice.l2tp.errors import L2tpError
 from sluice.ppp.framing import PROTO_IP, PROTO_IPV6, PppError, protocol_at
@@ -33,16 +34,19 @@ MAX_PACKET = 65535
 class UserSession:
     """One session of a client the kernel cannot carry: its L2TP peer, prefix, address and counters."""
 
-    __slots__ = ("key", "peer", "ptid", "psid", "mark", "prefix", "prefix6", "enc", "addr", "net6", "rx_packets",
+    __slots__ = ("key", "peer", "ptid", "psid", "mark", "dest", "anc", "prefix", "prefix6", "enc", "addr", "net6",
+                 "rx_packets",
                  "rx_bytes", "tx_packets", "tx_bytes", "rx6_packets", "rx6_bytes", "tx6_packets", "tx6_bytes",
                  "spoofed", "meter_in", "meter_out")
 
-    def __init__(self, key, peer, ptid, psid, sequencing, mark):
+    def __init__(self, key, peer, ptid, psid, sequencing, mark, anc):
         self.key = key          # (our tunnel id, our session id)
         self.peer = peer        # the L2TP peer key (ip, IKE port, inner port)
         self.ptid = ptid
         self.psid = psid
-        self.mark = mark        # the client's outbound mark: its policy and SA
+        self.mark = mark        # the client's mark: its outbound policy and SA, and the set-mark of its inbound SAs
+        self.dest = (peer[0], peer[2])  # where its datagrams go and come from (address, inner port)
+        self.anc = anc          # the SO_MARK control message for `mark`, built once
         enc = DataEncoder(ptid, psid, sequencing)
         # Ns on every message (RFC 2661 5.4, rare): the encoder makes each header; else one prefix for all.
         self.enc = enc if sequencing else None
@@ -56,14 +60,16 @@ class UserSession:
 
 
 class UserSessions:
-    """The user-space sessions of a kernel-path server. `send(peer, parts, mark)` puts an L2TP message (a
-    sequence of buffers) on the wire for the peer key with the mark; `up` is the runner (on_l2tp, on_dhcp)."""
+    """The user-space sessions of a kernel-path server. `send(dest, parts, anc)` puts an L2TP message (a
+    sequence of buffers) on the wire to (address, port) with the control messages `anc` (the client's mark),
+    True when sent; `mark_control(mark)` builds `anc`; `up` is the runner (on_l2tp, on_dhcp)."""
 
-    def __init__(self, loop, up, tun, send, counters):
+    def __init__(self, loop, up, tun, send, mark_control, counters):
         self.loop = loop
         self.up = up
         self.tun = tun
         self.send = send
+        self.mark_control = mark_control
         self.counters = counters    # the kernel plane's counters dict: ours are added to it
         for k in ("user_rx", "user_tx", "user_spoofed", "user_no_route", "user_policed"):
             counters.setdefault(k, 0)
@@ -86,7 +92,7 @@ class UserSessions:
         old = self.sessions.get(key)
         if old is not None:
             self.close(key)
-        s = UserSession(key, peer, ptid, psid, sequencing, mark)
+        s = UserSession(key, peer, ptid, psid, sequencing, mark, self.mark_control(mark))
         self.sessions[key] = s
         self.by_ids[(key[0] << 16) | key[1]] = s
         if not self.reading and self.tun is not None:
@@ -154,9 +160,11 @@ class UserSessions:
 
     # -- from the client -----------------------------------------------------------------------------------
 
-    def take(self, data, key, now):
-        """An L2TP data message from peer `key`: True when it was one of our sessions' IP (written to the TUN
-        or dropped and counted); False to hand it to the endpoint (PPP control, a session not up)."""
+    def take(self, data, src, mark, now):
+        """An L2TP data message from `src` (address, inner port), decrypted by an SA that set `mark` (None: the
+        socket does not hand marks up): True when it was one of our sessions' (its IP written to the TUN, or
+        dropped and counted); False to hand it to the endpoint (PPP control, a session not up, not ours).
+        The mark tells clients behind one address apart: another client there cannot forge this one's IDs."""
         c = self.counters
         try:
             tid, sid, _ns, p, end = parse_data(data, 0, len(data))
@@ -166,13 +174,13 @@ class UserSessions:
         s = self.by_ids.get((tid << 16) | sid)
         if s is None:
             return False
-        if proto == PROTO_IPV6 and s.net6 is not None:
-            return self._ipv6_in(s, data, q, end, key, now)
-        if proto != PROTO_IP or s.addr is None:
-            return False
-        if key != s.peer:
+        if src != s.dest or (mark is not None and mark != s.mark):
             c["wrong_peer"] += 1
             return True
+        if proto == PROTO_IPV6 and s.net6 is not None:
+            return self._ipv6_in(s, data, q, end, now)
+        if proto != PROTO_IP or s.addr is None:
+            return False
         # Only the address this session was given may appear as the source, and only IPv4.
         if end - q < 20 or data[q] >> 4 != 4 or data[q + 12:q + 16] != s.addr:
             s.spoofed += 1
@@ -185,18 +193,14 @@ class UserSessions:
                 return True
         return self._deliver(s, data, q, end, now, False)
 
-    def _ipv6_in(self, s, data, q, end, key, now):
+    def _ipv6_in(self, s, data, q, end, now):
         """An IPv6 packet of the session: to the TUN from its /64; Neighbor Discovery (to a link-local or
         multicast address) to the endpoint (False)."""
         c = self.counters
-        if key != s.peer:
-            c["wrong_peer"] += 1
-            return True
         if end - q < 40 or data[q] >> 4 != 6:
             c["malformed"] += 1
             return True
-        d0 = data[q + 24]
-        if d0 == 0xFF or (d0 == 0xFE and data[q + 25] & 0xC0 == 0x80):
+        if on_link(data, q + 24):
             return False
         if data[q + 8:q + 16] != s.net6:
             s.spoofed += 1
@@ -258,7 +262,7 @@ class UserSessions:
             prefix = s.enc.next_header() + (_PPP_IP6 if six else _PPP_IP)
         else:
             prefix = s.prefix6 if six else s.prefix
-        if self.send(s.peer, (prefix, packet), s.mark):
+        if self.send(s.dest, (prefix, packet), s.anc):
             if six:
                 s.tx6_packets += 1
                 s.tx6_bytes += n

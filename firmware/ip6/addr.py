@@ -103,9 +103,14 @@ def link_local(ifid):
     return _LL + bytes(ifid)
 
 
-def is_link_local(b):
-    return b[0] == 0xFE and (b[1] & 0xC0) == 0x80
+def is_link_local(b, i=0):
+    return b[i] == 0xFE and (b[i + 1] & 0xC0) == 0x80
 
 
-def is_multicast(b):
-    return b[0] == 0xFF
+def is_multicast(b, i=0):
+    return b[i] == 0xFF
+
+
+def on_link(b, i=0):
+    """Is the address at b[i:] link-local or multicast (Neighbor Discovery's destinations), read in place."""
+    return b[i] == 0xFF or (b[i] == 0xFE and (b[i + 1] & 0xC0) == 0x80)

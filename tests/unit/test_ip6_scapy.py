@@ -4,6 +4,7 @@ fields; address text against Python's ipaddress."""
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo,
@@ -140,3 +141,11 @@ def test_garbage_never_escapes_as_anything_but_nderror(data):
             fn()
         except nd.NdError:
             pass
+
+
+@pytest.mark.parametrize("text", ["fe80::1", "febf:ffff::1", "fec0::1", "ff02::2", "ff0e::101", "2001:db8::1",
+                                  "::1", "fe00::1"])
+def test_on_link_reads_an_address_in_place_as_python_ipaddress_classifies_it(text):
+    a = ipaddress.IPv6Address(text)
+    buf = b"\x00" * 24 + a.packed + b"\x00" * 8     # where an IPv6 header's destination sits
+    assert ip6.on_link(buf, 24) == (a.is_link_local or a.is_multicast)

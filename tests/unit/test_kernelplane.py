@@ -122,8 +122,13 @@ class Sockets:
     def set_espinudp(self, sock):
         sock.setsockopt(17, 100, 2)
 
-    def send_marked(self, sock, parts, addr, mark):
-        sock.marked.append((b"".join(bytes(p) for p in parts), addr, mark))
+    def mark_control(self, mark):
+        return [(socket.SOL_SOCKET, 36, mark.to_bytes(4, sys.byteorder))]
+
+    def send_with(self, sock, parts, addr, anc):
+        (level, kind, data), = anc
+        assert (level, kind) == (socket.SOL_SOCKET, 36)
+        sock.marked.append((b"".join(bytes(p) for p in parts), addr, int.from_bytes(data, sys.byteorder)))
 
     def receive_marks(self, sock):
         sock.rcvmark = self.rcvmark
@@ -756,6 +761,10 @@ def test_old_kernel_carries_the_second_client_at_an_address_in_user_space():
     t1.inbox.append((echo, (PEER, 1701), mark2))
     loop.readers[t1](2.1)
     assert tun.taken == [pkt] and plane.counters["user_spoofed"] == 1
+    # Client 1 (same address and inner port, unmarked SA) sending with client 2's IDs: not client 2's.
+    t1.inbox.append((_data(0x0502, 9, 0x21, pkt), (PEER, 1701), 0))
+    loop.readers[t1](2.15)
+    assert tun.taken == [pkt] and plane.counters["wrong_peer"] == 1
     assert up.got[-1] == ("on_l2tp", echo, k2)
     # The endpoint's frames for it leave marked through the listener too.
     plane.send_l2tp(k2, echo)
@@ -960,10 +969,11 @@ def test_a_user_space_session_answers_dhcpinform_and_keeps_its_rate():
     plane.install_sa(A.InstallSa(child_at(4501, 0xA1, 0xB1), None, None))
     plane.install_sa(A.InstallSa(child_at(4502, 0xA2, 0xB2), None, None))
     plane.session_open(A.SessionOpen((0x0502, 9), k2, 0x2222, 88, False))
+    mark2 = {s.spi: s for s in kp.xfrm.list_sas()}[0xA2].set_mark[0]   # what client 2's inbound SA sets
     plane.session_up(A.SessionUp((0x0502, 9), k2, b"", False, "10.77.0.11", "sls0", rate=40000))
     listener = socks.made[2]
     inform = bytes(IP(src="10.77.0.11", dst="255.255.255.255") / UDP(sport=68, dport=67) / (b"\0" * 240))
-    listener.inbox.append((_data(0x0502, 9, 0x21, inform), (PEER, 1701), 0))
+    listener.inbox.append((_data(0x0502, 9, 0x21, inform), (PEER, 1701), mark2))
     plane.key_of_tid[0x0502] = k2
     loop.readers[listener](1.0)
     assert up.got[-1][:2] == ("on_dhcp", (0x0502, 9)) and tun.taken == []
@@ -971,7 +981,7 @@ def test_a_user_space_session_answers_dhcpinform_and_keeps_its_rate():
     assert listener.marked[-1][0].endswith(b"\x45" + b"\0" * 27)
     # 40 kB/s with a 32 kB burst: a burst of 1400-byte packets in one instant is cut after about 23.
     big = _ip4("10.77.0.11", "192.0.2.80", 1372)
-    listener.inbox += [(_data(0x0502, 9, 0x21, big), (PEER, 1701), 0)] * 30
+    listener.inbox += [(_data(0x0502, 9, 0x21, big), (PEER, 1701), mark2)] * 30
     for _ in range(2):
         loop.readers[listener](2.0)
     assert 20 <= len(tun.taken) <= 25 and plane.counters["user_policed"] == 30 - len(tun.taken)
