@@ -19,6 +19,7 @@ PSK = "q7Xc2R9vLm4TnB8wKe1ZpD6sHy3JuF0aGiVoNtWb5Ek"
 AUTH_METHODS = ("mschapv2", "chap", "pap")
 
 POOL_LOCAL = "10.77.0.1"
+PPPD_MRU = 1280  # pppd's mtu and mru at both reference ends: what a Sluice unit facing one may send
 POOL_START = "10.77.0.10"
 POOL_END = "10.77.0.250"
 
@@ -64,8 +65,8 @@ def xl2tpd_lns(auth="mschapv2"):
             ["auth"] + _pppd_auth_lines(auth, server=True) + [
                 "ms-dns %s" % POOL_LOCAL,
                 "noccp",
-                "mtu 1280",
-                "mru 1280",
+                "mtu %d" % PPPD_MRU,
+                "mru %d" % PPPD_MRU,
                 "lcp-echo-interval 30",
                 "lcp-echo-failure 4",
                 "nodefaultroute",
@@ -108,8 +109,8 @@ def xl2tpd_lac(server_ip, auth="mschapv2", lac="lab"):
                 "nodefaultroute",
                 "usepeerdns",
                 "noccp",
-                "mtu 1280",
-                "mru 1280",
+                "mtu %d" % PPPD_MRU,
+                "mru %d" % PPPD_MRU,
                 "lcp-echo-interval 30",
                 "lcp-echo-failure 4",
                 "debug",

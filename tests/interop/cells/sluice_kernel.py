@@ -63,7 +63,8 @@ def _status(g, name):
         raise CellFailure("sluice status --json --name %s printed no JSON:\n%s\n%s" % (name, p.stdout, p.stderr))
 
 
-def _check_kernel_up(g, name, unit_re):
+def _check_kernel_up(g, name, unit_re, peer_mru=peers.PPPD_MRU):
+    """Sluice's kernel state with the session up; peer_mru: the MRU the peer asked for (None: not checked)."""
     v = _kernel_view(g)
     check(_our_states(v["state"]) >= 2 and "mode transport" in v["state"],
           "%s: no XFRM state of Sluice's reqid range:\n%s" % (g.name, v["state"]))
@@ -80,6 +81,11 @@ def _check_kernel_up(g, name, unit_re):
     check(sessions and all(s.get("datapath") == "kernel" for s in sessions),
           "%s: sessions in status: %r" % (g.name, sessions))
     unit = re.search(r"^\d+: ([^:@]+)", units[0]).group(1)
+    if peer_mru is not None:
+        # The peer's LCP MRU (pppd's is below our option mtu 1400) caps what the unit sends.
+        mtu = re.search(r" mtu (\d+) ", units[0])
+        check(mtu and int(mtu.group(1)) == peer_mru, "%s: unit %s has %s, the peer's MRU is %d" % (
+            g.name, unit, mtu.group(0).strip() if mtu else "no mtu", peer_mru))
     return unit, _our_states(v["state"])
 
 

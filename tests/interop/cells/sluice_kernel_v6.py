@@ -240,7 +240,7 @@ def cell_lac_ipv6_kernel(bed):
         if not up.get("ok"):
             raise CellFailure("the kernel-path client in %s did not come up: %s\n%s\n%s" % (
                 lac.name, up.get("error"), guest_logs(lac, SLUICE_LOG), guest_logs(srv, SLUICE_LOG)))
-        _check_kernel_up(lac, "lac", r"\bslc0\b")
+        _check_kernel_up(lac, "lac", r"\bslc0\b", peer_mru=None)   # the peer is a Sluice server
         r = lac.ssh("i=0; until ip -6 addr show dev slc0 scope global | grep -q '2001:db8:77:'; do "
                     "[ $i -lt 100 ] || exit 1; sleep 0.2; i=$((i+1)); done", check=False, timeout=40)
         addrs = lac.sh("ip -6 addr show dev slc0")
